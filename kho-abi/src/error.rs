@@ -1,0 +1,244 @@
+//! The error type of the wire layer and the errno mapping shared by all kho
+//! crates.
+
+use crate::addr::PhysAddr;
+
+/// Linux errno values that kho errors map to, so the C ABI can return
+/// `0` or `-errno` exactly like the kernel API it mirrors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum Errno {
+    /// No such entry (`ENOENT`, 2).
+    NoEnt = 2,
+    /// Out of memory (`ENOMEM`, 12).
+    NoMem = 12,
+    /// Resource busy (`EBUSY`, 16).
+    Busy = 16,
+    /// Already exists (`EEXIST`, 17).
+    Exist = 17,
+    /// Invalid argument or corrupt input (`EINVAL`, 22).
+    Inval = 22,
+    /// No space left (`ENOSPC`, 28).
+    NoSpc = 28,
+    /// Value out of range (`ERANGE`, 34).
+    Range = 34,
+    /// Operation not supported (`EOPNOTSUPP`, 95).
+    OpNotSupp = 95,
+}
+
+impl Errno {
+    /// The positive errno number.
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The kernel-style return value: `-errno`.
+    pub const fn neg(self) -> i32 {
+        -(self as i32)
+    }
+}
+
+/// Implemented by every kho error type: the errno a C caller sees.
+pub trait ToErrno {
+    /// The errno this error maps to.
+    fn errno(&self) -> Errno;
+}
+
+/// Errors of the wire layer: decoding, validation and the platform seam.
+///
+/// Every variant names the field (`what`) it is about and carries the
+/// offending value, so a corrupt handover is reported as "what, and where".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AbiError {
+    /// A buffer was shorter than the layout read from it.
+    #[error("{what}: buffer of {have} bytes, need {need}")]
+    Short {
+        /// The layout being read.
+        what: &'static str,
+        /// Bytes required.
+        need: usize,
+        /// Bytes available.
+        have: usize,
+    },
+    /// A magic number did not match.
+    #[error("{what}: bad magic {found:#x}, expected {expected:#x}")]
+    BadMagic {
+        /// The field.
+        what: &'static str,
+        /// The value found.
+        found: u64,
+        /// The value required.
+        expected: u64,
+    },
+    /// A version number this build cannot read.
+    #[error("{what}: unsupported version {found}")]
+    BadVersion {
+        /// The field.
+        what: &'static str,
+        /// The value found.
+        found: u64,
+    },
+    /// A compatible string that this build cannot read.
+    #[error("{what}: incompatible, expected {expected:?}")]
+    BadCompatible {
+        /// Where the compatible string was read.
+        what: &'static str,
+        /// What this build can read there.
+        expected: &'static str,
+    },
+    /// A malformed composite compatible string or an invalid component.
+    #[error("{what}: malformed compatible string at byte {offset}")]
+    MalformedCompatible {
+        /// Where the string came from.
+        what: &'static str,
+        /// Byte offset of the problem.
+        offset: usize,
+    },
+    /// An address that must be non-zero was zero.
+    #[error("{what}: address is zero")]
+    ZeroAddress {
+        /// The field.
+        what: &'static str,
+    },
+    /// An address that is not aligned as required.
+    #[error("{what}: address {pa} is not aligned to {align:#x}")]
+    Misaligned {
+        /// The field.
+        what: &'static str,
+        /// The offending address.
+        pa: PhysAddr,
+        /// The required alignment in bytes.
+        align: u64,
+    },
+    /// An order above the permitted maximum.
+    #[error("{what}: order {order} above the maximum {max}")]
+    OrderTooLarge {
+        /// The field.
+        what: &'static str,
+        /// The offending order.
+        order: u64,
+        /// The largest order permitted.
+        max: u32,
+    },
+    /// A radix key wider than the key width.
+    #[error("{what}: key {key:#x} is wider than {bits} bits")]
+    KeyTooWide {
+        /// Where the key came from.
+        what: &'static str,
+        /// The offending key.
+        key: u64,
+        /// The key width of this geometry.
+        bits: u32,
+    },
+    /// A radix key of zero (it carries no order bit).
+    #[error("{what}: key is zero")]
+    ZeroKey {
+        /// Where the key came from.
+        what: &'static str,
+    },
+    /// A count larger than its capacity.
+    #[error("{what}: count {count} above capacity {max}")]
+    CountTooLarge {
+        /// The field.
+        what: &'static str,
+        /// The offending count.
+        count: u64,
+        /// The capacity.
+        max: u64,
+    },
+    /// A count, size or value outside what the layout allows.
+    #[error("{what}: invalid value {value:#x}")]
+    InvalidValue {
+        /// The field.
+        what: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+    /// Flag bits this build does not understand.
+    #[error("{what}: unsupported flags {flags:#x}")]
+    UnsupportedFlags {
+        /// The field.
+        what: &'static str,
+        /// The offending bits.
+        flags: u64,
+    },
+    /// Arithmetic on an address or size overflowed.
+    #[error("{what}: address arithmetic overflows")]
+    Overflow {
+        /// The computation.
+        what: &'static str,
+    },
+    /// A physical range that is not entirely RAM.
+    #[error("{pa}+{len:#x} is not RAM")]
+    NotRam {
+        /// Start of the range.
+        pa: PhysAddr,
+        /// Length in bytes.
+        len: u64,
+    },
+    /// The platform could not allocate pages.
+    #[error("out of memory allocating order-{order} pages")]
+    NoMemory {
+        /// The order requested.
+        order: u32,
+    },
+    /// A block that was not preserved at this order, or already claimed.
+    #[error("{pa} order {order} is not a preserved, unclaimed block")]
+    NotPreserved {
+        /// The block.
+        pa: PhysAddr,
+        /// The order asked for.
+        order: u32,
+    },
+    /// A block that may not be preserved where it is (scratch, NUMA
+    /// boundary, outside RAM).
+    #[error("{pa} order {order} may not be preserved: {why}")]
+    Forbidden {
+        /// The block.
+        pa: PhysAddr,
+        /// Its order.
+        order: u32,
+        /// The rule it breaks.
+        why: &'static str,
+    },
+}
+
+impl ToErrno for AbiError {
+    fn errno(&self) -> Errno {
+        match self {
+            AbiError::OrderTooLarge { .. } | AbiError::KeyTooWide { .. } => Errno::Range,
+            AbiError::NoMemory { .. } => Errno::NoMem,
+            AbiError::UnsupportedFlags { .. } => Errno::OpNotSupp,
+            AbiError::NotPreserved { .. } => Errno::NoEnt,
+            AbiError::Forbidden { .. } => Errno::Busy,
+            _ => Errno::Inval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_values_are_linux_ones() {
+        assert_eq!(Errno::NoEnt.code(), 2);
+        assert_eq!(Errno::NoMem.code(), 12);
+        assert_eq!(Errno::Busy.code(), 16);
+        assert_eq!(Errno::Exist.code(), 17);
+        assert_eq!(Errno::Inval.code(), 22);
+        assert_eq!(Errno::NoSpc.code(), 28);
+        assert_eq!(Errno::Range.code(), 34);
+        assert_eq!(Errno::OpNotSupp.neg(), -95);
+    }
+
+    #[test]
+    fn mapping() {
+        let e = AbiError::KeyTooWide { what: "key", key: 1 << 60, bits: 53 };
+        assert_eq!(e.errno(), Errno::Range);
+        assert_eq!(AbiError::NoMemory { order: 0 }.errno(), Errno::NoMem);
+        assert_eq!(AbiError::ZeroAddress { what: "x" }.errno(), Errno::Inval);
+        assert_eq!(AbiError::UnsupportedFlags { what: "x", flags: 4 }.errno(), Errno::OpNotSupp);
+    }
+}

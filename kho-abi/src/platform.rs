@@ -1,0 +1,176 @@
+//! The platform seam: how kho reaches memory.
+//!
+//! kho never touches memory except through these traits, implemented by
+//! whoever embeds it — a kernel's linear map, firmware's identity map, or
+//! `kho-sim`. There is no global state: every operation takes its platform
+//! explicitly.
+//!
+//! - [`PhysMem`] turns a PA into a pointer and refuses PAs outside RAM; this
+//!   is where every address read from incoming state is bounds-checked.
+//! - [`PageAlloc`] hands out and takes back zeroed pages by order; all
+//!   metadata pages come from it, never from a global allocator.
+//! - [`Preserve`] and [`Claim`] are the tracker's side of the seam: marking
+//!   blocks for the next kernel and, in the next kernel, taking ownership
+//!   of them. `kho-track` implements both; primitives such as block sets
+//!   and vmalloc areas only depend on the traits, so each can be tested
+//!   alone and used by a kernel with a tracker of its own.
+
+use core::ptr::NonNull;
+
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+use crate::addr::{Order, PhysAddr};
+use crate::error::AbiError;
+
+/// Translation of physical addresses to pointers.
+///
+/// # Safety
+///
+/// An implementation promises, for every `Ok(ptr)` returned by
+/// [`phys_to_virt`](PhysMem::phys_to_virt) for `(pa, len)`:
+///
+/// - `ptr` is valid for reads and writes of `len` bytes, and those bytes are
+///   the RAM at `pa..pa + len`, contiguous in virtual memory;
+/// - `ptr` has the same offset from an 8-byte boundary as `pa` (so aligned
+///   PAs give aligned pointers, which atomics rely on);
+/// - the pointer stays valid for as long as the platform value lives;
+/// - the implementation itself does not read or write those bytes while kho
+///   holds them, except where its own documentation says so (for example a
+///   simulator poisoning free pages at a defined point).
+///
+/// It refuses (`Err(NotRam)`) any range not entirely inside RAM.
+pub unsafe trait PhysMem {
+    /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
+    fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError>;
+
+    /// Whether a block of `order` at `pa` spans more than one NUMA node;
+    /// the tracker never preserves such a block. The default knows of one
+    /// node only.
+    fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
+        let _ = (pa, order);
+        false
+    }
+}
+
+/// Allocation of zeroed pages.
+pub trait PageAlloc {
+    /// Allocates `2^order` zeroed, naturally aligned pages.
+    fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError>;
+
+    /// Returns pages obtained from [`alloc_pages`](PageAlloc::alloc_pages)
+    /// with the same order, or adopted through [`Claim`]. The caller no
+    /// longer uses them.
+    fn free_pages(&self, pa: PhysAddr, order: Order);
+
+    /// The largest order this platform allocates or preserves (the kernel's
+    /// `MAX_PAGE_ORDER`, or a larger folio order where huge folios exist).
+    fn max_order(&self) -> Order;
+}
+
+/// The outgoing side of the tracker: blocks marked for the next kernel.
+pub trait Preserve {
+    /// Marks a block of `2^order` pages at `pa` as preserved.
+    fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError>;
+
+    /// Undoes [`preserve`](Preserve::preserve) of the same block.
+    fn unpreserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError>;
+}
+
+/// The incoming side of the tracker: taking ownership of preserved blocks.
+pub trait Claim {
+    /// Takes ownership of the block at `pa`: fails with `NotPreserved`
+    /// unless exactly that block was preserved with that order and has not
+    /// been claimed before.
+    fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError>;
+
+    /// Gives a claimed block back, as if it had never been claimed (used to
+    /// undo a restore that failed part-way).
+    fn unclaim(&self, pa: PhysAddr, order: Order);
+}
+
+/// Copies `buf.len()` bytes of RAM at `pa` into `buf`.
+pub fn read_phys_bytes<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &mut [u8]) -> Result<(), AbiError> {
+    let src = mem.phys_to_virt(pa, buf.len() as u64)?;
+    // SAFETY: `PhysMem` guarantees `src` is valid for reads of `buf.len()`
+    // bytes; `buf` is a distinct Rust allocation, so they do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Copies `buf` into RAM at `pa`.
+pub fn write_phys_bytes<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &[u8]) -> Result<(), AbiError> {
+    let dst = mem.phys_to_virt(pa, buf.len() as u64)?;
+    // SAFETY: `PhysMem` guarantees `dst` is valid for writes of `buf.len()`
+    // bytes; `buf` is a distinct Rust allocation, so they do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), dst.as_ptr(), buf.len()) };
+    Ok(())
+}
+
+/// Reads a `T` from RAM at `pa` (no alignment needed).
+pub fn read_phys<T: FromBytes + IntoBytes, M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr) -> Result<T, AbiError> {
+    let mut value = T::new_zeroed();
+    read_phys_bytes(mem, pa, value.as_mut_bytes())?;
+    Ok(value)
+}
+
+/// Writes `value` to RAM at `pa` (no alignment needed).
+pub fn write_phys<T: IntoBytes + Immutable, M: PhysMem + ?Sized>(
+    mem: &M,
+    pa: PhysAddr,
+    value: &T,
+) -> Result<(), AbiError> {
+    write_phys_bytes(mem, pa, value.as_bytes())
+}
+
+/// Fills `len` bytes of RAM at `pa` with zeros.
+pub fn zero_phys<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, len: u64) -> Result<(), AbiError> {
+    let dst = mem.phys_to_virt(pa, len)?;
+    let len = usize::try_from(len).map_err(|_| AbiError::Overflow { what: "zero_phys length" })?;
+    // SAFETY: `PhysMem` guarantees `dst` is valid for writes of `len` bytes.
+    unsafe { core::ptr::write_bytes(dst.as_ptr(), 0, len) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::cell::UnsafeCell;
+
+    /// 4 pages of RAM at PA 0x10000, 4 KiB-aligned storage.
+    #[repr(C, align(4096))]
+    struct TinyRam(UnsafeCell<[u8; 4 * 4096]>);
+
+    const BASE: u64 = 0x10000;
+
+    // SAFETY: pointers are into `self.0`, valid while `self` lives, offsets
+    // preserve 8-byte alignment because the storage is page aligned and
+    // BASE is too, and ranges outside the 4 pages are refused.
+    unsafe impl PhysMem for TinyRam {
+        fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+            let off = pa.checked_offset_from(PhysAddr::new(BASE)).ok_or(AbiError::NotRam { pa, len })?;
+            let end = off.checked_add(len).ok_or(AbiError::NotRam { pa, len })?;
+            if end > 4 * 4096 {
+                return Err(AbiError::NotRam { pa, len });
+            }
+            // SAFETY: `off < 4 * 4096`, inside the array.
+            let p = unsafe { self.0.get().cast::<u8>().add(off as usize) };
+            NonNull::new(p).ok_or(AbiError::NotRam { pa, len })
+        }
+    }
+
+    #[test]
+    fn typed_access_round_trips_and_bounds_are_checked() {
+        let ram = TinyRam(UnsafeCell::new([0; 4 * 4096]));
+        let pa = PhysAddr::new(BASE + 12);
+        write_phys(&ram, pa, &0x1122_3344_5566_7788u64).unwrap();
+        assert_eq!(read_phys::<u64, _>(&ram, pa).unwrap(), 0x1122_3344_5566_7788);
+        let top = PhysAddr::new(BASE + 4 * 4096 - 4);
+        assert_eq!(read_phys::<u64, _>(&ram, top), Err(AbiError::NotRam { pa: top, len: 8 }));
+        assert!(read_phys::<u32, _>(&ram, top).is_ok());
+        assert!(read_phys::<u8, _>(&ram, PhysAddr::new(BASE - 1)).is_err());
+        assert!(read_phys::<u8, _>(&ram, PhysAddr::new(u64::MAX)).is_err());
+        zero_phys(&ram, pa, 8).unwrap();
+        assert_eq!(read_phys::<u64, _>(&ram, pa).unwrap(), 0);
+        assert!(!ram.crosses_node(pa, Order::ZERO));
+    }
+}

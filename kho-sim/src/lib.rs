@@ -1,0 +1,1 @@
+//! A simulated machine for kho's tests, examples, benches and fuzzers.

@@ -1,0 +1,2 @@
+//! `vmalloc-v1`: preservation of virtually contiguous areas.
+#![cfg_attr(not(test), no_std)]
