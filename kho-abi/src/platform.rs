@@ -88,6 +88,79 @@ pub trait Claim {
     fn unclaim(&self, pa: PhysAddr, order: Order);
 }
 
+/// A platform's memory joined with a tracker: the one value a primitive
+/// (block set, vmalloc area, array) takes, implementing [`PhysMem`] and
+/// [`PageAlloc`] through `mem` and [`Preserve`] / [`Claim`] through
+/// `tracker`.
+#[derive(Debug)]
+pub struct WithTracker<'a, M: ?Sized, T: ?Sized> {
+    /// Memory and page allocation.
+    pub mem: &'a M,
+    /// Preservation (outgoing) or claiming (incoming).
+    pub tracker: &'a T,
+}
+
+impl<M: ?Sized, T: ?Sized> Clone for WithTracker<'_, M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: ?Sized, T: ?Sized> Copy for WithTracker<'_, M, T> {}
+
+impl<'a, M: ?Sized, T: ?Sized> WithTracker<'a, M, T> {
+    /// Joins `mem` and `tracker`.
+    pub const fn new(mem: &'a M, tracker: &'a T) -> Self {
+        WithTracker { mem, tracker }
+    }
+}
+
+// SAFETY: every pointer comes from `M::phys_to_virt`, whose guarantees are
+// passed through unchanged.
+unsafe impl<M: PhysMem + ?Sized, T: ?Sized> PhysMem for WithTracker<'_, M, T> {
+    fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+        self.mem.phys_to_virt(pa, len)
+    }
+
+    fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
+        self.mem.crosses_node(pa, order)
+    }
+}
+
+impl<M: PageAlloc + ?Sized, T: ?Sized> PageAlloc for WithTracker<'_, M, T> {
+    fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
+        self.mem.alloc_pages(order)
+    }
+
+    fn free_pages(&self, pa: PhysAddr, order: Order) {
+        self.mem.free_pages(pa, order)
+    }
+
+    fn max_order(&self) -> Order {
+        self.mem.max_order()
+    }
+}
+
+impl<M: ?Sized, T: Preserve + ?Sized> Preserve for WithTracker<'_, M, T> {
+    fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+        self.tracker.preserve(pa, order)
+    }
+
+    fn unpreserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+        self.tracker.unpreserve(pa, order)
+    }
+}
+
+impl<M: ?Sized, T: Claim + ?Sized> Claim for WithTracker<'_, M, T> {
+    fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+        self.tracker.claim(pa, order)
+    }
+
+    fn unclaim(&self, pa: PhysAddr, order: Order) {
+        self.tracker.unclaim(pa, order)
+    }
+}
+
 /// Copies `buf.len()` bytes of RAM at `pa` into `buf`.
 pub fn read_phys_bytes<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, buf: &mut [u8]) -> Result<(), AbiError> {
     let src = mem.phys_to_virt(pa, buf.len() as u64)?;
