@@ -1,0 +1,180 @@
+//! The outgoing radix tree: lock-free insertion and removal of keys.
+//!
+//! Tables are installed with one compare-and-swap per missing branch: a
+//! thread that finds an empty slot builds the whole missing branch below it
+//! privately (tables down to the leaf, with its own bit already set) and
+//! publishes it with a single CAS. If the allocation of any page fails, the
+//! private pages are freed and nothing was ever visible; if another thread
+//! won the slot, the loser frees its branch and descends into the winner's.
+//! Leaf bits are set and cleared with atomic `or` / `and`. Nodes are never
+//! freed while the tree is shared ([`RadixTree::destroy`] takes it by value),
+//! exactly as in the kernel, so there is no reclamation problem.
+
+use kho_abi::{AbiError, GEOMETRY, PhysAddr, RadixKey};
+
+use crate::mem::{TreeMem, WORDS};
+use crate::sync::{AtomicU64, Ordering};
+
+/// Level of the root table.
+pub(crate) const ROOT_LEVEL: u32 = GEOMETRY.depth - 1;
+
+/// A radix tree of preserved blocks, identified by its root page.
+#[derive(Debug)]
+pub struct RadixTree {
+    root: PhysAddr,
+}
+
+fn leaf_word(words: &[AtomicU64; WORDS], key: RadixKey) -> (&AtomicU64, u64) {
+    let bit = key.bitmap_index();
+    (&words[bit / 64], 1u64 << (bit % 64))
+}
+
+impl RadixTree {
+    /// Allocates an empty tree (one zeroed root table).
+    pub fn new<M: TreeMem + ?Sized>(mem: &M) -> Result<RadixTree, AbiError> {
+        Ok(RadixTree { root: mem.alloc_node()? })
+    }
+
+    /// Adopts the tree whose root table is at `root` (for example one a
+    /// previous kernel left). Nothing is checked here; walks validate.
+    pub const fn from_root(root: PhysAddr) -> RadixTree {
+        RadixTree { root }
+    }
+
+    /// PA of the root table.
+    pub const fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// Sets `key`. Returns whether it was clear before (a new preservation).
+    /// On allocation failure nothing new is reachable from the root.
+    pub fn insert<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
+        let mut node = mem.words(self.root)?;
+        let mut level = ROOT_LEVEL;
+        while level > 0 {
+            let slot = &node[key.table_index(level)];
+            let mut child = slot.load(Ordering::Acquire);
+            if child == 0 {
+                match graft(mem, slot, key, level)? {
+                    None => return Ok(true),
+                    Some(winner) => child = winner,
+                }
+            }
+            node = mem.words(PhysAddr::new(child))?;
+            level -= 1;
+        }
+        let (word, mask) = leaf_word(node, key);
+        Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0)
+    }
+
+    /// Clears `key`. Returns whether it was set. Tables are never freed.
+    pub fn remove<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
+        match self.leaf(mem, key)? {
+            None => Ok(false),
+            Some(words) => {
+                let (word, mask) = leaf_word(words, key);
+                Ok(word.fetch_and(!mask, Ordering::Relaxed) & mask != 0)
+            }
+        }
+    }
+
+    /// Whether `key` is set.
+    pub fn contains<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
+        match self.leaf(mem, key)? {
+            None => Ok(false),
+            Some(words) => {
+                let (word, mask) = leaf_word(words, key);
+                Ok(word.load(Ordering::Relaxed) & mask != 0)
+            }
+        }
+    }
+
+    /// The leaf holding `key`, if the path to it exists.
+    fn leaf<'m, M: TreeMem + ?Sized>(
+        &self,
+        mem: &'m M,
+        key: RadixKey,
+    ) -> Result<Option<&'m [AtomicU64; WORDS]>, AbiError> {
+        let mut node = mem.words(self.root)?;
+        for level in (1..=ROOT_LEVEL).rev() {
+            let child = node[key.table_index(level)].load(Ordering::Acquire);
+            if child == 0 {
+                return Ok(None);
+            }
+            node = mem.words(PhysAddr::new(child))?;
+        }
+        Ok(Some(node))
+    }
+
+    /// Frees every page of the tree. Slots that do not point at pages the
+    /// tree could have allocated (unaligned, outside RAM) are skipped, so a
+    /// damaged tree leaks rather than frees foreign memory.
+    pub fn destroy<M: TreeMem + ?Sized>(self, mem: &M) {
+        free_subtree(mem, self.root, ROOT_LEVEL);
+    }
+}
+
+/// Frees the node at `pa` (at `level`) and everything below it.
+fn free_subtree<M: TreeMem + ?Sized>(mem: &M, pa: PhysAddr, level: u32) {
+    if level > 0
+        && let Ok(words) = mem.words(pa)
+    {
+        for slot in words.iter() {
+            let child = slot.load(Ordering::Acquire);
+            if child != 0 {
+                free_subtree(mem, PhysAddr::new(child), level - 1);
+            }
+        }
+    }
+    mem.free_node(pa);
+}
+
+/// Builds the branch for `key` below the empty `slot` of a table at `level`
+/// and tries to install it. Returns `None` if installed (the key is set),
+/// or the winner's child PA if another thread filled the slot first.
+fn graft<M: TreeMem + ?Sized>(mem: &M, slot: &AtomicU64, key: RadixKey, level: u32) -> Result<Option<u64>, AbiError> {
+    let top = mem.alloc_node()?;
+    if let Err(e) = build_branch(mem, top, key, level - 1) {
+        free_branch(mem, top, key, level - 1);
+        return Err(e);
+    }
+    match slot.compare_exchange(0, top.as_u64(), Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(None),
+        Err(winner) => {
+            free_branch(mem, top, key, level - 1);
+            Ok(Some(winner))
+        }
+    }
+}
+
+/// Fills the private node `top` at `level` with the path to `key`, setting
+/// its bit in the leaf.
+fn build_branch<M: TreeMem + ?Sized>(mem: &M, top: PhysAddr, key: RadixKey, level: u32) -> Result<(), AbiError> {
+    let mut node = top;
+    for l in (1..=level).rev() {
+        let child = mem.alloc_node()?;
+        // Private until published by the CAS in `graft`, whose release
+        // ordering makes these stores visible with it.
+        mem.words(node)?[key.table_index(l)].store(child.as_u64(), Ordering::Relaxed);
+        node = child;
+    }
+    let (word, mask) = leaf_word(mem.words(node)?, key);
+    word.store(mask, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Frees a private branch built by [`build_branch`], however far it got.
+fn free_branch<M: TreeMem + ?Sized>(mem: &M, top: PhysAddr, key: RadixKey, level: u32) {
+    let mut node = top;
+    let mut l = level;
+    loop {
+        let next =
+            if l > 0 { mem.words(node).map(|w| w[key.table_index(l)].load(Ordering::Relaxed)).unwrap_or(0) } else { 0 };
+        mem.free_node(node);
+        if next == 0 {
+            break;
+        }
+        node = PhysAddr::new(next);
+        l -= 1;
+    }
+}

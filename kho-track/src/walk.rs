@@ -1,0 +1,319 @@
+//! Walking a radix tree: every leaf, every block, or coalesced ranges.
+//!
+//! A walk may run over a tree a previous kernel left, which is untrusted:
+//! every slot is checked for alignment and RAM before it is followed, keys
+//! are checked against the key width, and a [`Guard`] can reject nodes
+//! reached twice (a hostile tree can hang one table under every slot, which
+//! would otherwise make the walk exponential in the depth) or lying in
+//! scratch areas. The recursion depth is the tree depth, fixed by the page
+//! size.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::ops::ControlFlow;
+
+use kho_abi::{GEOMETRY, KhoScratch, Order, PAGE_SIZE, PhysAddr, RadixKey, TABLE_ENTRIES};
+
+use crate::error::{TrackError, TreeFault};
+use crate::mem::{TreeMem, WORDS};
+use crate::sync::{AtomicU64, Ordering};
+use crate::tree::ROOT_LEVEL;
+
+/// Checks applied to each node a walk reaches.
+#[derive(Debug, Default)]
+pub struct Guard<'s> {
+    /// Node PAs seen so far, when sharing is to be detected.
+    seen: Option<BTreeSet<u64>>,
+    /// Areas no node may lie in.
+    scratch: &'s [KhoScratch],
+    /// Every node reached, when collected.
+    nodes: Option<Vec<PhysAddr>>,
+}
+
+impl<'s> Guard<'s> {
+    /// No checks beyond alignment and RAM: for trees this kernel built.
+    pub fn trusted() -> Guard<'static> {
+        Guard { seen: None, scratch: &[], nodes: None }
+    }
+
+    /// Full checks for a tree from a previous kernel: no node reached twice,
+    /// none in `scratch`; every node is recorded.
+    pub fn untrusted(scratch: &'s [KhoScratch]) -> Guard<'s> {
+        Guard { seen: Some(BTreeSet::new()), scratch, nodes: Some(Vec::new()) }
+    }
+
+    /// Records every node reached, with no other checks.
+    pub fn collecting() -> Guard<'static> {
+        Guard { seen: None, scratch: &[], nodes: Some(Vec::new()) }
+    }
+
+    /// The nodes reached, if they were recorded.
+    pub fn into_nodes(self) -> Vec<PhysAddr> {
+        self.nodes.unwrap_or_default()
+    }
+
+    fn enter(&mut self, pa: PhysAddr, parent: PhysAddr, level: u32, index: usize) -> Result<(), TrackError> {
+        let fault = |fault| TrackError::Tree { node: parent, level, index, fault };
+        if let Some(seen) = &mut self.seen
+            && !seen.insert(pa.as_u64())
+        {
+            return Err(fault(TreeFault::Shared));
+        }
+        if self.scratch.iter().any(|s| s.overlaps(pa, PAGE_SIZE as u64)) {
+            return Err(fault(TreeFault::InScratch));
+        }
+        if let Some(nodes) = &mut self.nodes {
+            nodes.push(pa);
+        }
+        Ok(())
+    }
+}
+
+/// A read-only view of a tree rooted at `root`.
+pub struct TreeView<'m, M: ?Sized> {
+    mem: &'m M,
+    root: PhysAddr,
+}
+
+type Words<'m> = &'m [AtomicU64; WORDS];
+
+impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
+    /// A view of the tree at `root` in `mem`.
+    pub fn new(mem: &'m M, root: PhysAddr) -> Self {
+        TreeView { mem, root }
+    }
+
+    fn node(&self, pa: PhysAddr, parent: PhysAddr, level: u32, index: usize) -> Result<Words<'m>, TrackError> {
+        if !pa.is_page_aligned() {
+            return Err(TrackError::Tree { node: parent, level, index, fault: TreeFault::Misaligned });
+        }
+        self.mem.words(pa).map_err(|_| TrackError::Tree { node: parent, level, index, fault: TreeFault::NotRam })
+    }
+
+    /// Calls `f(base_key, leaf)` for every leaf in ascending key order;
+    /// `base_key` is the key of the leaf's bit 0.
+    pub fn for_each_leaf<B>(
+        &self,
+        guard: &mut Guard<'_>,
+        f: &mut dyn FnMut(u64, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
+    ) -> Result<ControlFlow<B>, TrackError> {
+        guard.enter(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+        let root = self.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+        self.visit(root, self.root, ROOT_LEVEL, 0, guard, f)
+    }
+
+    fn visit<B>(
+        &self,
+        words: Words<'m>,
+        pa: PhysAddr,
+        level: u32,
+        prefix: u64,
+        guard: &mut Guard<'_>,
+        f: &mut dyn FnMut(u64, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
+    ) -> Result<ControlFlow<B>, TrackError> {
+        if level == 0 {
+            return f(prefix, words);
+        }
+        let shift = GEOMETRY.level_shift(level);
+        for (index, slot) in words.iter().enumerate().take(TABLE_ENTRIES) {
+            let raw = slot.load(Ordering::Acquire);
+            if raw == 0 {
+                continue;
+            }
+            let child_prefix = prefix | ((index as u64) << shift);
+            if child_prefix >> GEOMETRY.key_bits != 0 {
+                return Err(TrackError::Tree { node: pa, level, index, fault: TreeFault::KeyTooWide });
+            }
+            let child = PhysAddr::new(raw);
+            let child_words = self.node(child, pa, level, index)?;
+            guard.enter(child, pa, level, index)?;
+            if let ControlFlow::Break(b) = self.visit(child_words, child, level - 1, child_prefix, guard, f)? {
+                return Ok(ControlFlow::Break(b));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// Calls `f(pa, order)` for every block in the kernel's order
+    /// (ascending key: larger orders first, then ascending PA).
+    pub fn for_each_block<B>(
+        &self,
+        guard: &mut Guard<'_>,
+        f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>, TrackError> {
+        self.for_each_leaf(guard, &mut |base, leaf| {
+            for (w, word) in leaf.iter().enumerate() {
+                let mut bits = word.load(Ordering::Relaxed);
+                while bits != 0 {
+                    let raw = base | (w as u64 * 64 + u64::from(bits.trailing_zeros()));
+                    bits &= bits - 1;
+                    let key = RadixKey::from_raw(raw).map_err(|_| TrackError::Tree {
+                        node: PhysAddr::NULL,
+                        level: 0,
+                        index: (raw & (GEOMETRY.bitmap_len as u64 - 1)) as usize,
+                        fault: TreeFault::ZeroKey,
+                    })?;
+                    let (pa, order) = key.decode();
+                    if let ControlFlow::Break(b) = f(pa, order) {
+                        return Ok(ControlFlow::Break(b));
+                    }
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })
+    }
+
+    /// Calls `f(start, len)` for every maximal run of preserved memory in
+    /// ascending PA order: adjacent or overlapping blocks of any order are
+    /// merged, so a fully preserved GiB is one call.
+    pub fn for_each_range<B>(
+        &self,
+        f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>, TrackError> {
+        let mut runs: [Option<OrderRuns<'m, M>>; 64] = [const { None }; 64];
+        let mut heads: [Option<(u64, u64)>; 64] = [None; 64];
+        for order in 0..=GEOMETRY.max_key_order {
+            let mut r = OrderRuns::new(self, order);
+            heads[order as usize] = r.next_run()?;
+            runs[order as usize] = Some(r);
+        }
+        let mut acc: Option<(u64, u64)> = None;
+        loop {
+            let Some(o) = (0..64).filter(|&o| heads[o].is_some()).min_by_key(|&o| heads[o].map(|h| h.0)) else {
+                break;
+            };
+            let Some((start, end)) = heads[o] else { break };
+            acc = match acc {
+                Some((a, e)) if start <= e => Some((a, e.max(end))),
+                Some((a, e)) => {
+                    if let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a) {
+                        return Ok(ControlFlow::Break(b));
+                    }
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+            heads[o] = match &mut runs[o] {
+                Some(r) => r.next_run()?,
+                None => None,
+            };
+        }
+        if let Some((a, e)) = acc
+            && let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a)
+        {
+            return Ok(ControlFlow::Break(b));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+}
+
+/// The runs of consecutive set keys of one order, as PA ranges, ascending.
+struct OrderRuns<'v, M: ?Sized> {
+    mem: &'v M,
+    root: PhysAddr,
+    order: u32,
+    /// Next key to examine.
+    next: u64,
+    /// One past the last key of this order.
+    end: u64,
+    /// The leaf last descended to: its base key and words.
+    leaf: Option<(u64, Words<'v>)>,
+}
+
+impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
+    fn new(view: &TreeView<'v, M>, order: u32) -> Self {
+        let first = 1u64 << (GEOMETRY.max_key_order - order);
+        OrderRuns { mem: view.mem, root: view.root, order, next: first, end: first << 1, leaf: None }
+    }
+
+    /// The leaf that holds `key`, or the first key past an empty subtree.
+    fn leaf_for(&mut self, key: u64) -> Result<Result<Words<'v>, u64>, TrackError> {
+        let base = key & !(GEOMETRY.bitmap_len as u64 - 1);
+        if let Some((b, words)) = self.leaf
+            && b == base
+        {
+            return Ok(Ok(words));
+        }
+        let view = TreeView { mem: self.mem, root: self.root };
+        let mut node = view.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+        let mut pa = self.root;
+        for level in (1..=ROOT_LEVEL).rev() {
+            let shift = GEOMETRY.level_shift(level);
+            let index = ((key >> shift) & (TABLE_ENTRIES as u64 - 1)) as usize;
+            let raw = node[index].load(Ordering::Acquire);
+            if raw == 0 {
+                // Skip the whole empty subtree under this slot.
+                return Ok(Err(((key >> shift) + 1) << shift));
+            }
+            let child = PhysAddr::new(raw);
+            node = view.node(child, pa, level, index)?;
+            pa = child;
+        }
+        self.leaf = Some((base, node));
+        Ok(Ok(node))
+    }
+
+    /// The first set key in `[from, self.end)`.
+    fn next_set(&mut self, mut from: u64) -> Result<Option<u64>, TrackError> {
+        while from < self.end {
+            let words = match self.leaf_for(from)? {
+                Ok(w) => w,
+                Err(skip) => {
+                    from = skip;
+                    continue;
+                }
+            };
+            let base = from & !(GEOMETRY.bitmap_len as u64 - 1);
+            let mut bit = (from - base) as usize;
+            while bit < GEOMETRY.bitmap_len {
+                let w = words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
+                if w != 0 {
+                    let key = base + (bit + w.trailing_zeros() as usize) as u64;
+                    return Ok((key < self.end).then_some(key));
+                }
+                bit = (bit / 64 + 1) * 64;
+            }
+            from = base + GEOMETRY.bitmap_len as u64;
+        }
+        Ok(None)
+    }
+
+    /// The first clear key in `[from, self.end)`, or `self.end`.
+    fn next_clear(&mut self, mut from: u64) -> Result<u64, TrackError> {
+        while from < self.end {
+            let words = match self.leaf_for(from)? {
+                Ok(w) => w,
+                Err(_) => return Ok(from),
+            };
+            let base = from & !(GEOMETRY.bitmap_len as u64 - 1);
+            let mut bit = (from - base) as usize;
+            while bit < GEOMETRY.bitmap_len {
+                let w = !words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
+                if w != 0 {
+                    return Ok((base + (bit + w.trailing_zeros() as usize) as u64).min(self.end));
+                }
+                bit = (bit / 64 + 1) * 64;
+            }
+            from = base + GEOMETRY.bitmap_len as u64;
+        }
+        Ok(self.end)
+    }
+
+    /// The next run as `(start PA, end PA)`.
+    fn next_run(&mut self) -> Result<Option<(u64, u64)>, TrackError> {
+        let Some(first) = self.next_set(self.next)? else {
+            self.next = self.end;
+            return Ok(None);
+        };
+        let last = self.next_clear(first + 1)?;
+        self.next = last;
+        let shift = self.order + kho_abi::PAGE_SHIFT;
+        let overflow = TrackError::Abi(kho_abi::AbiError::Overflow { what: "preserved range" });
+        // The order bit is pushed out by the shift, leaving the PA.
+        let start = if shift >= 64 { 0 } else { first << shift };
+        let blocks = last - first;
+        let len = if shift >= 64 { None } else { blocks.checked_mul(1u64 << shift) };
+        let end = len.and_then(|l| start.checked_add(l)).ok_or(overflow)?;
+        Ok(Some((start, end)))
+    }
+}
