@@ -1,0 +1,254 @@
+//! The machine's RAM: a memfd mapped shared into this process.
+//!
+//! RAM spans `[base, end)` in physical address space and is backed by one
+//! memfd of `end - base` bytes; PA `base + x` is byte `x` of the memfd and of
+//! the mapping. RAM may have gaps (a loaded image with several `PT_LOAD`
+//! segments): PAs in a gap are refused although the memfd has bytes there.
+//! The memfd is created sparse, so RAM that is never written costs nothing.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use kho_abi::{AbiError, PhysAddr};
+use rustix::fs::{MemfdFlags, SeekFrom};
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::error::SimError;
+
+/// Bytes moved per system call when filling or copying RAM.
+pub(crate) const CHUNK: usize = 1 << 20;
+
+/// A machine's RAM.
+///
+/// # Invariants
+///
+/// - `ptr` is the start of a live `MAP_SHARED`, read-write mapping of the
+///   whole of `fd` (`span` bytes), unmapped only by `Drop`.
+/// - `segments` are sorted, non-empty, non-overlapping, page aligned, and lie
+///   inside `[base, base + span)`; the first starts at `base` and the last
+///   ends at `base + span`.
+#[derive(Debug)]
+pub(crate) struct Ram {
+    fd: OwnedFd,
+    ptr: NonNull<u8>,
+    span: usize,
+    base: u64,
+    segments: Vec<(u64, u64)>,
+}
+
+// SAFETY: the mapping is shared memory with no thread affinity; `Ram` itself
+// never hands out references into it, only raw pointers whose use the
+// `PhysMem` contract leaves to the caller.
+unsafe impl Send for Ram {}
+// SAFETY: as above; every `&self` method either only computes pointers or
+// goes through the file descriptor, which the kernel serializes.
+unsafe impl Sync for Ram {}
+
+impl Ram {
+    /// RAM made of `segments` (absolute `(start, end)` PAs, sorted,
+    /// non-overlapping, page aligned, at least one), all zero.
+    pub(crate) fn new(segments: Vec<(u64, u64)>) -> Result<Ram, SimError> {
+        let (Some(&(base, _)), Some(&(_, end))) = (segments.first(), segments.last()) else {
+            return Err(SimError::Config { what: "RAM has no segment" });
+        };
+        let span = usize::try_from(end - base).map_err(|_| SimError::Config { what: "RAM too large" })?;
+        if span == 0 {
+            return Err(SimError::Config { what: "RAM is empty" });
+        }
+        let fd = rustix::fs::memfd_create("kho-sim-ram", MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, span as u64)?;
+        let mut ptr = map_shared(&fd, span)?;
+        if ptr.as_ptr() as u64 == base {
+            // The simulator promises virtual != physical, so that code
+            // confusing the two fails: map again elsewhere, then drop this one.
+            let other = map_shared(&fd, span)?;
+            // SAFETY: `ptr` is the mapping just made, of `span` bytes, and
+            // nothing else refers to it.
+            unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), span)? };
+            ptr = other;
+        }
+        // INVARIANT: `ptr` maps all `span` bytes of `fd`; segments as given.
+        Ok(Ram { fd, ptr, span, base, segments })
+    }
+
+    /// Lowest PA of RAM.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// One past the highest PA of RAM.
+    pub(crate) fn end(&self) -> u64 {
+        self.base + self.span as u64
+    }
+
+    /// The RAM segments, as `(start, end)` PAs.
+    pub(crate) fn segments(&self) -> &[(u64, u64)] {
+        &self.segments
+    }
+
+    /// The memfd backing RAM (offset = PA - base).
+    pub(crate) fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Whether `[pa, pa + len)` lies inside one RAM segment (for `len == 0`:
+    /// whether `pa` is inside a segment or at its end).
+    pub(crate) fn contains(&self, pa: u64, len: u64) -> bool {
+        let Some(end) = pa.checked_add(len) else { return false };
+        // The segment that could hold `pa`: the last one starting at or
+        // below it.
+        let idx = self.segments.partition_point(|&(s, _)| s <= pa);
+        idx > 0 && end <= self.segments[idx - 1].1
+    }
+
+    /// Offset of `pa` in the memfd, if `[pa, pa + len)` is RAM.
+    pub(crate) fn offset(&self, pa: u64, len: u64) -> Result<u64, AbiError> {
+        if self.contains(pa, len) { Ok(pa - self.base) } else { Err(AbiError::NotRam { pa: PhysAddr::new(pa), len }) }
+    }
+
+    /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
+    pub(crate) fn ptr(&self, pa: u64, len: u64) -> Result<NonNull<u8>, AbiError> {
+        let off = self.offset(pa, len)?;
+        // SAFETY: `off + len <= span` because the range is inside a segment
+        // and segments lie inside the mapping; the result stays in bounds.
+        Ok(unsafe { self.ptr.add(off as usize) })
+    }
+
+    /// Writes `len` bytes of value `byte` at `pa` through the memfd (no page
+    /// faults in this process, the kernel allocates pages in bulk).
+    pub(crate) fn fill(&self, pa: u64, len: u64, byte: u8) -> Result<(), SimError> {
+        let mut off = self.offset(pa, len)?;
+        let end = off + len;
+        let buf = vec![byte; CHUNK.min(len as usize)];
+        while off < end {
+            let n = (end - off).min(buf.len() as u64) as usize;
+            self.pwrite_all(&buf[..n], off)?;
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into the memfd at offset `off`.
+    pub(crate) fn pwrite_all(&self, mut buf: &[u8], mut off: u64) -> Result<(), SimError> {
+        while !buf.is_empty() {
+            let n = rustix::io::pwrite(&self.fd, buf, off)?;
+            if n == 0 {
+                return Err(SimError::Io(std::io::ErrorKind::WriteZero.into()));
+            }
+            buf = &buf[n..];
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Fills `buf` from the memfd at offset `off`.
+    pub(crate) fn pread_all(&self, mut buf: &mut [u8], mut off: u64) -> Result<(), SimError> {
+        while !buf.is_empty() {
+            let n = rustix::io::pread(&self.fd, &mut *buf, off)?;
+            if n == 0 {
+                return Err(SimError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            buf = &mut buf[n..];
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The memfd offset ranges `[start, end)` inside `[from, to)` that may
+    /// hold non-zero data; holes never written are skipped without touching
+    /// them.
+    pub(crate) fn data_ranges(&self, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SimError> {
+        data_ranges(self.fd.as_fd(), from, to)
+    }
+}
+
+impl Drop for Ram {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant `ptr` maps `span` bytes and is
+        // unmapped only here; raw pointers handed out through `PhysMem` are
+        // valid only while the platform lives, so none is used after this.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.span) };
+    }
+}
+
+/// Maps all `len` bytes of `fd` shared, read-write, at an address the kernel
+/// chooses.
+fn map_shared(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SimError> {
+    // SAFETY: a fresh mapping at an address the kernel picks (no MAP_FIXED)
+    // cannot alias any existing Rust memory.
+    let p = unsafe {
+        rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)?
+    };
+    NonNull::new(p.cast()).ok_or(SimError::Io(std::io::ErrorKind::AddrNotAvailable.into()))
+}
+
+/// The ranges of `fd` inside `[from, to)` that `SEEK_DATA` reports as data,
+/// or the whole range where the file system cannot tell.
+pub(crate) fn data_ranges(fd: std::os::fd::BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SimError> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let start = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => {
+                out.push((pos, to));
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if start >= to {
+            break;
+        }
+        let end = match rustix::fs::seek(fd, SeekFrom::Hole(start)) {
+            Ok(e) => e.min(to),
+            Err(rustix::io::Errno::NXIO) => to,
+            Err(e) => return Err(e.into()),
+        };
+        if end <= start {
+            // A file system that answers nonsense: fall back to copying all.
+            out.push((start, to));
+            break;
+        }
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_and_gaps() {
+        let ram = Ram::new(vec![(0x10_0000, 0x20_0000), (0x30_0000, 0x40_0000)]).unwrap();
+        assert_eq!((ram.base(), ram.end()), (0x10_0000, 0x40_0000));
+        assert!(ram.contains(0x10_0000, 0x10_0000));
+        assert!(!ram.contains(0x10_0000, 0x10_0001));
+        assert!(!ram.contains(0x0f_ffff, 1));
+        assert!(!ram.contains(0x20_0000, 1));
+        assert!(ram.contains(0x20_0000, 0));
+        assert!(ram.contains(0x3f_f000, 0x1000));
+        assert!(!ram.contains(0x40_0000, 1));
+        assert!(!ram.contains(u64::MAX, 2));
+        assert_eq!(ram.offset(0x30_0010, 8), Ok(0x20_0010));
+        assert!(ram.ptr(0x2f_f000, 8).is_err());
+    }
+
+    #[test]
+    fn fill_and_data_ranges() {
+        let ram = Ram::new(vec![(0x1000_0000, 0x1100_0000)]).unwrap();
+        assert_eq!(ram.data_ranges(0, 0x100_0000).unwrap(), vec![]);
+        ram.fill(0x1080_0000, 0x3000, 0xab).unwrap();
+        let ranges = ram.data_ranges(0, 0x100_0000).unwrap();
+        assert!(!ranges.is_empty());
+        let covered: u64 = ranges.iter().map(|(s, e)| e - s).sum();
+        assert!(covered < 0x10_0000, "only the filled pages are data: {ranges:x?}");
+        assert!(ranges.iter().any(|&(s, e)| s <= 0x80_0000 && e >= 0x80_3000));
+        let mut buf = [0u8; 16];
+        ram.pread_all(&mut buf, 0x80_2ff8).unwrap();
+        assert_eq!(buf, [0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0xab, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert!(ram.fill(0x10ff_f000, 0x2000, 1).is_err());
+    }
+}
