@@ -15,6 +15,9 @@
 //! tree of `kho-v2` and later). Memory is reached only through the
 //! [`kho_abi::platform`] traits.
 //!
+//! Under `--cfg loom` only the tree, its walks and the memory seam are
+//! built, over loom's atomics, for the model checker.
+//!
 //! This crate needs `alloc` (for the FDT writer and for bookkeeping of the
 //! incoming side); the pages of the handover itself always come from the
 //! platform's page allocator.
@@ -24,8 +27,10 @@ extern crate alloc;
 
 pub mod error;
 pub mod fdt;
+#[cfg(not(loom))]
 pub mod incoming;
 pub mod mem;
+#[cfg(not(loom))]
 pub mod outgoing;
 pub mod split;
 pub mod sync;
@@ -34,7 +39,9 @@ pub mod walk;
 
 pub use error::{BlockFault, TrackError, TreeFault};
 pub use fdt::Subtree;
+#[cfg(not(loom))]
 pub use incoming::{ImportStats, Incoming};
 pub use mem::TreeMem;
+#[cfg(not(loom))]
 pub use outgoing::{RootCompat, Tracker, TrackerOptions};
 pub use tree::RadixTree;

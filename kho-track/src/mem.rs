@@ -6,7 +6,7 @@
 //! `PageAlloc` gets it for free. Loom models implement it over loom's own
 //! atomics instead.
 
-use kho_abi::{AbiError, Order, PhysAddr};
+use kho_abi::{AbiError, PhysAddr};
 
 use crate::sync::AtomicU64;
 
@@ -44,10 +44,10 @@ impl<P: kho_abi::PhysMem + kho_abi::PageAlloc + ?Sized> TreeMem for P {
     }
 
     fn alloc_node(&self) -> Result<PhysAddr, AbiError> {
-        self.alloc_pages(Order::ZERO)
+        self.alloc_pages(kho_abi::Order::ZERO)
     }
 
     fn free_node(&self, pa: PhysAddr) {
-        self.free_pages(pa, Order::ZERO)
+        self.free_pages(pa, kho_abi::Order::ZERO)
     }
 }

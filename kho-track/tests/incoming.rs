@@ -1,6 +1,8 @@
 //! The incoming side: a full handover through kho-sim, and every reject
 //! path of the import on corrupt state.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! The outgoing side: preserve semantics, splitting, rejects, FDT and
 //! subtrees, allocation failures and leaks, against a model.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,6 +1,8 @@
 //! The two-process handover: one process saves the machine image at the
 //! kexec point, another loads it and restores everything.
 
+#![cfg(not(loom))]
+
 mod common;
 
 use std::path::PathBuf;

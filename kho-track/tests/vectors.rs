@@ -1,6 +1,7 @@
 //! Interoperability: the machine image in `shared/vectors/`, written by an
 //! independent implementation of the formats, read as its README says.
 #![cfg(not(any(feature = "page-16k", feature = "page-64k")))]
+#![cfg(not(loom))]
 
 mod common;
 
