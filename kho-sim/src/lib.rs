@@ -41,13 +41,10 @@ mod alloc;
 mod config;
 mod content;
 mod error;
-// Machine images land in the next commit.
-#[allow(dead_code)]
 mod image;
 mod machine;
 mod mapping;
 mod model;
-#[allow(dead_code)]
 mod ram;
 
 pub use config::{DEFAULT_MAX_ORDER, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE, DEFAULT_SCRATCH_SIZE, MachineConfig};
