@@ -1,0 +1,123 @@
+//! Preserving and restoring a 1 GiB vmalloc area of order-0 pages
+//! (262144 blocks, 514 chunk pages), beside the same pages preserved and
+//! claimed one by one through the tracker in the same run.
+//!
+//! The design target (DESIGN.md) is vmalloc preserve within 1.3x of
+//! preserving the pages one by one: the chunk pages and the checks must
+//! cost little next to the tracker. The tracker here is kho-sim's
+//! `ModelTracker`.
+//!
+//! `cargo bench -p kho-vmalloc --bench vmalloc -- --quick`
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use kho_abi::{Claim, KhoData, Order, PageAlloc, PhysAddr, Preserve, VmallocFlags, WithTracker};
+use kho_sim::{DEFAULT_RAM_BASE, Machine, MachineConfig, ModelTracker};
+
+const PAGES: usize = 1 << 18;
+
+/// 1 GiB of order-0 pages, shuffled so they are not physically in order.
+fn area(m: &Machine) -> Vec<PhysAddr> {
+    let mut v: Vec<PhysAddr> = (0..PAGES).map(|_| m.alloc_pages(Order::ZERO).expect("RAM for the area")).collect();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+fn benches(c: &mut Criterion) {
+    let m = Machine::new(MachineConfig::with_ram(DEFAULT_RAM_BASE, 1088 << 20)).expect("machine");
+    let blocks = area(&m);
+    let mut g = c.benchmark_group("vmalloc_1GiB_order0");
+    g.sample_size(10);
+
+    g.bench_function("preserve_one_by_one", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = ModelTracker::new();
+                let start = Instant::now();
+                for &pa in &blocks {
+                    t.preserve(pa, Order::ZERO).expect("preserve");
+                }
+                total += start.elapsed();
+                black_box(&t);
+            }
+            total
+        })
+    });
+
+    g.bench_function("preserve_vmalloc", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = ModelTracker::new();
+                let p = WithTracker::new(&m, &t);
+                let start = Instant::now();
+                let d = kho_vmalloc::preserve(&p, blocks.iter().copied(), Order::ZERO, VmallocFlags::ALLOC)
+                    .expect("preserve");
+                total += start.elapsed();
+                kho_vmalloc::unpreserve(&p, black_box(&d)).expect("unpreserve");
+            }
+            total
+        })
+    });
+
+    // The incoming side: one preservation, handed over again before every
+    // restore (the restore frees the chunk pages; a new boot reserves them).
+    let t = ModelTracker::new();
+    let d = kho_vmalloc::preserve(&WithTracker::new(&m, &t), blocks.iter().copied(), Order::ZERO, VmallocFlags::ALLOC)
+        .expect("preserve");
+    let preserved = t.blocks();
+    let mut next = Some(m.kexec(KhoData::default()));
+
+    g.bench_function("claim_one_by_one", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let incoming = ModelTracker::incoming(preserved.clone());
+                let start = Instant::now();
+                for &pa in &blocks {
+                    incoming.claim(pa, Order::ZERO).expect("claim");
+                }
+                total += start.elapsed();
+                black_box(&incoming);
+            }
+            total
+        })
+    });
+
+    g.bench_function("restore_vmalloc", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let booted = next.take().expect("machine").kexec(KhoData::default());
+                booted.boot_done(&mut preserved.iter().copied()).expect("boot");
+                let incoming = ModelTracker::incoming(preserved.clone());
+                let mut n = 0u64;
+                let start = Instant::now();
+                kho_vmalloc::restore(&WithTracker::new(&booted, &incoming), &d, |pa| {
+                    n += 1;
+                    black_box(pa);
+                })
+                .expect("restore");
+                total += start.elapsed();
+                assert_eq!(n as usize, PAGES);
+                next = Some(booted);
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(vmalloc, benches);
+criterion_main!(vmalloc);

@@ -1,0 +1,256 @@
+//! The outgoing side: preserving an area and undoing a preservation.
+
+use core::ops::ControlFlow;
+
+use kho_abi::{AbiError, KhoVmalloc, Order, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags};
+
+use crate::chunk::{self, BATCH, ENTRIES};
+use crate::error::{ChunkAt, PageKind, VmallocError};
+
+/// Preserves an area of `2^order`-page blocks for the next kernel and
+/// returns its descriptor.
+///
+/// `blocks` are the physical addresses of the area's blocks in virtual
+/// order (for a vmalloc area, the address of every `2^order`-th page). Each
+/// is preserved at `order`; chunk pages listing them, 511 to a page, are
+/// allocated from the platform and preserved at order 0. The returned
+/// [`KhoVmalloc`] is what the user embeds in its own preserved data; an
+/// area without blocks gives the all-zero descriptor and uses no chunk.
+///
+/// # Errors
+///
+/// Flag bits other than `ALLOC` and `HUGE_VMAP`
+/// ([`UnsupportedFlags`](VmallocError::UnsupportedFlags)), an order above
+/// the platform's maximum, a block that is zero, misaligned or not RAM, an
+/// area beyond `u32::MAX` pages, a chunk allocation failure and any
+/// tracker refusal. On error nothing stays preserved and every chunk page
+/// allocated has been freed.
+pub fn preserve<P, I>(p: &P, blocks: I, order: Order, flags: VmallocFlags) -> Result<KhoVmalloc, VmallocError>
+where
+    P: PhysMem + PageAlloc + Preserve + ?Sized,
+    I: IntoIterator<Item = PhysAddr>,
+{
+    if !VmallocFlags::all().contains(flags) {
+        return Err(VmallocError::UnsupportedFlags { flags: flags.bits() });
+    }
+    let max = p.max_order();
+    if order > max {
+        return Err(VmallocError::OrderTooLarge { order: order.get(), max: max.get() });
+    }
+    let mut w = Writer::new(p, order);
+    for pa in blocks {
+        if let Err(e) = w.push(pa) {
+            w.abort();
+            return Err(e);
+        }
+    }
+    if let Err(e) = w.flush() {
+        w.abort();
+        return Err(e);
+    }
+    // PANICS: none, `push` keeps `blocks << order` within `u32`.
+    let total_pages = u32::try_from(w.blocks << order.get()).unwrap_or(u32::MAX);
+    Ok(KhoVmalloc { first: w.first.as_u64(), total_pages, flags: flags.bits(), order: order.get() as u16 })
+}
+
+/// Undoes [`preserve`]: unpreserves every block and chunk page the
+/// descriptor lists and frees the chunk pages.
+///
+/// The descriptor must be one [`preserve`] returned on this platform and
+/// not undone yet (the chain is still checked against its bounds, so a
+/// damaged descriptor cannot make this loop).
+///
+/// # Errors
+///
+/// An invalid descriptor changes nothing. Otherwise unpreserve carries on
+/// past tracker refusals and reports the first; it stops early only at a
+/// chunk link that leads outside RAM or past the longest possible chain.
+pub fn unpreserve<P>(p: &P, desc: &KhoVmalloc) -> Result<(), VmallocError>
+where
+    P: PhysMem + PageAlloc + Preserve + ?Sized,
+{
+    let d = desc.validate(p.max_order()).map_err(VmallocError::Descriptor)?;
+    let Some(first) = d.first else { return Ok(()) };
+    let blocks = u64::from(d.total_pages) >> d.order.get();
+    let limit = chunk::max_chunks(blocks);
+    let (next, result) = teardown(p, first, limit, blocks, d.order);
+    result?;
+    if !next.is_null() {
+        return Err(VmallocError::ChainTooLong { at: ChunkAt { index: limit, pa: next }, max: limit });
+    }
+    Ok(())
+}
+
+/// Unpreserves up to `blocks` blocks (stopping early at a zero entry) and
+/// up to `chunks` chunk pages of the chain at `first`, freeing the chunk
+/// pages. Returns the link after the last chunk handled (null at the end
+/// of the chain) and the first error met.
+fn teardown<P>(p: &P, first: PhysAddr, chunks: u64, blocks: u64, order: Order) -> (PhysAddr, Result<(), VmallocError>)
+where
+    P: PhysMem + PageAlloc + Preserve + ?Sized,
+{
+    let mut result = Ok(());
+    let mut keep_first = |r: Result<(), VmallocError>| {
+        if result.is_ok() {
+            result = r;
+        }
+    };
+    let mut left = blocks;
+    let mut pa = first;
+    for index in 0..chunks {
+        if pa.is_null() {
+            break;
+        }
+        let at = ChunkAt { index, pa };
+        let scanned = chunk::scan(p, pa, |_, value| {
+            if left == 0 || value == 0 {
+                return ControlFlow::Break(());
+            }
+            left -= 1;
+            let block = PhysAddr::new(value);
+            keep_first(p.unpreserve(block, order).map_err(|source| VmallocError::UnpreserveFailed {
+                kind: PageKind::Block,
+                pa: block,
+                source,
+            }));
+            ControlFlow::Continue(())
+        });
+        let next = scanned.and_then(|_| chunk::read_next(p, pa));
+        keep_first(p.unpreserve(pa, Order::ZERO).map_err(|source| VmallocError::UnpreserveFailed {
+            kind: PageKind::Chunk,
+            pa,
+            source,
+        }));
+        p.free_pages(pa, Order::ZERO);
+        match next {
+            Ok(next) => pa = next,
+            Err(source) => {
+                keep_first(Err(VmallocError::ChunkNotRam { at, source }));
+                return (PhysAddr::NULL, result);
+            }
+        }
+    }
+    (pa, result)
+}
+
+/// Builds the chain of an area being preserved.
+///
+/// Invariant: every block preserved so far is listed either in a chunk
+/// page of the chain (the first `filled` entries of the current chunk, all
+/// entries of the earlier ones) or in `pending`; every chunk page of the
+/// chain is allocated and preserved. [`Writer::abort`] relies on it.
+struct Writer<'p, P: ?Sized> {
+    p: &'p P,
+    order: Order,
+    /// First chunk page, null until a block arrives.
+    first: PhysAddr,
+    /// The chunk page being filled, null until a block arrives.
+    chunk: PhysAddr,
+    /// Chunk pages in the chain.
+    chunks: u64,
+    /// Entries of `chunk` written to memory.
+    filled: usize,
+    /// Entries of `chunk` after `filled` not written yet.
+    pending: [u64; BATCH],
+    pending_len: usize,
+    /// Blocks preserved.
+    blocks: u64,
+}
+
+impl<'p, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'p, P> {
+    fn new(p: &'p P, order: Order) -> Self {
+        Writer {
+            p,
+            order,
+            first: PhysAddr::NULL,
+            chunk: PhysAddr::NULL,
+            chunks: 0,
+            filled: 0,
+            pending: [0; BATCH],
+            pending_len: 0,
+            blocks: 0,
+        }
+    }
+
+    /// Checks, preserves and lists one block.
+    fn push(&mut self, pa: PhysAddr) -> Result<(), VmallocError> {
+        let index = self.blocks;
+        let bad = |source| VmallocError::BadBlock { index, pa, source };
+        pa.require_nonzero("vmalloc block").map_err(bad)?;
+        self.order.require_aligned(pa, "vmalloc block").map_err(bad)?;
+        // Orders up to the platform maximum have a byte size.
+        let bytes = self.order.checked_bytes().ok_or(AbiError::Overflow { what: "vmalloc block size" }).map_err(bad)?;
+        self.p.phys_to_virt(pa, bytes).map_err(bad)?;
+        let pages = (index + 1) << self.order.get();
+        if pages > u64::from(u32::MAX) {
+            return Err(VmallocError::TooManyPages { blocks: index + 1, order: self.order.get() });
+        }
+        if self.chunk.is_null() || self.filled + self.pending_len == ENTRIES {
+            self.new_chunk()?;
+        }
+        self.p.preserve(pa, self.order).map_err(|source| VmallocError::PreserveFailed {
+            kind: PageKind::Block,
+            index,
+            pa,
+            source,
+        })?;
+        // PANICS: none, `flush` below empties `pending` whenever it fills.
+        self.pending[self.pending_len] = pa.as_u64();
+        self.pending_len += 1;
+        self.blocks += 1;
+        if self.pending_len == BATCH || self.filled + self.pending_len == ENTRIES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the pending entries into the current chunk page.
+    fn flush(&mut self) -> Result<(), VmallocError> {
+        if self.pending_len == 0 {
+            return Ok(());
+        }
+        chunk::write_entries(self.p, self.chunk, self.filled, &self.pending[..self.pending_len]).map_err(|source| {
+            VmallocError::ChunkNotRam { at: ChunkAt { index: self.chunks - 1, pa: self.chunk }, source }
+        })?;
+        self.filled += self.pending_len;
+        self.pending_len = 0;
+        Ok(())
+    }
+
+    /// Allocates, preserves and links the next chunk page.
+    fn new_chunk(&mut self) -> Result<(), VmallocError> {
+        self.flush()?;
+        let index = self.chunks;
+        let pa = self.p.alloc_pages(Order::ZERO).map_err(|source| VmallocError::NoMemory { chunk: index, source })?;
+        if let Err(source) = self.p.preserve(pa, Order::ZERO) {
+            self.p.free_pages(pa, Order::ZERO);
+            return Err(VmallocError::PreserveFailed { kind: PageKind::Chunk, index, pa, source });
+        }
+        if self.first.is_null() {
+            self.first = pa;
+        } else if let Err(source) = chunk::write_next(self.p, self.chunk, pa) {
+            // Not linked: undo it here, the chain ends at the old chunk.
+            let _ = self.p.unpreserve(pa, Order::ZERO);
+            self.p.free_pages(pa, Order::ZERO);
+            return Err(VmallocError::ChunkNotRam { at: ChunkAt { index: index - 1, pa: self.chunk }, source });
+        }
+        self.chunk = pa;
+        self.chunks += 1;
+        self.filled = 0;
+        Ok(())
+    }
+
+    /// Undoes everything: unpreserves every block and chunk page and frees
+    /// the chunk pages. Tracker refusals are ignored: each page is handed
+    /// back once, which is all that can be done.
+    fn abort(&mut self) {
+        let in_chain = self.blocks - self.pending_len as u64;
+        // The last chunk's `next` is zero (pages come zeroed), so the walk
+        // ends there whatever `chunks` says.
+        let _ = teardown(self.p, self.first, self.chunks, in_chain, self.order);
+        for &pa in &self.pending[..self.pending_len] {
+            let _ = self.p.unpreserve(PhysAddr::new(pa), self.order);
+        }
+        *self = Writer::new(self.p, self.order);
+    }
+}

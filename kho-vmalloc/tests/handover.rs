@@ -1,0 +1,106 @@
+//! Whole handovers through kho-sim: preserve, kexec, boot (which poisons
+//! every page neither preserved nor in use), restore, map the blocks at
+//! consecutive virtual addresses and check the contents by checksum.
+
+mod common;
+
+use common::*;
+use kho_abi::{Order, PageAlloc, PhysAddr};
+use kho_sim::{ByteStream, Checksum, Machine, ModelTracker, SimMapping};
+use kho_vmalloc::KhoVmalloc;
+
+/// The area's checksum in virtual order, block by block.
+fn area_checksum(m: &Machine, blocks: &[PhysAddr], order: Order) -> u64 {
+    let bytes = order.checked_bytes().unwrap() as usize;
+    let mut sum = Checksum::new();
+    let mut buf = vec![0u8; bytes];
+    for &b in blocks {
+        m.read(b, &mut buf).unwrap();
+        sum.update(&buf);
+    }
+    sum.finish()
+}
+
+fn map(m: &Machine, blocks: &[PhysAddr], order: Order) -> SimMapping {
+    m.map_blocks(&blocks.iter().map(|&b| (b, order)).collect::<Vec<_>>()).unwrap()
+}
+
+/// Preserves `blocks` (filled with `fill`), hands over, restores, maps and
+/// checks; returns the next kernel's machine, tracker and descriptor.
+fn round_trip(m: Machine, blocks: &[PhysAddr], order: Order) -> (Machine, ModelTracker, KhoVmalloc) {
+    let sum = area_checksum(&m, blocks, order);
+    let (t, d) = preserve(&m, blocks, order);
+    let chunks: Vec<PhysAddr> = chain(&m, &d).iter().map(|c| c.0).collect();
+    // A page in use but not preserved: the next kernel reuses it.
+    let scrap = m.alloc_pages(Order::ZERO).unwrap();
+    m.fill_random(scrap, PAGE, 99).unwrap();
+
+    let (next, incoming) = handover(m, &t);
+    assert!(next.is_poisoned(scrap), "unpreserved memory is gone");
+    assert!(chunks.iter().all(|&c| !next.is_poisoned(c)), "chunk pages survive");
+    assert_eq!(next.reserved_pages(), t.preserved_pages());
+
+    let (area, got) = restore(&next, &incoming, &d).unwrap();
+    assert_eq!(got, blocks, "blocks in virtual order");
+    assert_eq!(area.chunks as usize, chunks.len());
+    assert_eq!(incoming.unclaimed(), vec![]);
+    assert_eq!(next.reserved_pages(), t.preserved_pages() - chunks.len() as u64, "chunk pages released");
+    assert_eq!(next.outstanding_pages(), 0);
+
+    let mapping = map(&next, &got, order);
+    assert_eq!(mapping.len() as u64, u64::from(d.total_pages) * PAGE);
+    let mut s = Checksum::new();
+    s.update(&mapping);
+    assert_eq!(s.finish(), sum, "the mapped area has the original contents");
+    (next, incoming, d)
+}
+
+#[test]
+fn scattered_pages_come_back_as_one_slice() {
+    let m = machine();
+    let blocks = scattered(&m, 2000, Order::ZERO, 42);
+    for (i, &b) in blocks.iter().enumerate() {
+        m.fill_random(b, PAGE, i as u64).unwrap();
+    }
+    let (next, _, _) = round_trip(m, &blocks, Order::ZERO);
+    // Page i of the slice is the page filled with seed i.
+    let mapping = map(&next, &blocks, Order::ZERO);
+    for i in [0usize, 1, 510, 511, 1022, 1999] {
+        let mut want = vec![0u8; PAGE_SIZE];
+        ByteStream::new(i as u64).fill(&mut want);
+        assert_eq!(&mapping[i * PAGE_SIZE..(i + 1) * PAGE_SIZE], &want[..], "page {i}");
+    }
+    // The chunk pages went back to the allocator: the next kernel can
+    // allocate (and reuse) them.
+    let _ = next.alloc_pages(Order::ZERO).unwrap();
+}
+
+const PAGE_SIZE: usize = kho_abi::PAGE_SIZE;
+
+/// A 1 GiB area of 512 order-9 blocks, contents checked end to end.
+#[test]
+fn one_gib_area_of_order_9_blocks() {
+    let m = machine_with(1280 << 20);
+    let order = o(9);
+    let blocks = scattered(&m, 512, order, 9);
+    for (i, &b) in blocks.iter().enumerate() {
+        m.fill_random(b, 2 << 20, 1000 + i as u64).unwrap();
+    }
+    let (_, _, d) = round_trip(m, &blocks, order);
+    assert_eq!((d.total_pages, d.order), (1 << 18, 9));
+}
+
+/// A 1 GiB area of 262144 order-0 pages, 514 chunk pages. Slow in debug
+/// builds: run it with
+/// `cargo test --release -p kho-vmalloc --test handover -- --ignored`.
+#[test]
+#[ignore = "1 GiB of order-0 pages: run in release"]
+fn one_gib_area_of_order_0_pages() {
+    let m = machine_with(1280 << 20);
+    let blocks = scattered(&m, 1 << 18, Order::ZERO, 0);
+    for (i, &b) in blocks.iter().enumerate().step_by(97) {
+        m.fill_random(b, PAGE, i as u64).unwrap();
+    }
+    let (_, _, d) = round_trip(m, &blocks, Order::ZERO);
+    assert_eq!(d.total_pages, 1 << 18);
+}
