@@ -64,7 +64,6 @@ struct AllocState {
 /// assert!(next.is_poisoned(lost));
 /// # Ok::<(), kho_sim::SimError>(())
 /// ```
-#[derive(Debug)]
 pub struct Machine {
     cfg: MachineConfig,
     ram: Ram,
@@ -72,6 +71,25 @@ pub struct Machine {
     scratch: Vec<(u64, u64)>,
     state: Mutex<AllocState>,
     kho_data: Option<KhoData>,
+}
+
+impl std::fmt::Debug for Machine {
+    /// A summary: RAM, phase and counters (not the per-page state, which
+    /// has one entry per page of RAM).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.lock();
+        f.debug_struct("Machine")
+            .field("ram_base", &self.ram_base())
+            .field("ram_end", &self.ram_end())
+            .field("segments", &self.ram.segments().len())
+            .field("scratch", &self.cfg.scratch)
+            .field("phase", &s.phase)
+            .field("outstanding_pages", &s.buddy.outstanding())
+            .field("reserved_pages", &s.buddy.reserved())
+            .field("allocation_count", &s.calls)
+            .field("kho_data", &self.kho_data)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `ranges` (sorted, disjoint) removed from `[start, end)`.
@@ -396,16 +414,13 @@ unsafe impl PhysMem for Machine {
 impl PageAlloc for Machine {
     fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
         let max = self.cfg.max_order;
-        if order > max {
-            return Err(AbiError::OrderTooLarge {
-                what: "alloc_pages order",
-                order: order.get().into(),
-                max: max.get(),
-            });
-        }
         let idx = {
             let mut s = self.lock();
             s.calls += 1;
+            if order > max {
+                let (order, max) = (order.get().into(), max.get());
+                return Err(AbiError::OrderTooLarge { what: "alloc_pages order", order, max });
+            }
             let n = s.calls;
             let injected = s.fail_at == Some(n) || s.fail_from.is_some_and(|f| n >= f);
             if s.fail_at == Some(n) {

@@ -111,8 +111,14 @@ impl Machine {
         }
         // SAFETY: a fresh inaccessible reservation at an address the kernel
         // picks aliases no Rust memory.
-        let reserved =
-            unsafe { rustix::mm::mmap_anonymous(std::ptr::null_mut(), len, ProtFlags::empty(), MapFlags::PRIVATE)? };
+        let reserved = unsafe {
+            rustix::mm::mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::empty(),
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )?
+        };
         let ptr =
             NonNull::new(reserved.cast::<u8>()).ok_or(SimError::Io(std::io::ErrorKind::AddrNotAvailable.into()))?;
         // INVARIANT: `ptr` is a live mapping of `len` bytes owned by `map`;

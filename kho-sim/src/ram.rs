@@ -58,9 +58,12 @@ impl Ram {
         let fd = rustix::fs::memfd_create("kho-sim-ram", MemfdFlags::CLOEXEC)?;
         rustix::fs::ftruncate(&fd, span as u64)?;
         let mut ptr = map_shared(&fd, span)?;
-        if ptr.as_ptr() as u64 == base {
-            // The simulator promises virtual != physical, so that code
-            // confusing the two fails: map again elsewhere, then drop this one.
+        let virt = ptr.as_ptr() as u64;
+        if virt < end && base < virt.saturating_add(span as u64) {
+            // The simulator promises that virtual and physical addresses of
+            // RAM never coincide, so that code confusing the two fails: map
+            // again elsewhere (this mapping still holds its place), then
+            // drop this one.
             let other = map_shared(&fd, span)?;
             // SAFETY: `ptr` is the mapping just made, of `span` bytes, and
             // nothing else refers to it.

@@ -34,6 +34,9 @@ fn default_machine_shape() {
     assert!(!m.in_early_boot());
     assert_eq!(m.available_pages(), (256 - 16) << 8);
     assert_eq!(m.ram_ranges(), vec![(PhysAddr::new(0x1_0000_0000), 256 << 20)]);
+    // Debug output is a summary, not one entry per page.
+    let dbg = format!("{m:?}");
+    assert!(dbg.contains("outstanding_pages: 0") && dbg.len() < 1000, "{dbg}");
     // The virtual address of RAM is not its physical address.
     let p = m.phys_to_virt(m.ram_base(), 1).unwrap();
     assert_ne!(p.as_ptr() as u64, m.ram_base().as_u64());
@@ -71,7 +74,9 @@ fn every_order_is_aligned_zeroed_and_outside_scratch() {
     }
     assert_eq!(m.outstanding_pages(), 0);
     let too_big = o(u64::from(m.max_order().get()) + 1);
+    let calls = m.allocation_count();
     assert!(matches!(m.alloc_pages(too_big), Err(AbiError::OrderTooLarge { .. })));
+    assert_eq!(m.allocation_count(), calls + 1);
 }
 
 fn zero_sum(len: u64) -> u64 {
