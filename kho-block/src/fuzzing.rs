@@ -161,3 +161,131 @@ pub fn run(data: &[u8]) -> Result<Restored, BlockError> {
     assert_eq!(m2.outstanding_pages(), 0);
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::string::String;
+    use std::{format, fs, vec};
+
+    use super::*;
+    use crate::error::{ChainError, Fault, Field};
+
+    /// What a seed must do: restore `(entries, blocks)`, or fail at a block
+    /// with a field and a kind of fault.
+    type Expect = Result<Restored, (usize, Field, &'static str)>;
+
+    fn kind(f: &Fault) -> &'static str {
+        match f {
+            Fault::Misaligned => "misaligned",
+            Fault::NotRam(_) => "not-ram",
+            Fault::NotPreserved(_) => "not-preserved",
+            Fault::Cycle { .. } => "cycle",
+            Fault::ChainTooLong { .. } => "too-long",
+            Fault::CountZero => "count-zero",
+            Fault::CountTooLarge { .. } => "count-too-large",
+            Fault::Ended => "ended",
+        }
+    }
+
+    fn input(entry_size: usize, head: u64, preserved: u8, links: &[(usize, u64, u64)]) -> Input {
+        let mut headers = [(0, 0); PAGES];
+        for &(k, next, count) in links {
+            headers[k] = (next, count);
+        }
+        Input { entry_size_sel: (entry_size - 1) as u16, head, preserved, headers }
+    }
+
+    /// The seed corpus: valid chains of the LUO shapes and the extremes of
+    /// entry size, and a corrupt variant for every reject path.
+    fn seeds() -> Vec<(&'static str, Input, Expect)> {
+        let chain3 = [(0, 3, 51), (2, 5, 51), (4, 0, 18)];
+        let all8: Vec<_> = (0..PAGES).map(|k| (k, if k + 1 < PAGES { k as u64 + 2 } else { 0 }, 1)).collect();
+        let e = |i, f, k| Err((i, f, k));
+        vec![
+            ("empty", input(64, 0, 0, &[]), Ok((0, 0))),
+            ("file-1-block", input(64, 1, 0b1, &[(0, 0, 5)]), Ok((5, 1))),
+            ("session-3-blocks", input(80, 1, 0b10101, &chain3), Ok((120, 3))),
+            ("file-full-block", input(64, 1, 0b1, &[(0, 0, 63)]), Ok((63, 1))),
+            ("page-entries-8-blocks", input(4080, 1, 0xff, &all8), Ok((8, 8))),
+            ("byte-entries", input(1, 1, 0b11, &[(0, 2, 4080), (1, 0, 1)]), Ok((4081, 2))),
+            ("u64-entries-reversed", input(8, 8, 0xc0, &[(7, 7, 510), (6, 0, 3)]), Ok((513, 2))),
+            ("self-cycle", input(64, 1, 0b1, &[(0, 1, 1)]), e(1, Field::Next, "cycle")),
+            ("cycle-to-middle", input(64, 1, 0b111, &[(0, 2, 1), (1, 3, 1), (2, 2, 1)]), e(3, Field::Next, "cycle")),
+            ("count-zero", input(64, 1, 0b11, &[(0, 2, 63), (1, 0, 0)]), e(1, Field::Count, "count-zero")),
+            ("count-too-large", input(80, 1, 0b11, &[(0, 2, 51), (1, 0, 52)]), e(1, Field::Count, "count-too-large")),
+            ("count-huge", input(64, 1, 0b1, &[(0, 0, u64::MAX)]), e(0, Field::Count, "count-too-large")),
+            ("unpreserved-block", input(80, 1, 0b10001, &chain3), e(1, Field::Next, "not-preserved")),
+            ("unpreserved-head", input(64, 1, 0b0, &[(0, 0, 1)]), e(0, Field::Head, "not-preserved")),
+            ("head-misaligned", input(64, RAM_BASE + 0x800, 0xff, &[]), e(0, Field::Head, "misaligned")),
+            ("head-below-ram", input(64, 0x1000, 0xff, &[]), e(0, Field::Head, "not-ram")),
+            ("head-top-page", input(64, !0xfff, 0xff, &[]), e(0, Field::Head, "not-ram")),
+            ("next-above-ram", input(64, 1, 0b1, &[(0, RAM_BASE + RAM_SIZE, 1)]), e(1, Field::Next, "not-ram")),
+            ("next-misaligned", input(64, 1, 0b1, &[(0, RAM_BASE + 8, 1)]), e(1, Field::Next, "misaligned")),
+            ("head-odd-value", input(64, 9, 0xff, &[]), e(0, Field::Head, "misaligned")),
+        ]
+    }
+
+    fn corpus_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/block_restore")
+    }
+
+    fn summary(r: &Result<Restored, BlockError>) -> Result<Restored, String> {
+        r.as_ref().map(|&x| x).map_err(|e| match e {
+            BlockError::Chain(ChainError { index, field, fault, .. }) => format!("{index} {field} {}", kind(fault)),
+            other => format!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn seeds_do_what_they_say() {
+        for (name, input, expect) in seeds() {
+            let bytes = input.encode();
+            assert_eq!(Input::parse(&bytes), input, "{name}: encoding round trip");
+            let want = expect.map_err(|(i, f, k)| format!("{i} {f} {k}"));
+            assert_eq!(summary(&run(&bytes)), want, "seed {name}");
+        }
+    }
+
+    #[test]
+    fn short_and_long_inputs_are_fine() {
+        assert_eq!(run(&[]).unwrap(), (0, 0));
+        assert_eq!(Input::parse(&[0xff; 3]).head, 0xff);
+        let long = vec![0u8; INPUT_LEN + 100];
+        assert_eq!(run(&long).unwrap(), (0, 0));
+    }
+
+    /// Writes the seeds into the corpus directory when
+    /// `KHO_BLOCK_WRITE_CORPUS` is set; otherwise checks they are there.
+    #[test]
+    fn seed_files_are_checked_in() {
+        let dir = corpus_dir();
+        let write = std::env::var_os("KHO_BLOCK_WRITE_CORPUS").is_some();
+        if write {
+            fs::create_dir_all(&dir).unwrap();
+        }
+        for (name, input, _) in seeds() {
+            let path = dir.join(format!("seed-{name}"));
+            if write {
+                fs::write(&path, input.encode()).unwrap();
+            }
+            assert_eq!(fs::read(&path).ok(), Some(input.encode()), "{} is stale or missing", path.display());
+        }
+    }
+
+    /// Replays every file of the checked-in corpus, seeds and what the
+    /// fuzzer found alike: `run` panics if a restore breaks a promise.
+    #[test]
+    fn corpus_replays() {
+        let mut files: Vec<_> = fs::read_dir(corpus_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        assert!(files.len() >= seeds().len());
+        let mut ok = 0;
+        for path in &files {
+            let data = fs::read(path).unwrap();
+            assert!(data.len() <= 64 << 10, "{} is too large for the corpus", path.display());
+            ok += usize::from(run(&data).is_ok());
+        }
+        assert!(ok > 0 && ok < files.len(), "the corpus has both valid and corrupt chains");
+    }
+}
