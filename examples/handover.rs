@@ -81,8 +81,8 @@ fn ms(d: Duration) -> String {
 
 /// Kernel A. Returns the `kho_data` to hand over.
 fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
-    let t0 = Instant::now();
     let mut tracker = Tracker::new(m, m.scratch(), TrackerOptions::default()).map_err(|e| e.to_string())?;
+    let mut preserve_time = Duration::ZERO;
     let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut entries: Vec<[u64; 3]> = Vec::new();
     let mut pages = 0;
@@ -91,14 +91,18 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
         let pa = m.alloc_pages(o).map_err(|e| format!("allocating a folio: {e}"))?;
         let len = o.pages() * PAGE_SIZE as u64;
         m.fill_random(pa, len, rng.next()).map_err(|e| e.to_string())?;
+        let t = Instant::now();
         tracker.preserve_folio(pa, o).map_err(|e| format!("preserving {pa}: {e}"))?;
+        preserve_time += t.elapsed();
         entries.push([pa.as_u64(), u64::from(o.get()), m.checksum(pa, len).map_err(|e| e.to_string())?]);
         pages += o.pages();
     }
     // A page range: 300 pages (not a power of two), preserved as blocks.
     let range = m.alloc_pages(order(9)).map_err(|e| e.to_string())?;
     m.fill_random(range, 300 * PAGE_SIZE as u64, rng.next()).map_err(|e| e.to_string())?;
+    let t = Instant::now();
     tracker.preserve_pages(range, 300).map_err(|e| e.to_string())?;
+    preserve_time += t.elapsed();
     let range_sum = m.checksum(range, 300 * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
     // The manifest blob: magic, count, range (pa, pages, sum), then
     // (pa, order, checksum) per folio.
@@ -111,7 +115,6 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
     m.write(blob_pa, &bytes).map_err(|e| e.to_string())?;
     tracker.preserve_folio(blob_pa, blob_order).map_err(|e| e.to_string())?;
     tracker.add_subtree(MANIFEST, blob_pa, bytes.len() as u64).map_err(|e| e.to_string())?;
-    let preserve_time = t0.elapsed();
     let tree_pages = tracker.tree_pages().map_err(|e| e.to_string())?;
     let mut ranges = 0;
     let _ = tracker
@@ -128,13 +131,14 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
         mib(pages),
         bytes.len()
     );
-    println!("          radix tree: {tree_pages} pages; {ranges} coalesced ranges; preserve phase {}", ms(preserve_time));
     println!(
-        "kexec:    kho_data fdt {:#x} (+{:#x}), scratch array {:#x} ({} areas)",
-        data.fdt_addr,
-        { data.fdt_size },
-        { data.scratch_addr },
-        data.scratch_size / 16
+        "          radix tree: {tree_pages} pages; {ranges} coalesced ranges (the FDT page included); preserving took {}",
+        ms(preserve_time)
+    );
+    let KhoData { fdt_addr, fdt_size, scratch_addr, scratch_size } = data;
+    println!(
+        "kexec:    kho_data: FDT at {fdt_addr:#x} (+{fdt_size:#x}), scratch array at {scratch_addr:#x} ({} areas)",
+        scratch_size / 16
     );
     Ok(data)
 }
@@ -169,7 +173,11 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
         stats.tree_pages,
         ms(import_time)
     );
-    println!("          {ranges} coalesced ranges ({:.1} MiB) walked in {}", range_bytes as f64 / (1 << 20) as f64, ms(ranges_time));
+    println!(
+        "          {ranges} coalesced ranges ({:.1} MiB) walked in {}",
+        range_bytes as f64 / (1 << 20) as f64,
+        ms(ranges_time)
+    );
 
     let t2 = Instant::now();
     let sub = inc.subtree(MANIFEST).map_err(|e| e.to_string())?;
