@@ -1,0 +1,323 @@
+//! Errors of arrays: misuse of the writer, the platform refusing something,
+//! and what a restore found wrong, named by page, run and field.
+
+use core::fmt;
+
+use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
+
+/// The field of the format that held a bad value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// Descriptor `magic`.
+    Magic,
+    /// Descriptor `version`.
+    Version,
+    /// Descriptor `reserved`.
+    Reserved,
+    /// Descriptor `first`: the link to page 0.
+    First,
+    /// Page header `next` of the page before the one named: the link to it.
+    Next,
+    /// Page header `start`.
+    Start,
+    /// Run header `count`.
+    Count,
+    /// Run header `skip`.
+    Skip,
+    /// The 64-bit position after an escape run header.
+    Position,
+    /// An entry of a run.
+    Entry,
+    /// A word after the page's last record.
+    Trailing,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Field::Magic => "magic",
+            Field::Version => "version",
+            Field::Reserved => "reserved",
+            Field::First => "first",
+            Field::Next => "next",
+            Field::Start => "start",
+            Field::Count => "count",
+            Field::Skip => "skip",
+            Field::Position => "escape position",
+            Field::Entry => "entry",
+            Field::Trailing => "trailing word",
+        })
+    }
+}
+
+/// What was wrong with a page of an incoming chain, or with the link to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PageFault {
+    /// The link is not page aligned.
+    #[error("link is not page aligned")]
+    Misaligned,
+    /// The page is not entirely RAM.
+    #[error("not RAM: {0}")]
+    NotRam(AbiError),
+    /// The platform refused to claim the page: not preserved as an order-0
+    /// block, or claimed already.
+    #[error("not claimable: {0}")]
+    NotClaimable(AbiError),
+    /// The chain is longer than the caller allowed.
+    #[error("chain longer than {max} pages")]
+    TooManyPages {
+        /// The limit passed to restore.
+        max: u64,
+    },
+    /// The link leads back to a page already visited.
+    #[error("the chain cycles back here")]
+    Cycle,
+    /// The page holds no record.
+    #[error("page holds no record")]
+    Empty,
+    /// The page's `start` is not above the previous page's last position.
+    #[error("start {start:#x} is below {min:#x}, past the previous page's last position")]
+    NotAscending {
+        /// The page's `start`.
+        start: u64,
+        /// The lowest start allowed: the previous page's last position + 1.
+        min: u64,
+    },
+    /// The previous page's last position is `u64::MAX`: no page may follow.
+    #[error("the previous page ends at u64::MAX")]
+    AfterMax,
+}
+
+/// What was wrong with one run (record) of a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunFault {
+    /// A non-zero header word with a count of 0.
+    #[error("count is 0")]
+    ZeroCount,
+    /// An escape header with `skip` bits set (they are reserved there).
+    #[error("escape header with skip {skip:#x}")]
+    EscapeSkip {
+        /// The `skip` field found.
+        skip: u64,
+    },
+    /// The record ends past the end of its page.
+    #[error("record ends at word {end}, past the page")]
+    Overruns {
+        /// The word index one past the record's last word.
+        end: usize,
+    },
+    /// An escape position below the previous run's end (or the page's
+    /// `start` for the first run).
+    #[error("position {pos:#x} is below {min:#x}, the lowest allowed here")]
+    NotAscending {
+        /// The escape position found.
+        pos: u64,
+        /// The lowest position allowed.
+        min: u64,
+    },
+    /// The run's positions would pass `u64::MAX`.
+    #[error("positions pass u64::MAX")]
+    Overflow,
+    /// An entry of 0 inside a run (holes are skipped, never stored).
+    #[error("entry {index} is 0")]
+    ZeroEntry {
+        /// Index of the entry in its run.
+        index: u16,
+    },
+    /// An entry that is neither a tagged value nor an aligned pointer.
+    #[error("entry {index} is malformed: {raw:#x}")]
+    BadEntry {
+        /// Index of the entry in its run.
+        index: u16,
+        /// The word found.
+        raw: u64,
+    },
+    /// A non-zero word after the record terminator.
+    #[error("non-zero word {raw:#x} after the last record")]
+    Trailing {
+        /// The word found.
+        raw: u64,
+    },
+}
+
+/// What the array asked of the platform when it failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Allocating a page.
+    Alloc,
+    /// Preserving a page.
+    Preserve,
+    /// Unpreserving a page.
+    Unpreserve,
+    /// Reading or writing a page of the array.
+    Access,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Alloc => "allocating",
+            Op::Preserve => "preserving",
+            Op::Unpreserve => "unpreserving",
+            Op::Access => "accessing",
+        })
+    }
+}
+
+/// Errors of [`KhoArray`](crate::KhoArray) and its writer, reader and
+/// restore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrayError {
+    /// The descriptor has a bad magic, version or reserved field.
+    #[error("descriptor {field}: invalid value {value:#x}")]
+    Descriptor {
+        /// The field.
+        field: Field,
+        /// The value found.
+        value: u64,
+    },
+    /// A page of an incoming chain, or the link to it, is bad.
+    #[error("page {page} at {pa}, {field}: {fault}")]
+    Page {
+        /// Index of the page in the chain (0 = the descriptor's `first`).
+        page: u64,
+        /// The page's PA, as linked.
+        pa: PhysAddr,
+        /// The field holding the bad value.
+        field: Field,
+        /// What was wrong.
+        fault: PageFault,
+    },
+    /// A run of an incoming page is bad.
+    #[error("page {page} at {pa}, run {run} at word {word}, {field}: {fault}")]
+    Run {
+        /// Index of the page in the chain.
+        page: u64,
+        /// The page's PA.
+        pa: PhysAddr,
+        /// Index of the run in its page.
+        run: u64,
+        /// Word index of the run header in its page.
+        word: usize,
+        /// The field holding the bad value.
+        field: Field,
+        /// What was wrong.
+        fault: RunFault,
+    },
+    /// The writer was asked for a position at or below the last one.
+    #[error("position {pos:#x} is not above the last position {last:#x}")]
+    NotAscending {
+        /// The position asked for.
+        pos: u64,
+        /// The array's last position.
+        last: u64,
+    },
+    /// The writer has written at `u64::MAX`: no position is left.
+    #[error("no position after u64::MAX")]
+    PositionOverflow,
+    /// A raw entry that is neither a tagged value nor a non-zero 8-byte
+    /// aligned pointer.
+    #[error("entry {raw:#x} is neither a tagged value nor an aligned pointer")]
+    InvalidEntry {
+        /// The raw word.
+        raw: u64,
+    },
+    /// A value above `i64::MAX`, which the tag cannot hold.
+    #[error("value {value:#x} is above i64::MAX")]
+    ValueTooLarge {
+        /// The value.
+        value: u64,
+    },
+    /// The platform failed an allocation, preservation or memory access.
+    #[error("{op} page {pa}: {source}")]
+    Platform {
+        /// What was asked.
+        op: Op,
+        /// The page ([`PhysAddr::NULL`] for an allocation).
+        pa: PhysAddr,
+        /// The platform's error.
+        source: AbiError,
+    },
+    /// [`preserve`](crate::KhoArray::preserve) of an array already
+    /// preserved.
+    #[error("the array is already preserved")]
+    AlreadyPreserved,
+    /// [`unpreserve`](crate::KhoArray::unpreserve) of an array not
+    /// preserved.
+    #[error("the array is not preserved")]
+    NotPreserved,
+}
+
+impl ArrayError {
+    /// A platform error about page `pa`.
+    pub(crate) const fn platform(op: Op, pa: PhysAddr, source: AbiError) -> Self {
+        ArrayError::Platform { op, pa, source }
+    }
+}
+
+impl ToErrno for ArrayError {
+    fn errno(&self) -> Errno {
+        match self {
+            ArrayError::Descriptor { field: Field::Version, .. } => Errno::OpNotSupp,
+            ArrayError::Page { fault: PageFault::NotClaimable(e), .. } => e.errno(),
+            ArrayError::Platform { source, .. } => source.errno(),
+            ArrayError::PositionOverflow | ArrayError::ValueTooLarge { .. } => Errno::Range,
+            ArrayError::AlreadyPreserved => Errno::Exist,
+            ArrayError::NotPreserved => Errno::NoEnt,
+            _ => Errno::Inval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errnos() {
+        assert_eq!(
+            ArrayError::Platform { op: Op::Alloc, pa: PhysAddr::NULL, source: AbiError::NoMemory { order: 0 } }.errno(),
+            Errno::NoMem
+        );
+        let claim = AbiError::NotPreserved { pa: PhysAddr::new(0x1000), order: 0 };
+        let e = ArrayError::Page {
+            page: 2,
+            pa: PhysAddr::new(0x1000),
+            field: Field::Next,
+            fault: PageFault::NotClaimable(claim),
+        };
+        assert_eq!(e.errno(), Errno::NoEnt);
+        assert_eq!(ArrayError::Descriptor { field: Field::Version, value: 9 }.errno(), Errno::OpNotSupp);
+        assert_eq!(ArrayError::Descriptor { field: Field::Magic, value: 9 }.errno(), Errno::Inval);
+        assert_eq!(ArrayError::PositionOverflow.errno(), Errno::Range);
+        assert_eq!(ArrayError::AlreadyPreserved.errno(), Errno::Exist);
+        let run = ArrayError::Run {
+            page: 1,
+            pa: PhysAddr::new(0x2000),
+            run: 3,
+            word: 40,
+            field: Field::Entry,
+            fault: RunFault::ZeroEntry { index: 2 },
+        };
+        assert_eq!(run.errno(), Errno::Inval);
+    }
+
+    #[test]
+    fn messages_name_page_run_and_field() {
+        let run = ArrayError::Run {
+            page: 1,
+            pa: PhysAddr::new(0x2000),
+            run: 3,
+            word: 40,
+            field: Field::Entry,
+            fault: RunFault::ZeroEntry { index: 2 },
+        };
+        assert_eq!(run.to_string(), "page 1 at PA 0x2000, run 3 at word 40, entry: entry 2 is 0");
+        let page =
+            ArrayError::Page { page: 0, pa: PhysAddr::new(0x2010), field: Field::First, fault: PageFault::Misaligned };
+        assert_eq!(page.to_string(), "page 0 at PA 0x2010, first: link is not page aligned");
+    }
+}
