@@ -152,6 +152,26 @@ fn failed_preserve_during_grow_changes_nothing() {
 }
 
 #[test]
+fn a_refused_unpreserve_keeps_the_blocks_it_could_not_release() {
+    let m = machine();
+    let t = FailingPreserve::default();
+    let p = WithTracker::new(&m, &t);
+    let mut set = RawBlockSet::new(4080).unwrap();
+    set.grow(&p, 6).unwrap();
+    set.writer(&p).push(&[3; 4080]).unwrap();
+    t.unpreserve_fail_at.set(Some(3));
+    let err = set.shrink(&p, 5).unwrap_err();
+    assert!(matches!(err, BlockError::Platform(AbiError::NotPreserved { .. })), "{err:?}");
+    // Two spare blocks went; the one refused and the one after it stay,
+    // still preserved, with the capacity they hold.
+    assert_eq!((set.len(), set.capacity(), set.blocks()), (1, 4, 4));
+    assert_eq!((m.outstanding_pages(), t.inner.blocks().len()), (4, 4));
+    t.unpreserve_fail_at.set(None);
+    set.destroy(&p).unwrap();
+    assert_eq!((m.outstanding_pages(), t.inner.blocks().len()), (0, 0));
+}
+
+#[test]
 fn capacity_limits() {
     let m = machine();
     let t = ModelTracker::new();

@@ -58,12 +58,14 @@ pub fn entry_bytes(i: u64, size: usize) -> Vec<u8> {
 }
 
 /// A tracker that delegates to a [`ModelTracker`] but fails the `n`-th
-/// preserve call (1 = the next one).
+/// preserve call (1 = the next one), or the `n`-th unpreserve call.
 #[derive(Debug, Default)]
 pub struct FailingPreserve {
     pub inner: ModelTracker,
     pub fail_at: std::cell::Cell<Option<u64>>,
     pub calls: std::cell::Cell<u64>,
+    pub unpreserve_fail_at: std::cell::Cell<Option<u64>>,
+    pub unpreserve_calls: std::cell::Cell<u64>,
 }
 
 impl Preserve for FailingPreserve {
@@ -76,6 +78,10 @@ impl Preserve for FailingPreserve {
     }
 
     fn unpreserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+        self.unpreserve_calls.set(self.unpreserve_calls.get() + 1);
+        if self.unpreserve_fail_at.get() == Some(self.unpreserve_calls.get()) {
+            return Err(AbiError::NotPreserved { pa, order: order.get() });
+        }
         self.inner.unpreserve(pa, order)
     }
 }
