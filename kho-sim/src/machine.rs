@@ -396,10 +396,12 @@ impl Machine {
 // `boot_done` (poisoning pages neither preserved nor allocated), as
 // documented.
 unsafe impl PhysMem for Machine {
+    #[inline]
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.ram.ptr(pa.as_u64(), len)
     }
 
+    #[inline]
     fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
         let Some(node) = self.cfg.numa_node_size else { return false };
         let Some(bytes) = order.checked_bytes() else { return true };

@@ -96,6 +96,7 @@ impl Ram {
 
     /// Whether `[pa, pa + len)` lies inside one RAM segment (for `len == 0`:
     /// whether `pa` is inside a segment or at its end).
+    #[inline]
     pub(crate) fn contains(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else { return false };
         // The segment that could hold `pa`: the last one starting at or
@@ -105,11 +106,13 @@ impl Ram {
     }
 
     /// Offset of `pa` in the memfd, if `[pa, pa + len)` is RAM.
+    #[inline]
     pub(crate) fn offset(&self, pa: u64, len: u64) -> Result<u64, AbiError> {
         if self.contains(pa, len) { Ok(pa - self.base) } else { Err(AbiError::NotRam { pa: PhysAddr::new(pa), len }) }
     }
 
     /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
+    #[inline]
     pub(crate) fn ptr(&self, pa: u64, len: u64) -> Result<NonNull<u8>, AbiError> {
         let off = self.offset(pa, len)?;
         // SAFETY: `off + len <= span` because the range is inside a segment

@@ -18,10 +18,33 @@ use crate::sync::{AtomicU64, Ordering};
 /// Level of the root table.
 pub(crate) const ROOT_LEVEL: u32 = GEOMETRY.depth - 1;
 
+/// Number of cached leaves (a power of two).
+const HINTS: usize = 64;
+/// Bits of a leaf's base key (`key >> bitmap_bits`) kept as the tag of a
+/// hint; the low `log2(HINTS)` bits select the hint slot.
+const TAG_BITS: u32 = GEOMETRY.key_bits - GEOMETRY.bitmap_bits - HINTS.trailing_zeros();
+/// Bits left for the leaf's frame number in a hint.
+const PFN_BITS: u32 = 64 - TAG_BITS;
+
 /// A radix tree of preserved blocks, identified by its root page.
-#[derive(Debug)]
+///
+/// Besides the root, the tree keeps a small cache of recently used leaves
+/// ("hints"), one atomic word each: the leaf's frame number and the high
+/// bits of its base key. A base key is attached to one leaf for the tree's
+/// life (nodes are never freed or moved while it is shared), so a hint is
+/// either absent or right, and a hit replaces the descent through every
+/// table with one lookup. Hints are published with release ordering after
+/// the leaf was reached through acquire loads, so a thread that uses a hint
+/// sees the leaf as initialised as the thread that stored it did.
 pub struct RadixTree {
     root: PhysAddr,
+    hints: [AtomicU64; HINTS],
+}
+
+impl core::fmt::Debug for RadixTree {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RadixTree").field("root", &self.root).finish_non_exhaustive()
+    }
 }
 
 fn leaf_word(words: &[AtomicU64; WORDS], key: RadixKey) -> (&AtomicU64, u64) {
@@ -32,13 +55,34 @@ fn leaf_word(words: &[AtomicU64; WORDS], key: RadixKey) -> (&AtomicU64, u64) {
 impl RadixTree {
     /// Allocates an empty tree (one zeroed root table).
     pub fn new<M: TreeMem + ?Sized>(mem: &M) -> Result<RadixTree, AbiError> {
-        Ok(RadixTree { root: mem.alloc_node()? })
+        Ok(RadixTree::from_root(mem.alloc_node()?))
     }
 
     /// Adopts the tree whose root table is at `root` (for example one a
     /// previous kernel left). Nothing is checked here; walks validate.
-    pub const fn from_root(root: PhysAddr) -> RadixTree {
-        RadixTree { root }
+    pub fn from_root(root: PhysAddr) -> RadixTree {
+        RadixTree { root, hints: core::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+
+    /// The cached leaf of `key`, if any.
+    fn hinted_leaf<'m, M: TreeMem + ?Sized>(&self, mem: &'m M, key: RadixKey) -> Option<&'m [AtomicU64; WORDS]> {
+        let base = key.as_u64() >> GEOMETRY.bitmap_bits;
+        let hint = self.hints[base as usize % HINTS].load(Ordering::Acquire);
+        if hint == 0 || hint >> PFN_BITS != base >> HINTS.trailing_zeros() {
+            return None;
+        }
+        let pfn = kho_abi::Pfn::new(hint & ((1 << PFN_BITS) - 1));
+        mem.words(pfn.checked_phys()?).ok()
+    }
+
+    /// Remembers that `key`'s leaf is at `leaf`.
+    fn remember(&self, key: RadixKey, leaf: PhysAddr) {
+        let base = key.as_u64() >> GEOMETRY.bitmap_bits;
+        let pfn = leaf.pfn().as_u64();
+        if pfn != 0 && pfn >> PFN_BITS == 0 {
+            let tag = base >> HINTS.trailing_zeros();
+            self.hints[base as usize % HINTS].store((tag << PFN_BITS) | pfn, Ordering::Release);
+        }
     }
 
     /// PA of the root table.
@@ -49,7 +93,12 @@ impl RadixTree {
     /// Sets `key`. Returns whether it was clear before (a new preservation).
     /// On allocation failure nothing new is reachable from the root.
     pub fn insert<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
+        if let Some(leaf) = self.hinted_leaf(mem, key) {
+            let (word, mask) = leaf_word(leaf, key);
+            return Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0);
+        }
         let mut node = mem.words(self.root)?;
+        let mut node_pa = self.root;
         let mut level = ROOT_LEVEL;
         while level > 0 {
             let slot = &node[key.table_index(level)];
@@ -60,9 +109,11 @@ impl RadixTree {
                     Some(winner) => child = winner,
                 }
             }
-            node = mem.words(PhysAddr::new(child))?;
+            node_pa = PhysAddr::new(child);
+            node = mem.words(node_pa)?;
             level -= 1;
         }
+        self.remember(key, node_pa);
         let (word, mask) = leaf_word(node, key);
         Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0)
     }
@@ -95,14 +146,20 @@ impl RadixTree {
         mem: &'m M,
         key: RadixKey,
     ) -> Result<Option<&'m [AtomicU64; WORDS]>, AbiError> {
+        if let Some(leaf) = self.hinted_leaf(mem, key) {
+            return Ok(Some(leaf));
+        }
         let mut node = mem.words(self.root)?;
+        let mut node_pa = self.root;
         for level in (1..=ROOT_LEVEL).rev() {
             let child = node[key.table_index(level)].load(Ordering::Acquire);
             if child == 0 {
                 return Ok(None);
             }
-            node = mem.words(PhysAddr::new(child))?;
+            node_pa = PhysAddr::new(child);
+            node = mem.words(node_pa)?;
         }
+        self.remember(key, node_pa);
         Ok(Some(node))
     }
 

@@ -226,45 +226,54 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
         OrderRuns { mem: view.mem, root: view.root, order, next: first, end: first << 1, leaf: None }
     }
 
-    /// The leaf that holds `key`, or the first key past an empty subtree.
-    fn leaf_for(&mut self, key: u64) -> Result<Result<Words<'v>, u64>, TrackError> {
-        let base = key & !(GEOMETRY.bitmap_len as u64 - 1);
-        if let Some((b, words)) = self.leaf
-            && b == base
-        {
-            return Ok(Ok(words));
-        }
-        let view = TreeView { mem: self.mem, root: self.root };
-        let mut node = view.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
-        let mut pa = self.root;
-        for level in (1..=ROOT_LEVEL).rev() {
-            let shift = GEOMETRY.level_shift(level);
-            let index = ((key >> shift) & (TABLE_ENTRIES as u64 - 1)) as usize;
-            let raw = node[index].load(Ordering::Acquire);
-            if raw == 0 {
-                // Skip the whole empty subtree under this slot.
-                return Ok(Err(((key >> shift) + 1) << shift));
+    /// The first leaf holding keys at or after `key` (below `self.end`):
+    /// returns the key to continue from (at least `key`) and the leaf.
+    /// Empty slots are skipped by scanning the table already in hand, so
+    /// each table is descended into at most once per seek.
+    fn seek_leaf(&mut self, mut key: u64) -> Result<Option<(u64, Words<'v>)>, TrackError> {
+        let mask = GEOMETRY.bitmap_len as u64 - 1;
+        'restart: while key < self.end {
+            let base = key & !mask;
+            if let Some((b, words)) = self.leaf
+                && b == base
+            {
+                return Ok(Some((key, words)));
             }
-            let child = PhysAddr::new(raw);
-            node = view.node(child, pa, level, index)?;
-            pa = child;
+            let view = TreeView { mem: self.mem, root: self.root };
+            let mut node = view.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+            let mut pa = self.root;
+            for level in (1..=ROOT_LEVEL).rev() {
+                let shift = GEOMETRY.level_shift(level);
+                let index = ((key >> shift) & (TABLE_ENTRIES as u64 - 1)) as usize;
+                let found = node[index..].iter().position(|slot| slot.load(Ordering::Acquire) != 0);
+                let Some(offset) = found else {
+                    // Nothing left in this table: continue after its span.
+                    let span = shift + GEOMETRY.table_bits;
+                    key = if span >= 64 { u64::MAX } else { ((key >> span) + 1) << span };
+                    continue 'restart;
+                };
+                if offset > 0 {
+                    // Jump to the first key under the next non-empty slot.
+                    key = ((key >> shift) + offset as u64) << shift;
+                    if key >= self.end {
+                        return Ok(None);
+                    }
+                }
+                let child = PhysAddr::new(node[index + offset].load(Ordering::Acquire));
+                node = view.node(child, pa, level, index + offset)?;
+                pa = child;
+            }
+            self.leaf = Some((key & !mask, node));
+            return Ok(Some((key, node)));
         }
-        self.leaf = Some((base, node));
-        Ok(Ok(node))
+        Ok(None)
     }
 
     /// The first set key in `[from, self.end)`.
     fn next_set(&mut self, mut from: u64) -> Result<Option<u64>, TrackError> {
-        while from < self.end {
-            let words = match self.leaf_for(from)? {
-                Ok(w) => w,
-                Err(skip) => {
-                    from = skip;
-                    continue;
-                }
-            };
-            let base = from & !(GEOMETRY.bitmap_len as u64 - 1);
-            let mut bit = (from - base) as usize;
+        while let Some((at, words)) = self.seek_leaf(from)? {
+            let base = at & !(GEOMETRY.bitmap_len as u64 - 1);
+            let mut bit = (at - base) as usize;
             while bit < GEOMETRY.bitmap_len {
                 let w = words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
                 if w != 0 {
@@ -281,10 +290,11 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
     /// The first clear key in `[from, self.end)`, or `self.end`.
     fn next_clear(&mut self, mut from: u64) -> Result<u64, TrackError> {
         while from < self.end {
-            let words = match self.leaf_for(from)? {
-                Ok(w) => w,
-                Err(_) => return Ok(from),
-            };
+            let Some((at, words)) = self.seek_leaf(from)? else { return Ok(from) };
+            if at != from {
+                // The keys between were under empty slots: clear.
+                return Ok(from);
+            }
             let base = from & !(GEOMETRY.bitmap_len as u64 - 1);
             let mut bit = (from - base) as usize;
             while bit < GEOMETRY.bitmap_len {
