@@ -4,8 +4,12 @@
 //!
 //! The design target (DESIGN.md) is vmalloc preserve within 1.3x of
 //! preserving the pages one by one: the chunk pages and the checks must
-//! cost little next to the tracker. The tracker here is kho-sim's
-//! `ModelTracker`.
+//! cost little next to the tracker. Preserve is measured against both
+//! trackers: kho-track's lock-free radix tree (the real one, a fresh
+//! tracker per run, so tree pages are allocated as they would be) and
+//! kho-sim's `ModelTracker` (a mutex and a map); restore and claiming
+//! against `ModelTracker` (a kho-track restore needs a whole new handover
+//! per run).
 //!
 //! `cargo bench -p kho-vmalloc --bench vmalloc -- --quick`
 
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kho_abi::{Claim, KhoData, Order, PageAlloc, PhysAddr, Preserve, VmallocFlags, WithTracker};
 use kho_sim::{DEFAULT_RAM_BASE, Machine, MachineConfig, ModelTracker};
+use kho_track::{Tracker, TrackerOptions};
 
 const PAGES: usize = 1 << 18;
 
@@ -39,7 +44,40 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("vmalloc_1GiB_order0");
     g.sample_size(10);
 
-    g.bench_function("preserve_one_by_one", |b| {
+    g.bench_function("track_preserve_one_by_one", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Tracker::new(&m, m.scratch(), TrackerOptions::default()).expect("tracker");
+                let start = Instant::now();
+                for &pa in &blocks {
+                    t.preserve(pa, Order::ZERO).expect("preserve");
+                }
+                total += start.elapsed();
+                t.destroy();
+            }
+            total
+        })
+    });
+
+    g.bench_function("track_preserve_vmalloc", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Tracker::new(&m, m.scratch(), TrackerOptions::default()).expect("tracker");
+                let p = WithTracker::new(&m, &t);
+                let start = Instant::now();
+                let d = kho_vmalloc::preserve(&p, blocks.iter().copied(), Order::ZERO, VmallocFlags::ALLOC)
+                    .expect("preserve");
+                total += start.elapsed();
+                kho_vmalloc::unpreserve(&p, black_box(&d)).expect("unpreserve");
+                t.destroy();
+            }
+            total
+        })
+    });
+
+    g.bench_function("model_preserve_one_by_one", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -55,7 +93,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("preserve_vmalloc", |b| {
+    g.bench_function("model_preserve_vmalloc", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -79,7 +117,7 @@ fn benches(c: &mut Criterion) {
     let preserved = t.blocks();
     let mut next = Some(m.kexec(KhoData::default()));
 
-    g.bench_function("claim_one_by_one", |b| {
+    g.bench_function("model_claim_one_by_one", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
@@ -95,7 +133,7 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    g.bench_function("restore_vmalloc", |b| {
+    g.bench_function("model_restore_vmalloc", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {

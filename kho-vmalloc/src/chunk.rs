@@ -83,9 +83,10 @@ where
 }
 
 /// The longest chain `blocks` blocks can need: one chunk per
-/// [`ENTRIES`] blocks, plus the empty chunk Linux appends when the last
-/// one is exactly full (its writer allocates the next chunk as soon as one
-/// fills up). Zero blocks need no chunk.
+/// [`VMALLOC_CHUNK_ENTRIES`](crate::VMALLOC_CHUNK_ENTRIES) blocks, plus the
+/// empty chunk Linux appends when the last one is exactly full (its writer
+/// allocates the next chunk as soon as one fills up). Zero blocks need no
+/// chunk.
 pub const fn max_chunks(blocks: u64) -> u64 {
     if blocks == 0 { 0 } else { blocks / ENTRIES as u64 + 1 }
 }

@@ -77,7 +77,7 @@ pub enum VmallocError {
         max: u32,
     },
     /// A block handed to preserve is zero (which the chunk format cannot
-    /// store), misaligned for the order, or not RAM (`EINVAL`).
+    /// store) or misaligned for the order (`EINVAL`).
     #[error("block {index} at {pa}: {source}")]
     BadBlock {
         /// Position of the block in the area.

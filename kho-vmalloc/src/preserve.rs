@@ -2,7 +2,7 @@
 
 use core::ops::ControlFlow;
 
-use kho_abi::{AbiError, KhoVmalloc, Order, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags};
+use kho_abi::{KhoVmalloc, Order, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags};
 
 use crate::chunk::{self, BATCH, ENTRIES};
 use crate::error::{ChunkAt, PageKind, VmallocError};
@@ -21,9 +21,10 @@ use crate::error::{ChunkAt, PageKind, VmallocError};
 ///
 /// Flag bits other than `ALLOC` and `HUGE_VMAP`
 /// ([`UnsupportedFlags`](VmallocError::UnsupportedFlags)), an order above
-/// the platform's maximum, a block that is zero, misaligned or not RAM, an
-/// area beyond `u32::MAX` pages, a chunk allocation failure and any
-/// tracker refusal. On error nothing stays preserved and every chunk page
+/// the platform's maximum, a block that is zero or misaligned, an area
+/// beyond `u32::MAX` pages, a chunk allocation failure, and any tracker
+/// refusal ([`PreserveFailed`](VmallocError::PreserveFailed): the tracker
+/// is what refuses blocks outside RAM, in scratch or across NUMA nodes). On error nothing stays preserved and every chunk page
 /// allocated has been freed.
 pub fn preserve<P, I>(p: &P, blocks: I, order: Order, flags: VmallocFlags) -> Result<KhoVmalloc, VmallocError>
 where
@@ -153,8 +154,13 @@ struct Writer<'p, P: ?Sized> {
     /// Entries of `chunk` after `filled` not written yet.
     pending: [u64; BATCH],
     pending_len: usize,
+    /// Entries of `chunk` neither written nor pending (0 before the first
+    /// chunk, so that the first block allocates it).
+    room: usize,
     /// Blocks preserved.
     blocks: u64,
+    /// Blocks whose pages still fit `kho_vmalloc.total_pages`, a `u32`.
+    max_blocks: u64,
 }
 
 impl<'p, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'p, P> {
@@ -168,40 +174,50 @@ impl<'p, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'p, P> {
             filled: 0,
             pending: [0; BATCH],
             pending_len: 0,
+            room: 0,
             blocks: 0,
+            max_blocks: u64::from(u32::MAX) >> order.get(),
         }
     }
 
-    /// Checks, preserves and lists one block.
+    /// Checks, preserves and lists one block. This is the hot path of a
+    /// large area: every test is a compare, errors are built out of line.
+    #[inline]
     fn push(&mut self, pa: PhysAddr) -> Result<(), VmallocError> {
-        let index = self.blocks;
-        let bad = |source| VmallocError::BadBlock { index, pa, source };
-        pa.require_nonzero("vmalloc block").map_err(bad)?;
-        self.order.require_aligned(pa, "vmalloc block").map_err(bad)?;
-        // Orders up to the platform maximum have a byte size.
-        let bytes = self.order.checked_bytes().ok_or(AbiError::Overflow { what: "vmalloc block size" }).map_err(bad)?;
-        self.p.phys_to_virt(pa, bytes).map_err(bad)?;
-        let pages = (index + 1) << self.order.get();
-        if pages > u64::from(u32::MAX) {
-            return Err(VmallocError::TooManyPages { blocks: index + 1, order: self.order.get() });
+        // What the chunk format itself needs: zero is its terminator, and
+        // the next kernel checks alignment. Whether the block may be
+        // preserved at all (RAM, scratch, NUMA) is the tracker's to say,
+        // as it does for every preserve; checking it here too would cost
+        // a quarter of the tracker's own time per block.
+        if pa.is_null() || !self.order.aligns(pa) || self.blocks >= self.max_blocks {
+            return Err(self.refused(pa));
         }
-        if self.chunk.is_null() || self.filled + self.pending_len == ENTRIES {
+        if self.room == 0 {
             self.new_chunk()?;
         }
-        self.p.preserve(pa, self.order).map_err(|source| VmallocError::PreserveFailed {
-            kind: PageKind::Block,
-            index,
-            pa,
-            source,
-        })?;
+        if let Err(source) = self.p.preserve(pa, self.order) {
+            return Err(VmallocError::PreserveFailed { kind: PageKind::Block, index: self.blocks, pa, source });
+        }
         // PANICS: none, `flush` below empties `pending` whenever it fills.
         self.pending[self.pending_len] = pa.as_u64();
         self.pending_len += 1;
+        self.room -= 1;
         self.blocks += 1;
-        if self.pending_len == BATCH || self.filled + self.pending_len == ENTRIES {
+        if self.pending_len == BATCH || self.room == 0 {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Why [`push`](Writer::push) refused `pa` without trying it.
+    #[cold]
+    fn refused(&self, pa: PhysAddr) -> VmallocError {
+        let index = self.blocks;
+        let bad = |source| VmallocError::BadBlock { index, pa, source };
+        match pa.require_nonzero("vmalloc block").and_then(|pa| self.order.require_aligned(pa, "vmalloc block")) {
+            Err(source) => bad(source),
+            Ok(_) => VmallocError::TooManyPages { blocks: index + 1, order: self.order.get() },
+        }
     }
 
     /// Writes the pending entries into the current chunk page.
@@ -237,6 +253,7 @@ impl<'p, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'p, P> {
         self.chunk = pa;
         self.chunks += 1;
         self.filled = 0;
+        self.room = ENTRIES;
         Ok(())
     }
 

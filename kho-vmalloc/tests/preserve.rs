@@ -4,9 +4,12 @@
 
 mod common;
 
+use std::ops::ControlFlow;
+
 use common::*;
 use kho_abi::{AbiError, Errno, KhoVmalloc, Order, PageAlloc, PhysAddr, ToErrno, VmallocFlags, WithTracker};
 use kho_sim::ModelTracker;
+use kho_track::{Tracker, TrackerOptions};
 use kho_vmalloc::{PageKind, VMALLOC_CHUNK_ENTRIES, VmallocError};
 use zerocopy::IntoBytes;
 
@@ -168,11 +171,6 @@ fn rejected_arguments() {
     let e = failing_preserve(&m, &bad, o(1), VmallocFlags::ALLOC);
     assert!(matches!(e, VmallocError::BadBlock { index: 2, source: AbiError::Misaligned { .. }, .. }), "{e}");
 
-    let mut bad = blocks.clone();
-    bad[10] = PhysAddr::new(0x1000);
-    let e = failing_preserve(&m, &bad, Order::ZERO, VmallocFlags::ALLOC);
-    assert!(matches!(e, VmallocError::BadBlock { index: 10, source: AbiError::NotRam { .. }, .. }), "{e}");
-
     // The tracker refuses a block listed twice.
     let mut bad = blocks.clone();
     bad[580] = bad[3];
@@ -185,6 +183,38 @@ fn rejected_arguments() {
         "{e}"
     );
     assert_eq!(e.errno(), Errno::Busy);
+}
+
+/// The real tracker refuses what may not be preserved (outside RAM, in
+/// scratch); everything preserved before is undone.
+#[test]
+fn refusals_of_the_real_tracker() {
+    let m = machine();
+    let blocks = scattered(&m, 700, Order::ZERO, 4);
+    let scratch = PhysAddr::new(m.scratch()[0].addr);
+    for (index, pa, outside) in [(10, PhysAddr::new(0x1000), true), (650, scratch, false)] {
+        let t = Tracker::new(&m, m.scratch(), TrackerOptions::default()).unwrap();
+        let before = m.outstanding_pages();
+        let mut bad = blocks.clone();
+        bad[index] = pa;
+        let e = kho_vmalloc::preserve(&WithTracker::new(&m, &t), bad.iter().copied(), Order::ZERO, VmallocFlags::ALLOC)
+            .unwrap_err();
+        match e {
+            VmallocError::PreserveFailed { kind: PageKind::Block, index: i, pa: p, source } => {
+                assert_eq!((i, p), (index as u64, pa));
+                assert_eq!(matches!(source, AbiError::NotRam { .. }), outside, "{source}");
+            }
+            e => panic!("{e}"),
+        }
+        assert_eq!(m.outstanding_pages(), before, "chunk pages freed");
+        let mut left = Vec::new();
+        let _ = t.for_each_block::<()>(&mut |pa, order| {
+            left.push((pa, order));
+            ControlFlow::Continue(())
+        });
+        assert_eq!(left, vec![(t.fdt_page(), Order::ZERO)], "only the tracker's own FDT page stays preserved");
+        t.destroy();
+    }
 }
 
 #[test]
