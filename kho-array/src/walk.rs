@@ -2,7 +2,7 @@
 //! reads, shared by the reader ([`Iter`](crate::Iter)) and by restore, so
 //! the rules are written once.
 
-use kho_abi::{PAGE_SIZE, PhysAddr, PhysMem, read_phys, read_phys_bytes};
+use kho_abi::{PAGE_SIZE, PhysAddr, PhysMem, read_phys_bytes};
 use zerocopy::IntoBytes;
 
 use crate::error::{ArrayError, Field, Op, PageFault, RunFault};
@@ -11,6 +11,9 @@ use crate::format::{Entry, NEXT_WORD, PAGE_HEADER_WORDS, PAGE_WORDS, RunHeader, 
 /// One past the highest position: where the walk's `base` stands after an
 /// entry at `u64::MAX`.
 const END_OF_POSITIONS: u128 = 1 << 64;
+
+/// Words of the current page read from memory at once.
+const WINDOW: usize = 32;
 
 /// Where the walk stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +56,11 @@ pub(crate) struct Walk {
     left: u16,
     /// Position of the next entry of the current record.
     next_pos: u64,
+    /// A copy of words `window_at..window_at + window_len` of the current
+    /// page, so that a sparse page is not read one word per call.
+    window: [u64; WINDOW],
+    window_at: usize,
+    window_len: usize,
     /// The lowest position the next record (or page) may take: one past
     /// the last entry, or the page's `start` before its first record.
     pub(crate) base: u128,
@@ -79,6 +87,9 @@ impl Walk {
             record_words: 0,
             left: 0,
             next_pos: 0,
+            window: [0; WINDOW],
+            window_at: 0,
+            window_len: 0,
             base: 0,
             saved: PhysAddr::NULL,
             steps: 0,
@@ -170,6 +181,7 @@ impl Walk {
         }
         self.entered += 1;
         (self.pa, self.word, self.runs, self.left) = (pa, PAGE_HEADER_WORDS, 0, 0);
+        self.window_len = 0;
         let start = self.read(p, START_WORD)?;
         if self.base == END_OF_POSITIONS {
             return Err(self.page_error(Field::Start, PageFault::AfterMax));
@@ -240,19 +252,12 @@ impl Walk {
     }
 
     /// Every word after the terminator at `self.word` must be zero.
-    fn check_trailing<P: PhysMem + ?Sized>(&self, p: &P) -> Result<(), ArrayError> {
-        let mut buf = [0u64; 32];
-        let mut at = self.word + 1;
-        while at < PAGE_WORDS {
-            let n = buf.len().min(PAGE_WORDS - at);
-            let chunk = &mut buf[..n];
-            read_phys_bytes(p, self.word_pa(at), chunk.as_mut_bytes())
-                .map_err(|e| ArrayError::platform(Op::Access, self.pa, e))?;
-            if let Some(i) = chunk.iter().position(|&w| w != 0) {
-                let fault = RunFault::Trailing { raw: chunk[i] };
-                return Err(self.run_error(self.runs, at + i, Field::Trailing, fault));
+    fn check_trailing<P: PhysMem + ?Sized>(&mut self, p: &P) -> Result<(), ArrayError> {
+        for at in self.word + 1..PAGE_WORDS {
+            let raw = self.read(p, at)?;
+            if raw != 0 {
+                return Err(self.run_error(self.runs, at, Field::Trailing, RunFault::Trailing { raw }));
             }
-            at += n;
         }
         Ok(())
     }
@@ -262,8 +267,18 @@ impl Walk {
         PhysAddr::new(self.pa.as_u64() + (word * WORD) as u64)
     }
 
-    fn read<P: PhysMem + ?Sized>(&self, p: &P, word: usize) -> Result<u64, ArrayError> {
-        read_phys(p, self.word_pa(word)).map_err(|e| ArrayError::platform(Op::Access, self.pa, e))
+    /// Word `word` of the current page, through the window.
+    fn read<P: PhysMem + ?Sized>(&mut self, p: &P, word: usize) -> Result<u64, ArrayError> {
+        if word.wrapping_sub(self.window_at) >= self.window_len {
+            // The whole page is RAM (checked on entry): reading ahead to
+            // its end is as safe as reading the word asked for.
+            let n = WINDOW.min(PAGE_WORDS - word);
+            read_phys_bytes(p, self.word_pa(word), self.window[..n].as_mut_bytes())
+                .map_err(|e| ArrayError::platform(Op::Access, self.pa, e))?;
+            (self.window_at, self.window_len) = (word, n);
+        }
+        // PANICS: `word - window_at < window_len <= WINDOW`, by the test above.
+        Ok(self.window[word - self.window_at])
     }
 
     fn page_error(&self, field: Field, fault: PageFault) -> ArrayError {
