@@ -7,24 +7,50 @@
 //! cargo run --release --example handover -- --load machine.img   # kernel B only
 //! ```
 //!
-//! Kernel A fills folios of random orders with random bytes, preserves them,
-//! a page range and a manifest blob (a subtree) that lists every folio with
-//! its checksum. The sim then kexecs: RAM is kept, only `kho_data` is handed
-//! over, and once kernel B has walked the tree every page that was not
-//! preserved is poisoned. Kernel B restores each folio, checks it against
-//! the manifest, and reports. Any mismatch exits non-zero.
+//! Kernel A fills folios of random orders with random bytes and preserves
+//! them and a page range. It records every folio (PA, order, checksum) in a
+//! block set (`block-v1`, the kernel's block ABI: a table like LUO's session
+//! table) and names the set's head in a small manifest blob added as the
+//! subtree `kho-demo`. The sim then kexecs: RAM is kept, only `kho_data` is
+//! handed over, and once kernel B has walked the tree every page that was
+//! not preserved is poisoned. Kernel B finds the manifest, restores the
+//! block set, restores each folio and checks it, and reports. Any mismatch
+//! exits non-zero.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kho::abi::{KhoData, Order, PAGE_SIZE, PageAlloc, PhysAddr};
+use kho::abi::{KhoData, KhoScratch, Order, PAGE_SIZE, PageAlloc, PhysAddr, WithTracker, read_phys, write_phys};
+use kho::block::BlockSet;
 use kho::track::{Incoming, Tracker, TrackerOptions};
 use kho_sim::{Machine, MachineConfig};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 const MANIFEST: &str = "kho-demo";
-const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"KHODEMO1");
+const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"KHODEMO2");
+
+/// One preserved folio, an entry of the block set.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct FolioSer {
+    pa: u64,
+    order: u64,
+    checksum: u64,
+}
+
+/// The subtree blob: where everything else is.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct Manifest {
+    magic: u64,
+    folios: u64,
+    folio_set_head: u64,
+    range_pa: u64,
+    range_pages: u64,
+    range_checksum: u64,
+}
 
 struct Args {
     seed: u64,
@@ -84,7 +110,7 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
     let mut tracker = Tracker::new(m, m.scratch(), TrackerOptions::default()).map_err(|e| e.to_string())?;
     let mut preserve_time = Duration::ZERO;
     let mut rng = Rng(args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let mut entries: Vec<[u64; 3]> = Vec::new();
+    let mut entries: Vec<FolioSer> = Vec::new();
     let mut pages = 0;
     for _ in 0..args.folios {
         let o = order(rng.next() % 10);
@@ -94,7 +120,8 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
         let t = Instant::now();
         tracker.preserve_folio(pa, o).map_err(|e| format!("preserving {pa}: {e}"))?;
         preserve_time += t.elapsed();
-        entries.push([pa.as_u64(), u64::from(o.get()), m.checksum(pa, len).map_err(|e| e.to_string())?]);
+        let checksum = m.checksum(pa, len).map_err(|e| e.to_string())?;
+        entries.push(FolioSer { pa: pa.as_u64(), order: u64::from(o.get()), checksum });
         pages += o.pages();
     }
     // A page range: 300 pages (not a power of two), preserved as blocks.
@@ -103,18 +130,28 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
     let t = Instant::now();
     tracker.preserve_pages(range, 300).map_err(|e| e.to_string())?;
     preserve_time += t.elapsed();
-    let range_sum = m.checksum(range, 300 * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
-    // The manifest blob: magic, count, range (pa, pages, sum), then
-    // (pa, order, checksum) per folio.
-    let mut blob: Vec<u64> = vec![MANIFEST_MAGIC, entries.len() as u64, range.as_u64(), 300, range_sum];
-    blob.extend(entries.iter().flatten());
-    let bytes: Vec<u8> = blob.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let blob_pages = (bytes.len() as u64).div_ceil(PAGE_SIZE as u64).next_power_of_two();
-    let blob_order = order(u64::from(blob_pages.trailing_zeros()));
-    let blob_pa = m.alloc_pages(blob_order).map_err(|e| e.to_string())?;
-    m.write(blob_pa, &bytes).map_err(|e| e.to_string())?;
-    tracker.preserve_folio(blob_pa, blob_order).map_err(|e| e.to_string())?;
-    tracker.add_subtree(MANIFEST, blob_pa, bytes.len() as u64).map_err(|e| e.to_string())?;
+    let range_checksum = m.checksum(range, 300 * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
+    // The folio table: a block set whose pages the tracker preserves.
+    let mut folio_set = BlockSet::<FolioSer>::new();
+    let folio_set_head = {
+        let p = WithTracker::new(m, &tracker);
+        folio_set.grow(&p, entries.len()).map_err(|e| format!("growing the folio table: {e}"))?;
+        folio_set.writer(&p).extend(&entries).map_err(|e| format!("writing the folio table: {e}"))?;
+        folio_set.head()
+    };
+    // The manifest blob, named by a subtree.
+    let manifest = Manifest {
+        magic: MANIFEST_MAGIC,
+        folios: entries.len() as u64,
+        folio_set_head: folio_set_head.as_u64(),
+        range_pa: range.as_u64(),
+        range_pages: 300,
+        range_checksum,
+    };
+    let blob = m.alloc_pages(Order::ZERO).map_err(|e| e.to_string())?;
+    write_phys(m, blob, &manifest).map_err(|e| e.to_string())?;
+    tracker.preserve_folio(blob, Order::ZERO).map_err(|e| e.to_string())?;
+    tracker.add_subtree(MANIFEST, blob, size_of::<Manifest>() as u64).map_err(|e| e.to_string())?;
     let tree_pages = tracker.tree_pages().map_err(|e| e.to_string())?;
     let mut ranges = 0;
     let _ = tracker
@@ -125,11 +162,16 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
         .map_err(|e| e.to_string())?;
     let data = tracker.finish().map_err(|e| e.to_string())?;
     println!(
-        "kernel A: preserved {} folios ({} pages, {:.1} MiB), a range of 300 pages and a {}-byte manifest",
+        "kernel A: preserved {} folios ({} pages, {:.1} MiB) and a range of 300 pages",
         entries.len(),
         pages,
         mib(pages),
-        bytes.len()
+    );
+    println!(
+        "          folio table: block set of {} blocks ({} entries of {} bytes per block); manifest subtree {MANIFEST:?}",
+        folio_set.blocks(),
+        folio_set.entries_per_block(),
+        size_of::<FolioSer>()
     );
     println!(
         "          radix tree: {tree_pages} pages; {ranges} coalesced ranges (the FDT page included); preserving took {}",
@@ -181,27 +223,34 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
 
     let t2 = Instant::now();
     let sub = inc.subtree(MANIFEST).map_err(|e| e.to_string())?;
-    let size = sub.size.ok_or("manifest without blob-size")?;
-    let blob_pages = size.div_ceil(PAGE_SIZE as u64).next_power_of_two();
-    inc.restore_folio(sub.pa, order(u64::from(blob_pages.trailing_zeros()))).map_err(|e| format!("manifest: {e}"))?;
-    let mut bytes = vec![0u8; size as usize];
-    m.read(sub.pa, &mut bytes).map_err(|e| e.to_string())?;
-    let words: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]))).collect();
-    if words.len() < 5 || words[0] != MANIFEST_MAGIC || words.len() as u64 != 5 + 3 * words[1] {
+    if sub.size != Some(size_of::<Manifest>() as u64) {
+        return Err(format!("manifest of {:?} bytes", sub.size));
+    }
+    inc.restore_folio(sub.pa, Order::ZERO).map_err(|e| format!("manifest: {e}"))?;
+    let manifest: Manifest = read_phys(m, sub.pa).map_err(|e| e.to_string())?;
+    if manifest.magic != MANIFEST_MAGIC {
         return Err("the manifest is corrupt".into());
     }
     let mut bad = 0;
-    let (range, range_pages, range_sum) = (PhysAddr::new(words[2]), words[3], words[4]);
-    inc.restore_pages(range, range_pages).map_err(|e| format!("range {range}: {e}"))?;
-    if m.checksum(range, range_pages * PAGE_SIZE as u64).map_err(|e| e.to_string())? != range_sum {
+    let range = PhysAddr::new(manifest.range_pa);
+    inc.restore_pages(range, manifest.range_pages).map_err(|e| format!("range {range}: {e}"))?;
+    if m.checksum(range, manifest.range_pages * PAGE_SIZE as u64).map_err(|e| e.to_string())? != manifest.range_checksum
+    {
         eprintln!("MISMATCH: range {range}");
         bad += 1;
     }
-    for e in words[5..].chunks_exact(3) {
-        let (pa, o, sum) = (PhysAddr::new(e[0]), order(e[1]), e[2]);
+    let p = WithTracker::new(m, &inc);
+    let folio_set = BlockSet::<FolioSer>::restore(&p, PhysAddr::new(manifest.folio_set_head))
+        .map_err(|e| format!("folio table: {e}"))?;
+    if folio_set.len() as u64 != manifest.folios {
+        return Err(format!("folio table has {} entries, manifest says {}", folio_set.len(), manifest.folios));
+    }
+    for e in folio_set.iter(&p) {
+        let e = e.map_err(|e| format!("folio table: {e}"))?;
+        let (pa, o) = (PhysAddr::new(e.pa), Order::new(e.order, "folio order").map_err(|e| e.to_string())?);
         inc.restore_folio(pa, o).map_err(|err| format!("folio {pa} order {o}: {err}"))?;
         let got = m.checksum(pa, o.pages() * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
-        if got != sum {
+        if got != e.checksum {
             eprintln!("MISMATCH: folio {pa} order {o}");
             bad += 1;
         }
@@ -210,11 +259,13 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
             bad += 1;
         }
     }
+    let table_blocks = folio_set.blocks();
+    folio_set.free(&p).map_err(|e| format!("freeing the folio table: {e}"))?;
     let restore_time = t2.elapsed();
     let unclaimed = inc.unclaimed().map_err(|e| e.to_string())?;
     println!(
-        "          restored and verified {} folios + the range in {}; {} blocks left unclaimed",
-        words[1],
+        "          restored the folio table ({table_blocks} blocks), {} folios and the range, all verified, in {}; {} blocks left unclaimed",
+        manifest.folios,
         ms(restore_time),
         unclaimed.len()
     );
@@ -228,11 +279,25 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
 fn run() -> Result<u64, String> {
     let args = parse_args()?;
     if let Some(path) = &args.load {
-        let m = Machine::load_image(path, MachineConfig::default()).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The image names its scratch areas in the handover itself: read
+        // them first, then boot kernel B with them as its scratch.
+        let load = |scratch| {
+            let cfg = MachineConfig { scratch, ..MachineConfig::default() };
+            Machine::load_image(path, cfg).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let probe = load(Vec::new())?;
+        let data = probe.kho_data().ok_or("the image has no KHO note")?;
+        let count = { data.scratch_size } / size_of::<KhoScratch>() as u64;
+        let scratch = (0..count.min(64))
+            .map(|i| read_phys(&probe, PhysAddr::new(data.scratch_addr + i * size_of::<KhoScratch>() as u64)))
+            .collect::<Result<Vec<KhoScratch>, _>>()
+            .map_err(|e| format!("scratch array: {e}"))?;
+        drop(probe);
+        let m = load(scratch)?;
         println!("loaded {} ({} MiB of RAM at {})", path.display(), m.ram_size() >> 20, m.ram_base());
         return kernel_b(&m);
     }
-    let cfg = MachineConfig { ram_size: args.ram_mib << 20, ..MachineConfig::default() };
+    let cfg = MachineConfig::with_ram(kho_sim::DEFAULT_RAM_BASE, args.ram_mib << 20);
     let m = Machine::new(cfg).map_err(|e| e.to_string())?;
     println!(
         "machine: {} MiB of RAM at {}, {} KiB pages, scratch {:#x}+{:#x}",

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group};
 use kho_abi::{Order, PAGE_SIZE, PhysAddr, RadixKey};
 use kho_sim::{Machine, MachineConfig};
-use kho_track::mem::TreeMem;
 use kho_track::walk::{Guard, TreeView};
 use kho_track::{Tracker, TrackerOptions};
 
@@ -138,7 +137,7 @@ fn preserve(c: &mut Criterion) {
 }
 
 /// Collects the leaf pages of a tree (the limit scans them directly).
-fn leaves<'m>(m: &'m Machine, root: PhysAddr) -> Vec<(u64, &'m [kho_track::sync::AtomicU64; kho_track::mem::WORDS])> {
+fn leaves(m: &Machine, root: PhysAddr) -> Vec<(u64, &[kho_track::sync::AtomicU64; kho_track::mem::WORDS])> {
     let mut out = Vec::new();
     let _ = TreeView::new(m, root)
         .for_each_leaf::<()>(&mut Guard::trusted(), &mut |base, words| {
@@ -146,7 +145,6 @@ fn leaves<'m>(m: &'m Machine, root: PhysAddr) -> Vec<(u64, &'m [kho_track::sync:
             Ok(ControlFlow::Continue(()))
         })
         .expect("walk");
-    let _ = <Machine as TreeMem>::words;
     out
 }
 

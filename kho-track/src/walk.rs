@@ -178,11 +178,9 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
             runs[order as usize] = Some(r);
         }
         let mut acc: Option<(u64, u64)> = None;
-        loop {
-            let Some(o) = (0..64).filter(|&o| heads[o].is_some()).min_by_key(|&o| heads[o].map(|h| h.0)) else {
-                break;
-            };
-            let Some((start, end)) = heads[o] else { break };
+        while let Some((o, (start, end))) =
+            heads.iter().enumerate().filter_map(|(o, h)| h.map(|h| (o, h))).min_by_key(|(_, h)| h.0)
+        {
             acc = match acc {
                 Some((a, e)) if start <= e => Some((a, e.max(end))),
                 Some((a, e)) => {

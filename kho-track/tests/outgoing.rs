@@ -219,7 +219,7 @@ fn preserve_pages_is_all_or_nothing_under_allocation_failure() {
 #[test]
 fn model_based_random_operations_with_failures() {
     let m = machine();
-    let mut rng = SmallRng::seed_from_u64(0x6b68_6f);
+    let mut rng = SmallRng::seed_from_u64(0x006b_686f);
     for round in 0..20 {
         let t = tracker(&m);
         let mut model: BTreeMap<(u64, u32), ()> = BTreeMap::new();
@@ -359,7 +359,7 @@ fn sixty_four_kib_geometry_is_what_the_build_uses() {
     assert_eq!(t.tree_pages().unwrap(), depth);
     // An order far from order 0 shares only the root.
     t.preserve_folio(page(&m, 0), order(10)).unwrap();
-    assert!(t.tree_pages().unwrap() <= 2 * depth - 1);
+    assert!(t.tree_pages().unwrap() < 2 * depth);
     t.destroy();
     let _ = MachineConfig::default();
     let _: Option<Machine> = None;
