@@ -135,7 +135,7 @@ impl Walk {
                                 self.start_run(p, h)?;
                                 continue;
                             }
-                            Ok(None) if self.runs == 0 => return Err(self.page_error(Field::Start, PageFault::Empty)),
+                            Ok(None) if self.runs == 0 => return Err(self.page_error(Field::Count, PageFault::Empty)),
                             Ok(None) => self.check_trailing(p)?,
                         }
                     }
