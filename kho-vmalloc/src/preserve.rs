@@ -24,8 +24,9 @@ use crate::error::{ChunkAt, PageKind, VmallocError};
 /// the platform's maximum, a block that is zero or misaligned, an area
 /// beyond `u32::MAX` pages, a chunk allocation failure, and any tracker
 /// refusal ([`PreserveFailed`](VmallocError::PreserveFailed): the tracker
-/// is what refuses blocks outside RAM, in scratch or across NUMA nodes). On error nothing stays preserved and every chunk page
-/// allocated has been freed.
+/// is what refuses blocks outside RAM, in scratch or across NUMA nodes).
+/// On error nothing stays preserved and every chunk page allocated has
+/// been freed.
 pub fn preserve<P, I>(p: &P, blocks: I, order: Order, flags: VmallocFlags) -> Result<KhoVmalloc, VmallocError>
 where
     P: PhysMem + PageAlloc + Preserve + ?Sized,
@@ -49,7 +50,7 @@ where
         w.abort();
         return Err(e);
     }
-    // PANICS: none, `push` keeps `blocks << order` within `u32`.
+    // `push` keeps `blocks << order` within `u32`, so this never saturates.
     let total_pages = u32::try_from(w.blocks << order.get()).unwrap_or(u32::MAX);
     Ok(KhoVmalloc { first: w.first.as_u64(), total_pages, flags: flags.bits(), order: order.get() as u16 })
 }
