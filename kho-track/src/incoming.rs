@@ -50,6 +50,9 @@ pub struct Incoming<'p, P: PhysMem + PageAlloc + ?Sized> {
     stats: ImportStats,
     max_order: Order,
     fdt_claimed: bool,
+    /// The tree was built by this kernel (from a `kho-v1` map): its pages
+    /// are ordinary allocations, not memory to reserve.
+    tree_owned: bool,
 }
 
 impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Incoming<'_, P> {
@@ -89,17 +92,18 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         let mut bytes = vec![0u8; root.fdt_size as usize];
         read_phys_bytes(mem, root.fdt, &mut bytes)?;
         let fdt = RootFdt::parse(root.fdt, bytes)?;
-        if !fdt.version().has_radix_tree() {
-            return Err(AbiError::BadCompatible {
-                what: "root compatible (kho-v1 memory map)",
-                expected: kho_abi::compat::KHO_V4,
-            }
-            .into());
-        }
         let max_order = mem.max_order();
-        let tree = RadixTree::from_root(fdt.memory_map());
+        // A kho-v1 map is converted into a radix tree of this kernel's own,
+        // allocated from scratch; a radix map is adopted in place and must
+        // pass every check of an untrusted tree.
+        let legacy = !fdt.version().has_radix_tree();
+        let tree = if legacy {
+            crate::legacy::convert_v1(mem, fdt.memory_map(), &scratch)?
+        } else {
+            RadixTree::from_root(fdt.memory_map())
+        };
         let view = TreeView::new(mem, tree.root());
-        let mut guard = Guard::untrusted(&scratch);
+        let mut guard = if legacy { Guard::collecting() } else { Guard::untrusted(&scratch) };
         let mut stats = ImportStats { blocks: 0, pages: 0, tree_pages: 0, blocks_by_order: [0; 64] };
         let walked = view.for_each_block(&mut guard, &mut |pa, order| {
             let fault = |fault| ControlFlow::Break(TrackError::Block { pa, order, fault });
@@ -118,24 +122,33 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             stats.pages += order.pages();
             stats.blocks_by_order[order.get() as usize] += 1;
             ControlFlow::Continue(())
-        })?;
-        if let ControlFlow::Break(e) = walked {
+        });
+        let walked = match walked {
+            Ok(ControlFlow::Continue(())) => Ok(()),
+            Ok(ControlFlow::Break(e)) | Err(e) => Err(e),
+        };
+        if let Err(e) = walked {
+            if legacy {
+                tree.destroy(mem);
+            }
             return Err(e);
         }
         let nodes = guard.into_nodes();
         stats.tree_pages = nodes.len() as u64;
-        for &node in &nodes {
-            for o in 0..=max_order.get() {
-                let order = Order::new(u64::from(o), "order")?;
-                let base = node.align_down(order.checked_bytes().unwrap_or(u64::MAX));
-                if tree.contains(mem, RadixKey::encode(base, order)?)? {
-                    return Err(TrackError::Tree { node, level: 0, index: 0, fault: TreeFault::InPreservedBlock });
+        if !legacy {
+            for &node in &nodes {
+                for o in 0..=max_order.get() {
+                    let order = Order::new(u64::from(o), "order")?;
+                    let base = node.align_down(order.checked_bytes().unwrap_or(u64::MAX));
+                    if tree.contains(mem, RadixKey::encode(base, order)?)? {
+                        return Err(TrackError::Tree { node, level: 0, index: 0, fault: TreeFault::InPreservedBlock });
+                    }
                 }
             }
         }
         let fdt_key = RadixKey::encode(root.fdt.align_down(PAGE_SIZE as u64), Order::ZERO)?;
         let fdt_claimed = tree.remove(mem, fdt_key)?;
-        Ok(Incoming { mem, fdt, scratch, tree, nodes, stats, max_order, fdt_claimed })
+        Ok(Incoming { mem, fdt, scratch, tree, nodes, stats, max_order, fdt_claimed, tree_owned: legacy })
     }
 
     /// The root format version.
@@ -175,7 +188,8 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
 
     /// Everything the next kernel must keep away from its allocator until
     /// it calls [`finish`](Incoming::finish): every unclaimed preserved
-    /// block, the tree's pages, and the root FDT's page. Call it before
+    /// block, the tree's pages (unless this kernel allocated them itself,
+    /// converting a `kho-v1` map), and the root FDT's page. Call it before
     /// restoring anything.
     pub fn reserved_blocks(&self) -> Result<Vec<(PhysAddr, Order)>, TrackError> {
         let mut out = Vec::with_capacity(self.stats.blocks as usize + self.nodes.len() + 1);
@@ -183,7 +197,9 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             out.push((pa, order));
             ControlFlow::Continue(())
         })?;
-        out.extend(self.nodes.iter().map(|&pa| (pa, Order::ZERO)));
+        if !self.tree_owned {
+            out.extend(self.nodes.iter().map(|&pa| (pa, Order::ZERO)));
+        }
         if self.fdt_claimed {
             out.push((self.fdt.pa().align_down(PAGE_SIZE as u64), Order::ZERO));
         }

@@ -29,6 +29,8 @@ pub mod error;
 pub mod fdt;
 #[cfg(not(loom))]
 pub mod incoming;
+#[cfg(not(loom))]
+pub mod legacy;
 pub mod mem;
 #[cfg(not(loom))]
 pub mod outgoing;

@@ -280,7 +280,7 @@ fn bad_fdt_and_kho_data_are_rejected() {
     let e = import_data(|m, d| d.fdt_addr = m.scratch()[0].addr);
     assert!(matches!(e, TrackError::Abi(AbiError::Forbidden { .. })), "{e:?}");
     // Wrong compatibles: unknown base, unknown component, out of order.
-    for compat in ["kho-v9", "kho-v4;radix-v2", "kho-v4;vmalloc-v1;radix-v1", "kho-v1"] {
+    for compat in ["kho-v9", "kho-v4;radix-v2", "kho-v4;vmalloc-v1;radix-v1"] {
         let e = import_data(|m, d| {
             let map = PhysAddr::new(PAGE_SIZE as u64);
             let dtb = kho_track::fdt::build(compat, map, &[]).unwrap();
@@ -375,5 +375,124 @@ fn older_root_versions_are_read() {
         let inc = Incoming::import(&m, &data).unwrap();
         let sub = inc.subtree("blob").unwrap();
         assert_eq!((sub.pa.as_u64(), sub.size), (0x5000, size), "{compat}");
+    }
+}
+
+/// A `kho-v1` handover laid out by hand from ABI.md section 6: two chunks
+/// (orders 0 and 3), bitmaps, subtree property `fdt`.
+#[test]
+fn legacy_v1_handover_is_converted_and_restored() {
+    use dtoolkit::model::{DeviceTree, DeviceTreeNode, DeviceTreeProperty};
+    use kho_abi::PageAlloc;
+    let m = machine();
+    let base = m.ram_base().as_u64();
+    let page = move |n: u64| PhysAddr::new(base + n * PAGE_SIZE as u64);
+    let chunk0 = m.alloc_pages(Order::ZERO).unwrap();
+    let chunk1 = m.alloc_pages(Order::ZERO).unwrap();
+    let bitmap0 = m.alloc_pages(Order::ZERO).unwrap();
+    let bitmap3 = m.alloc_pages(Order::ZERO).unwrap();
+    let fdt_page = m.alloc_pages(Order::ZERO).unwrap();
+    let scratch_array = m.alloc_pages(Order::ZERO).unwrap();
+    // Blocks: order 0 at pages 1000, 1001, 1005; order 3 at pages 2048, 2056.
+    let start0 = page(1000);
+    let start3 = page(2048);
+    let w = |pa: PhysAddr, off: u64, v: u64| write_u64(&m, PhysAddr::new(pa.as_u64() + off), v);
+    w(chunk0, 0, chunk1.as_u64());
+    m.write(PhysAddr::new(chunk0.as_u64() + 8), &0u32.to_ne_bytes()).unwrap();
+    m.write(PhysAddr::new(chunk0.as_u64() + 12), &1u32.to_ne_bytes()).unwrap();
+    w(chunk0, 16, start0.as_u64());
+    w(chunk0, 24, bitmap0.as_u64());
+    w(bitmap0, 0, 0b10_0011);
+    w(chunk1, 0, 0);
+    m.write(PhysAddr::new(chunk1.as_u64() + 8), &3u32.to_ne_bytes()).unwrap();
+    m.write(PhysAddr::new(chunk1.as_u64() + 12), &1u32.to_ne_bytes()).unwrap();
+    w(chunk1, 16, start3.as_u64());
+    w(chunk1, 24, bitmap3.as_u64());
+    w(bitmap3, 0, 0b11);
+    let mut tree = DeviceTree::new();
+    tree.root.add_property(DeviceTreeProperty::new_unchecked("compatible", "kho-v1"));
+    tree.root.add_property(DeviceTreeProperty::new_unchecked("preserved-memory-map", chunk0.as_u64().to_ne_bytes()));
+    tree.root.add_child(
+        DeviceTreeNode::builder("memblock")
+            .unwrap()
+            .property(DeviceTreeProperty::new_unchecked("fdt", page(1001).as_u64().to_ne_bytes()))
+            .build(),
+    );
+    m.write(fdt_page, &tree.to_dtb()).unwrap();
+    let s = m.scratch()[0];
+    kho_abi::write_phys(&m, scratch_array, &s).unwrap();
+    let data = KhoData {
+        fdt_addr: fdt_page.as_u64(),
+        fdt_size: PAGE_SIZE as u64,
+        scratch_addr: scratch_array.as_u64(),
+        scratch_size: 16,
+    };
+    let m = m.kexec(data);
+    let inc = Incoming::import(&m, &data).unwrap();
+    assert_eq!(inc.version(), kho_abi::RootVersion::V1);
+    let o3 = order(3);
+    assert_eq!(
+        incoming_blocks(&inc),
+        vec![
+            (start3, o3),
+            (page(2056), o3),
+            (page(1000), Order::ZERO),
+            (page(1001), Order::ZERO),
+            (page(1005), Order::ZERO)
+        ]
+    );
+    assert_eq!(inc.stats().pages, 19);
+    let sub = inc.subtree("memblock").unwrap();
+    assert_eq!((sub.pa, sub.size), (page(1001), None));
+    let reserved = inc.reserved_blocks().unwrap();
+    m.boot_done(&mut reserved.iter().copied()).unwrap();
+    inc.restore_folio(start3, o3).unwrap();
+    inc.restore_folio(page(2056), o3).unwrap();
+    inc.restore_folio(page(1005), Order::ZERO).unwrap();
+    assert!(inc.restore_folio(page(1002), Order::ZERO).is_err());
+    assert_eq!(inc.unclaimed().unwrap().len(), 2);
+    // The converted tree came from scratch and goes back at finish.
+    assert!(m.outstanding_pages() > 0);
+    inc.finish();
+    assert_eq!(m.outstanding_pages(), 0);
+}
+
+#[test]
+fn legacy_v1_rejects() {
+    use dtoolkit::model::{DeviceTree, DeviceTreeProperty};
+    use kho_abi::PageAlloc;
+    // A chunk list that loops back on itself, and one naming a bitmap in
+    // scratch: each a specific error, and nothing left allocated.
+    for case in 0..3 {
+        let m = machine();
+        let chunk = m.alloc_pages(Order::ZERO).unwrap();
+        let bitmap = m.alloc_pages(Order::ZERO).unwrap();
+        let fdt_page = m.alloc_pages(Order::ZERO).unwrap();
+        let scratch_array = m.alloc_pages(Order::ZERO).unwrap();
+        kho_abi::write_phys(&m, scratch_array, &m.scratch()[0]).unwrap();
+        let w = |pa: PhysAddr, off: u64, v: u64| write_u64(&m, PhysAddr::new(pa.as_u64() + off), v);
+        w(chunk, 0, if case == 0 { chunk.as_u64() } else { 0 });
+        m.write(PhysAddr::new(chunk.as_u64() + 8), &(if case == 2 { 99u32 } else { 0 }).to_ne_bytes()).unwrap();
+        m.write(PhysAddr::new(chunk.as_u64() + 12), &1u32.to_ne_bytes()).unwrap();
+        w(chunk, 16, m.ram_base().as_u64());
+        w(chunk, 24, if case == 1 { m.scratch()[0].addr } else { bitmap.as_u64() });
+        let mut tree = DeviceTree::new();
+        tree.root.add_property(DeviceTreeProperty::new_unchecked("compatible", "kho-v1"));
+        tree.root.add_property(DeviceTreeProperty::new_unchecked("preserved-memory-map", chunk.as_u64().to_ne_bytes()));
+        m.write(fdt_page, &tree.to_dtb()).unwrap();
+        let data = KhoData {
+            fdt_addr: fdt_page.as_u64(),
+            fdt_size: PAGE_SIZE as u64,
+            scratch_addr: scratch_array.as_u64(),
+            scratch_size: 16,
+        };
+        let m = m.kexec(data);
+        let e = Incoming::import(&m, &data).unwrap_err();
+        match case {
+            0 => assert!(matches!(e, TrackError::Tree { fault: TreeFault::Shared, level: 2, .. }), "{e:?}"),
+            1 => assert!(matches!(e, TrackError::Tree { fault: TreeFault::InScratch, level: 1, .. }), "{e:?}"),
+            _ => assert!(matches!(e, TrackError::Abi(AbiError::OrderTooLarge { .. })), "{e:?}"),
+        }
+        assert_eq!(m.outstanding_pages(), 0);
     }
 }
