@@ -8,30 +8,40 @@
 //! ```
 //!
 //! Kernel A fills folios of random orders with random bytes and preserves
-//! them and a page range. It records every folio (PA, order, checksum) in a
-//! block set (`block-v1`, the kernel's block ABI: a table like LUO's session
-//! table) and names the set's head in a small manifest blob added as the
-//! subtree `kho-demo`. The sim then kexecs: RAM is kept, only `kho_data` is
-//! handed over, and once kernel B has walked the tree every page that was
-//! not preserved is poisoned. Kernel B finds the manifest, restores the
-//! block set, restores each folio and checks it, and reports. Any mismatch
-//! exits non-zero.
+//! them and a page range. As the kernel's own KHO test does, it lists every
+//! folio (PA, order, checksum) in a vmalloc'ed array — pages scattered in
+//! physical memory, preserved as a `vmalloc-v1` area — and it groups the
+//! folios into sessions recorded in a block set (`block-v1`, 80-byte entries
+//! like LUO's session table). A small manifest blob, added as the subtree
+//! `kho-demo`, holds the vmalloc descriptor and the block set's head.
+//!
+//! The sim then kexecs: RAM is kept, only `kho_data` is handed over, and
+//! once kernel B has walked the tree every page that was not preserved is
+//! poisoned. Kernel B finds the manifest, restores the vmalloc area mapped
+//! back into one virtually contiguous slice, restores the session table,
+//! restores each folio and checks it, and reports. Any mismatch exits
+//! non-zero.
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kho::abi::{KhoData, KhoScratch, Order, PAGE_SIZE, PageAlloc, PhysAddr, WithTracker, read_phys, write_phys};
+use kho::abi::{
+    KhoData, KhoScratch, KhoVmalloc, Order, PAGE_SIZE, PageAlloc, PhysAddr, VmallocFlags, WithTracker, read_phys,
+    write_phys,
+};
 use kho::block::BlockSet;
 use kho::track::{Incoming, Tracker, TrackerOptions};
 use kho_sim::{Machine, MachineConfig};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 const MANIFEST: &str = "kho-demo";
-const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"KHODEMO2");
+const MANIFEST_MAGIC: u64 = u64::from_le_bytes(*b"KHODEMO3");
+/// Folios per session.
+const SESSION_FOLIOS: u64 = 8;
 
-/// One preserved folio, an entry of the block set.
+/// One preserved folio, an element of the vmalloc'ed folio array.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 struct FolioSer {
@@ -40,13 +50,26 @@ struct FolioSer {
     checksum: u64,
 }
 
+/// A session: a named group of consecutive folios, an entry of the block
+/// set (80 bytes, the size of LUO's session entries).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+struct SessionSer {
+    id: u64,
+    first_folio: u64,
+    folio_count: u64,
+    name: [u8; 56],
+}
+
 /// The subtree blob: where everything else is.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
 struct Manifest {
     magic: u64,
     folios: u64,
-    folio_set_head: u64,
+    folio_array: KhoVmalloc,
+    sessions: u64,
+    session_head: u64,
     range_pa: u64,
     range_pages: u64,
     range_checksum: u64,
@@ -61,7 +84,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { seed: 1, folios: 256, ram_mib: 1024, save: None, load: None };
+    let mut a = Args { seed: 1, folios: 512, ram_mib: 1024, save: None, load: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
@@ -131,19 +154,54 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
     tracker.preserve_pages(range, 300).map_err(|e| e.to_string())?;
     preserve_time += t.elapsed();
     let range_checksum = m.checksum(range, 300 * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
-    // The folio table: a block set whose pages the tracker preserves.
-    let mut folio_set = BlockSet::<FolioSer>::new();
-    let folio_set_head = {
+    // The folio array, vmalloc'ed: order-0 pages allocated one at a time
+    // (and so scattered), preserved as a vmalloc area.
+    let bytes: Vec<u8> = entries.iter().flat_map(|e| e.as_bytes().to_vec()).collect();
+    let mut array_pages = Vec::new();
+    for chunk in bytes.chunks(PAGE_SIZE) {
+        let pa = m.alloc_pages(Order::ZERO).map_err(|e| e.to_string())?;
+        m.write(pa, chunk).map_err(|e| e.to_string())?;
+        array_pages.push(pa);
+        // A page of padding between array pages keeps them apart.
+        let _ = m.alloc_pages(Order::ZERO).map_err(|e| e.to_string())?;
+    }
+    let folio_array = kho::vmalloc::preserve(
+        &WithTracker::new(m, &tracker),
+        array_pages.iter().copied(),
+        Order::ZERO,
+        VmallocFlags::ALLOC,
+    )
+    .map_err(|e| format!("preserving the folio array: {e}"))?;
+    // The session table: a block set whose pages the tracker preserves.
+    let sessions: Vec<SessionSer> = (0..entries.len() as u64)
+        .step_by(SESSION_FOLIOS as usize)
+        .enumerate()
+        .map(|(i, first)| {
+            let mut name = [0u8; 56];
+            let text = format!("session-{i}");
+            name[..text.len()].copy_from_slice(text.as_bytes());
+            SessionSer {
+                id: i as u64,
+                first_folio: first,
+                folio_count: SESSION_FOLIOS.min(entries.len() as u64 - first),
+                name,
+            }
+        })
+        .collect();
+    let mut session_set = BlockSet::<SessionSer>::new();
+    let session_head = {
         let p = WithTracker::new(m, &tracker);
-        folio_set.grow(&p, entries.len()).map_err(|e| format!("growing the folio table: {e}"))?;
-        folio_set.writer(&p).extend(&entries).map_err(|e| format!("writing the folio table: {e}"))?;
-        folio_set.head()
+        session_set.grow(&p, sessions.len()).map_err(|e| format!("growing the session table: {e}"))?;
+        session_set.writer(&p).extend(&sessions).map_err(|e| format!("writing the session table: {e}"))?;
+        session_set.head()
     };
     // The manifest blob, named by a subtree.
     let manifest = Manifest {
         magic: MANIFEST_MAGIC,
         folios: entries.len() as u64,
-        folio_set_head: folio_set_head.as_u64(),
+        folio_array,
+        sessions: sessions.len() as u64,
+        session_head: session_head.as_u64(),
         range_pa: range.as_u64(),
         range_pages: 300,
         range_checksum,
@@ -168,10 +226,12 @@ fn kernel_a(m: &Machine, args: &Args) -> Result<KhoData, String> {
         mib(pages),
     );
     println!(
-        "          folio table: block set of {} blocks ({} entries of {} bytes per block); manifest subtree {MANIFEST:?}",
-        folio_set.blocks(),
-        folio_set.entries_per_block(),
-        size_of::<FolioSer>()
+        "          folio array: vmalloc area of {} scattered pages; session table: block set of {} blocks ({} sessions, {} of {} bytes per block)",
+        array_pages.len(),
+        session_set.blocks(),
+        sessions.len(),
+        session_set.entries_per_block(),
+        size_of::<SessionSer>()
     );
     println!(
         "          radix tree: {tree_pages} pages; {ranges} coalesced ranges (the FDT page included); preserving took {}",
@@ -239,14 +299,32 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
         eprintln!("MISMATCH: range {range}");
         bad += 1;
     }
+    // The folio array, mapped back into one virtually contiguous slice.
+    let (area, map) =
+        kho::vmalloc::sim::restore_mapped(m, &inc, &manifest.folio_array).map_err(|e| format!("folio array: {e}"))?;
+    let array_bytes = manifest.folios as usize * size_of::<FolioSer>();
+    let folios = <[FolioSer]>::ref_from_bytes(map.get(..array_bytes).ok_or("folio array too short")?)
+        .map_err(|_| "folio array misaligned")?
+        .to_vec();
+    drop(map);
+    // The session table: every folio in exactly one session, in order.
     let p = WithTracker::new(m, &inc);
-    let folio_set = BlockSet::<FolioSer>::restore(&p, PhysAddr::new(manifest.folio_set_head))
-        .map_err(|e| format!("folio table: {e}"))?;
-    if folio_set.len() as u64 != manifest.folios {
-        return Err(format!("folio table has {} entries, manifest says {}", folio_set.len(), manifest.folios));
+    let session_set = BlockSet::<SessionSer>::restore(&p, PhysAddr::new(manifest.session_head))
+        .map_err(|e| format!("session table: {e}"))?;
+    let mut next_folio = 0;
+    for s in session_set.iter(&p) {
+        let s = s.map_err(|e| format!("session table: {e}"))?;
+        if s.first_folio != next_folio || s.folio_count == 0 || !s.name.starts_with(b"session-") {
+            eprintln!("MISMATCH: session {} covers folios {}+{}", s.id, s.first_folio, s.folio_count);
+            bad += 1;
+        }
+        next_folio = s.first_folio + s.folio_count;
     }
-    for e in folio_set.iter(&p) {
-        let e = e.map_err(|e| format!("folio table: {e}"))?;
+    if next_folio != manifest.folios || session_set.len() as u64 != manifest.sessions {
+        eprintln!("MISMATCH: {} sessions cover {next_folio} of {} folios", session_set.len(), manifest.folios);
+        bad += 1;
+    }
+    for e in &folios {
         let (pa, o) = (PhysAddr::new(e.pa), Order::new(e.order, "folio order").map_err(|e| e.to_string())?);
         inc.restore_folio(pa, o).map_err(|err| format!("folio {pa} order {o}: {err}"))?;
         let got = m.checksum(pa, o.pages() * PAGE_SIZE as u64).map_err(|e| e.to_string())?;
@@ -259,12 +337,13 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
             bad += 1;
         }
     }
-    let table_blocks = folio_set.blocks();
-    folio_set.free(&p).map_err(|e| format!("freeing the folio table: {e}"))?;
+    let table_blocks = session_set.blocks();
+    session_set.free(&p).map_err(|e| format!("freeing the session table: {e}"))?;
     let restore_time = t2.elapsed();
     let unclaimed = inc.unclaimed().map_err(|e| e.to_string())?;
     println!(
-        "          restored the folio table ({table_blocks} blocks), {} folios and the range, all verified, in {}; {} blocks left unclaimed",
+        "          restored the folio array ({} pages, mapped contiguously), the session table ({table_blocks} blocks), {} folios and the range, all verified, in {}; {} blocks left unclaimed",
+        area.blocks,
         manifest.folios,
         ms(restore_time),
         unclaimed.len()

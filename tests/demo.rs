@@ -27,7 +27,8 @@ fn run(args: &[&str]) -> String {
 #[test]
 fn demo_runs_in_one_process() {
     let out = run(&["--seed", "3"]);
-    assert!(out.contains("restored the folio table"), "{out}");
+    assert!(out.contains("restored the folio array"), "{out}");
+    assert!(out.contains("the session table"), "{out}");
     assert!(out.contains("0 blocks left unclaimed"), "{out}");
     assert!(out.trim_end().ends_with("handover OK"), "{out}");
 }
