@@ -34,6 +34,29 @@ struct AllocState {
     calls: u64,
     fail_at: Option<u64>,
     fail_from: Option<u64>,
+    /// One bit per page: handed out by `alloc_pages` at some point, so
+    /// probably written. Such pages are zeroed without first asking the
+    /// memfd whether they are a hole (an `lseek` per allocation).
+    touched: Vec<u64>,
+}
+
+impl AllocState {
+    fn new(buddy: Buddy, phase: Phase, pages: u64) -> AllocState {
+        let touched = vec![0u64; pages.div_ceil(64) as usize];
+        AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None, touched }
+    }
+
+    /// Marks pages `[idx, idx + n)` touched; returns whether any already was.
+    fn touch(&mut self, idx: u64, n: u64) -> bool {
+        let mut any = false;
+        for i in idx..idx + n {
+            if let Some(w) = self.touched.get_mut((i / 64) as usize) {
+                any |= *w & (1 << (i % 64)) != 0;
+                *w |= 1 << (i % 64);
+            }
+        }
+        any
+    }
 }
 
 /// A simulated machine: RAM at a non-zero physical base (never equal to its
@@ -138,7 +161,7 @@ impl Machine {
         cfg.ram_base = PhysAddr::new(ram.base());
         cfg.ram_size = ram.end() - ram.base();
         let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, cfg.ram_size >> PAGE_SHIFT, cfg.max_order.get());
-        let state = AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None };
+        let state = AllocState::new(buddy, phase, cfg.ram_size >> PAGE_SHIFT);
         Ok(Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data })
     }
 
@@ -291,8 +314,9 @@ impl Machine {
     pub fn kexec(self, kho_data: KhoData) -> Machine {
         let Machine { cfg, ram, scratch, .. } = self;
         let max_order = cfg.max_order.get();
-        let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, (ram.end() - ram.base()) >> PAGE_SHIFT, max_order);
-        let state = AllocState { buddy, phase: Phase::EarlyBoot, calls: 0, fail_at: None, fail_from: None };
+        let pages = (ram.end() - ram.base()) >> PAGE_SHIFT;
+        let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, pages, max_order);
+        let state = AllocState::new(buddy, Phase::EarlyBoot, pages);
         let mut m = Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data: Some(kho_data) };
         m.free_scratch();
         m
@@ -416,7 +440,7 @@ unsafe impl PhysMem for Machine {
 impl PageAlloc for Machine {
     fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
         let max = self.cfg.max_order;
-        let idx = {
+        let (idx, touched) = {
             let mut s = self.lock();
             s.calls += 1;
             if order > max {
@@ -431,7 +455,8 @@ impl PageAlloc for Machine {
             if injected {
                 return Err(AbiError::NoMemory { order: order.get() });
             }
-            s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?
+            let idx = s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?;
+            (idx, s.touch(idx, order.pages()))
         };
         let pa = PhysAddr::new(self.ram.base() + (idx << PAGE_SHIFT));
         // `order <= max_order <= 40`, so the size fits.
@@ -439,7 +464,7 @@ impl PageAlloc for Machine {
         let ptr = self.ram.ptr(pa.as_u64(), bytes)?;
         // Never-written RAM is zero already; zeroing it would fault every
         // page in (several microseconds each), asking costs one `lseek`.
-        if !self.ram.is_hole(pa.as_u64() - self.ram.base(), bytes) {
+        if touched || !self.ram.is_hole(pa.as_u64() - self.ram.base(), bytes) {
             // SAFETY: the buddy allocator just handed this block to this
             // call alone (it lies in RAM: `ptr` checked it), so no one else
             // reads or writes it; `ptr` is valid for `bytes` bytes.
