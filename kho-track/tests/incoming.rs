@@ -393,9 +393,9 @@ fn legacy_v1_handover_is_converted_and_restored() {
     let bitmap3 = m.alloc_pages(Order::ZERO).unwrap();
     let fdt_page = m.alloc_pages(Order::ZERO).unwrap();
     let scratch_array = m.alloc_pages(Order::ZERO).unwrap();
-    // Blocks: order 0 at pages 1000, 1001, 1005; order 3 at pages 2048, 2056.
+    // Blocks: order 0 at pages 1000, 1001, 1005; order 3 at pages 1024, 1032.
     let start0 = page(1000);
-    let start3 = page(2048);
+    let start3 = page(1024);
     let w = |pa: PhysAddr, off: u64, v: u64| write_u64(&m, PhysAddr::new(pa.as_u64() + off), v);
     w(chunk0, 0, chunk1.as_u64());
     m.write(PhysAddr::new(chunk0.as_u64() + 8), &0u32.to_ne_bytes()).unwrap();
@@ -435,7 +435,7 @@ fn legacy_v1_handover_is_converted_and_restored() {
         incoming_blocks(&inc),
         vec![
             (start3, o3),
-            (page(2056), o3),
+            (page(1032), o3),
             (page(1000), Order::ZERO),
             (page(1001), Order::ZERO),
             (page(1005), Order::ZERO)
@@ -447,7 +447,7 @@ fn legacy_v1_handover_is_converted_and_restored() {
     let reserved = inc.reserved_blocks().unwrap();
     m.boot_done(&mut reserved.iter().copied()).unwrap();
     inc.restore_folio(start3, o3).unwrap();
-    inc.restore_folio(page(2056), o3).unwrap();
+    inc.restore_folio(page(1032), o3).unwrap();
     inc.restore_folio(page(1005), Order::ZERO).unwrap();
     assert!(inc.restore_folio(page(1002), Order::ZERO).is_err());
     assert_eq!(inc.unclaimed().unwrap().len(), 2);
