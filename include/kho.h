@@ -124,6 +124,18 @@ typedef uint32_t kho_root_compat;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// A sparse array. Opaque; made by [`kho_array_new`] or
+// [`kho_array_restore`].
+typedef struct kho_array kho_array;
+
+// A block set adopted from the previous kernel. Opaque; made by
+// [`kho_block_restore`].
+typedef struct kho_block_restored kho_block_restored;
+
+// A block set being built for the next kernel. Opaque; made by
+// [`kho_block_set_new`].
+typedef struct kho_block_set kho_block_set;
+
 // The incoming side of a handover, validated. Opaque; made by
 // [`kho_in_import`].
 typedef struct kho_in kho_in;
@@ -131,6 +143,66 @@ typedef struct kho_in kho_in;
 // The outgoing side of a handover: a tracker of preserved memory and the
 // root FDT with its subtrees. Opaque; made by [`kho_out_new`].
 typedef struct kho_out kho_out;
+
+// `struct kho_array_desc` (`array-v1`): the descriptor of a sparse array,
+// which the user embeds in their own preserved data. 16 bytes.
+//
+// | offset | field |
+// |---|---|
+// | 0 | `magic`: `KHO_ARRAY_MAGIC` |
+// | 4 | `version`: `KHO_ARRAY_VERSION` |
+// | 6 | `reserved`: 0 |
+// | 8 | `first`: PA of the first page, 0 for an empty array |
+typedef struct kho_array_desc {
+  // `KHO_ARRAY_MAGIC`.
+  uint32_t magic;
+  // `KHO_ARRAY_VERSION`.
+  uint16_t version;
+  // Zero.
+  uint16_t reserved;
+  // PA of the first page, 0 for an empty array.
+  uint64_t first;
+} kho_array_desc;
+
+// The state of an array.
+typedef struct kho_array_info {
+  // Non-empty entries.
+  uint64_t len;
+  // Pages in the chain.
+  uint64_t pages;
+  // The highest position holding an entry (0 when `len` is 0).
+  uint64_t last_position;
+  // Whether every page is preserved.
+  bool preserved;
+} kho_array_info;
+
+// Called once per entry, ascending by position, holes skipped: `raw` is
+// the stored word. Return 0 to go on; any other value stops the walk and
+// is what it returns.
+typedef int (*kho_array_fn)(void *arg, uint64_t pos, uint64_t raw);
+
+// The shape and state of a block set.
+typedef struct kho_block_info {
+  // PA of the first block, 0 while the set is empty: what the next
+  // kernel's [`kho_block_restore`] takes.
+  uint64_t head;
+  // Entries written (or restored).
+  uint64_t len;
+  // Entries reserved by [`kho_block_grow`] (equal to `len` for a
+  // restored set).
+  uint64_t capacity;
+  // Block pages held.
+  uint64_t blocks;
+  // Bytes per entry.
+  uint64_t entry_size;
+  // Entries per block: `(KHO_PAGE_SIZE - 16) / entry_size`.
+  uint64_t entries_per_block;
+} kho_block_info;
+
+// Called once per entry, in order: `entry` maps its `entry_size` bytes
+// (valid during the call), `pa` is its physical address. Return 0 to go
+// on; any other value stops the walk and is what it returns.
+typedef int (*kho_entry_fn)(void *arg, const void *entry, size_t entry_size, uint64_t pa);
 
 // Maps `len` bytes of RAM at physical address `pa`: returns a pointer
 // through which kho may read and write them, or NULL if any of them is
@@ -281,29 +353,319 @@ typedef struct KHO_PACKED kho_block_header {
   uint64_t count;
 } kho_block_header;
 
-// `struct kho_array_desc` (`array-v1`): the descriptor of a sparse array,
-// which the user embeds in their own preserved data. 16 bytes.
-//
-// | offset | field |
-// |---|---|
-// | 0 | `magic`: `KHO_ARRAY_MAGIC` |
-// | 4 | `version`: `KHO_ARRAY_VERSION` |
-// | 6 | `reserved`: 0 |
-// | 8 | `first`: PA of the first page, 0 for an empty array |
-typedef struct kho_array_desc {
-  // `KHO_ARRAY_MAGIC`.
-  uint32_t magic;
-  // `KHO_ARRAY_VERSION`.
-  uint16_t version;
-  // Zero.
-  uint16_t reserved;
-  // PA of the first page, 0 for an empty array.
-  uint64_t first;
-} kho_array_desc;
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Creates an empty array (no pages) on the platform of `out`, and stores
+// it in `*array`.
+//
+// Returns 0, `-EINVAL`, `-ENOMEM`.
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or
+// writable.
+int kho_array_new(const struct kho_out *out, struct kho_array **array);
+
+// Stores the raw entry `raw` (a tagged value `(v << 1) | 1`, or a
+// non-zero 8-byte aligned pointer) at position `pos`, which must be above
+// every position stored so far. Pages are allocated as needed (and
+// preserved if the array is).
+//
+// Returns 0, `-EINVAL` (`raw` 0 or malformed, `pos` not ascending),
+// `-ENOMEM`.
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
+// handle that no other call uses.
+int kho_array_push(struct kho_out *out, struct kho_array *array, uint64_t pos, uint64_t raw);
+
+// Stores the value `value` (at most `INT64_MAX`) at position `pos`, as
+// [`kho_array_push`] with `raw = (value << 1) | 1`.
+//
+// Returns 0, `-ERANGE` (value above `INT64_MAX`), `-EINVAL`, `-ENOMEM`.
+//
+// # Safety
+//
+// As [`kho_array_push`].
+int kho_array_push_value(struct kho_out *out,
+                         struct kho_array *array,
+                         uint64_t pos,
+                         uint64_t value);
+
+// Stores the `n` raw words at `raws` at consecutive positions after the
+// last one stored (from 0 in an empty array); a 0 word leaves its
+// position empty. The fast path for dense data. On an error the words
+// before the bad one are stored.
+//
+// Returns 0, `-EINVAL` (a malformed word, NULL `raws` with `n` > 0),
+// `-ERANGE` (positions past `UINT64_MAX`), `-ENOMEM`.
+//
+// # Safety
+//
+// As [`kho_array_push`]; `raws` is readable for `n` words.
+int kho_array_extend(struct kho_out *out, struct kho_array *array, const uint64_t *raws, size_t n);
+
+// Preserves every page of the array for the next kernel; pages added
+// later are preserved as they are allocated.
+//
+// Returns 0, `-EEXIST` (already preserved), `-EINVAL`, `-EBUSY`.
+//
+// # Safety
+//
+// As [`kho_array_push`].
+int kho_array_preserve(struct kho_out *out, struct kho_array *array);
+
+// Unpreserves every page of the array.
+//
+// Returns 0, `-ENOENT` (not preserved), `-EINVAL`.
+//
+// # Safety
+//
+// As [`kho_array_push`].
+int kho_array_unpreserve(struct kho_out *out, struct kho_array *array);
+
+// Stores the array's descriptor in `*desc`: what the next kernel's
+// [`kho_array_restore`] takes. It stays valid as entries are appended.
+//
+// Returns 0 or `-EINVAL`.
+//
+// # Safety
+//
+// `array` is NULL or a handle; `desc` is NULL or writable.
+int kho_array_descriptor(const struct kho_array *array, struct kho_array_desc *desc);
+
+// Stores the array's state in `*info`.
+//
+// Returns 0 or `-EINVAL`.
+//
+// # Safety
+//
+// `array` is NULL or a handle; `info` is NULL or writable.
+int kho_array_get_info(const struct kho_array *array, struct kho_array_info *info);
+
+// Calls `f(arg, pos, raw)` for every entry, ascending by position.
+//
+// Returns 0 after the last entry, the callback's value if it returned
+// non-zero, `-EINVAL`.
+//
+// # Safety
+//
+// `array` is NULL or a handle; `f` is callable with `arg` and does not
+// change the array.
+int kho_array_for_each(const struct kho_array *array, kho_array_fn f, void *arg);
+
+// Adopts the array `*desc` describes, left by the previous kernel,
+// claiming at most `max_pages` pages, and stores it in `*array`. Every
+// page and record is checked before use. The restored array can be read,
+// appended to, preserved again and destroyed.
+//
+// Returns 0, `-EINVAL` (NULL arguments, a malformed array, more than
+// `max_pages` pages), `-EOPNOTSUPP` (another version), `-ENOENT` (a page
+// that was not preserved), `-ENOMEM`. On failure nothing stays claimed.
+//
+// # Safety
+//
+// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
+// readable; `array` is NULL or writable.
+int kho_array_restore(struct kho_in *inc,
+                      const struct kho_array_desc *desc,
+                      uint64_t max_pages,
+                      struct kho_array **array);
+
+// Gives the array up: unpreserves its pages if it is preserved (then
+// `out` is required), frees them, then frees the handle. A NULL `array`
+// is ignored (returns 0).
+//
+// Returns 0, `-EINVAL` (a preserved array without a valid `out`: the
+// handle stays valid), or the first refusal to unpreserve (the pages
+// refused are not freed; the handle is freed).
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
+// handle that no other call uses.
+int kho_array_destroy(struct kho_out *out, struct kho_array *array);
+
+// Frees the handle alone: the pages stay as they are (preserved ones are
+// handed to the next kernel; store the descriptor first). NULL (or an
+// invalid handle) is ignored.
+//
+// # Safety
+//
+// `array` is NULL or a handle that no other call uses.
+void kho_array_free(struct kho_array *array);
+
+// Creates an empty block set of entries of `entry_size` bytes (no pages
+// yet) on the platform of `out`, and stores it in `*set`.
+//
+// Returns 0, `-EINVAL` (NULL arguments, `entry_size` 0 or above
+// `KHO_PAGE_SIZE - 16`), `-ENOMEM`.
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or
+// writable.
+int kho_block_set_new(const struct kho_out *out, size_t entry_size, struct kho_block_set **set);
+
+// Reserves capacity for `n` more entries, allocating and preserving the
+// pages needed. All or nothing.
+//
+// Returns 0, `-ENOSPC` (the chain would exceed `KHO_BLOCK_CHAIN_MAX`
+// blocks), `-ENOMEM`, `-EBUSY`, `-EINVAL`.
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
+// from [`kho_block_set_new`] that no other call uses.
+int kho_block_grow(struct kho_out *out, struct kho_block_set *set, size_t n);
+
+// Gives back capacity for `n` entries from the tail: entries beyond the
+// new capacity are dropped, pages no longer needed unpreserved and freed.
+//
+// Returns 0, `-EINVAL` (`n` above the capacity, bad handles), `-ENOENT`.
+//
+// # Safety
+//
+// As [`kho_block_grow`].
+int kho_block_shrink(struct kho_out *out, struct kho_block_set *set, size_t n);
+
+// Appends the entries packed in `entries` (`len` bytes, a multiple of the
+// entry size; one entry is the usual case) within the reserved capacity.
+// All of them or none.
+//
+// Returns 0, `-ENOSPC` (not enough reserved capacity), `-EINVAL` (`len`
+// not a non-zero multiple of the entry size, NULL arguments).
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+// uses; `entries` is readable for `len` bytes.
+int kho_block_push(struct kho_block_set *set, const void *entries, size_t len);
+
+// Steps back over the last entry (un-writing it) and stores its physical
+// address in `*pa` unless `pa` is NULL: how a serialization that failed
+// part-way is unwound.
+//
+// Returns 0, `-ENOENT` (the set is empty), `-EINVAL`.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+// uses; `pa` is NULL or writable.
+int kho_block_pop(struct kho_block_set *set, uint64_t *pa);
+
+// Stores the set's state in `*info`.
+//
+// Returns 0 or `-EINVAL`.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_set_new`]; `info` is NULL or
+// writable.
+int kho_block_set_info(const struct kho_block_set *set, struct kho_block_info *info);
+
+// Calls `f(arg, entry, entry_size, pa)` for every entry written, in
+// order.
+//
+// Returns 0 after the last entry, the callback's value if it returned
+// non-zero, `-EINVAL`.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_set_new`]; `f` is callable
+// with `arg` and does not change the set.
+int kho_block_set_for_each(const struct kho_block_set *set, kho_entry_fn f, void *arg);
+
+// Gives the set up: unpreserves and frees every block page, then frees
+// the handle. A NULL `set` is ignored (returns 0).
+//
+// Returns 0, or `-EINVAL` / `-ENOENT` (the tracker refused to unpreserve
+// a block: the handle stays valid and can be destroyed again).
+//
+// # Safety
+//
+// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
+// from [`kho_block_set_new`] that no other call uses.
+int kho_block_set_destroy(struct kho_out *out, struct kho_block_set *set);
+
+// Frees the handle alone: the block pages stay preserved, as they are
+// handed to the next kernel (read the head with [`kho_block_set_info`]
+// first). NULL (or an invalid handle) is ignored.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+// uses.
+void kho_block_set_free(struct kho_block_set *set);
+
+// Adopts the block set whose first block is at `head` (0: empty set),
+// of entries of `entry_size` bytes (what the user's own format implies),
+// and stores it in `*set`. Every block is checked (alignment, RAM, at
+// most `KHO_BLOCK_CHAIN_MAX` blocks, no cycle, count in range) and
+// claimed.
+//
+// Returns 0, `-EINVAL` (NULL arguments, bad entry size, a malformed chain,
+// a block that was not preserved), `-ENOMEM`. On failure nothing stays
+// claimed.
+//
+// # Safety
+//
+// `inc` is NULL or a handle from `kho_in_import`; `set` is NULL or
+// writable.
+int kho_block_restore(struct kho_in *inc,
+                      uint64_t head,
+                      size_t entry_size,
+                      struct kho_block_restored **set);
+
+// Stores a restored set's state in `*info`.
+//
+// Returns 0 or `-EINVAL`.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_restore`]; `info` is NULL or
+// writable.
+int kho_block_restored_info(const struct kho_block_restored *set, struct kho_block_info *info);
+
+// Calls `f(arg, entry, entry_size, pa)` for every entry of a restored
+// set, in order.
+//
+// Returns 0 after the last entry, the callback's value if it returned
+// non-zero, `-EINVAL` (also if the chain was overwritten since the
+// restore).
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_restore`]; `f` is callable
+// with `arg`.
+int kho_block_restored_for_each(const struct kho_block_restored *set, kho_entry_fn f, void *arg);
+
+// Copies the first entries of a restored set into `buf` (`len` bytes):
+// as many whole entries as fit, their number stored in `*nr`. At
+// memcpy speed, a block at a time.
+//
+// Returns 0 or `-EINVAL`.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_restore`]; `buf` is writable
+// for `len` bytes; `nr` is NULL or writable.
+int kho_block_restored_read(const struct kho_block_restored *set,
+                            void *buf,
+                            size_t len,
+                            size_t *nr);
+
+// Frees every block page of a restored set (they are the platform's
+// again), then the handle. NULL (or an invalid handle) is ignored.
+//
+// # Safety
+//
+// `set` is NULL or a handle from [`kho_block_restore`] that no other call
+// uses.
+void kho_block_restored_free(struct kho_block_restored *set);
 
 // Imports the handover `*data` describes, left in RAM by the previous
 // kernel, validating the root FDT, its compatible, the scratch areas and
