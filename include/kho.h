@@ -918,7 +918,7 @@ int kho_is_preserved(const struct kho_out *out, uint64_t pa, uint32_t order, boo
 // blob is not preserved by this call: preserve it too.
 //
 // Returns 0, `-EEXIST` (the name is taken), `-ENOSPC` (the root FDT would
-// outgrow its page), `-EINVAL` (NULL or invalid name, bad handle).
+// outgrow its page), `-EINVAL` (NULL, empty or invalid name, bad handle).
 //
 // # Safety
 //

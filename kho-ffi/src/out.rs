@@ -258,7 +258,7 @@ pub unsafe extern "C" fn kho_is_preserved(out: *const kho_out, pa: u64, order: u
 /// blob is not preserved by this call: preserve it too.
 ///
 /// Returns 0, `-EEXIST` (the name is taken), `-ENOSPC` (the root FDT would
-/// outgrow its page), `-EINVAL` (NULL or invalid name, bad handle).
+/// outgrow its page), `-EINVAL` (NULL, empty or invalid name, bad handle).
 ///
 /// # Safety
 ///
@@ -269,6 +269,11 @@ pub unsafe extern "C" fn kho_add_subtree(out: *mut kho_out, name: *const c_char,
     guard(|| {
         // SAFETY: NULL or NUL-terminated (caller's promise).
         let name = unsafe { arg_str(name)? };
+        // An empty node name would make the root FDT unreadable to the
+        // next kernel (kho-track's name check lets it through).
+        if name.is_empty() {
+            return Err(EINVAL);
+        }
         // SAFETY: a handle or NULL, used exclusively (caller's promise).
         let o = unsafe { handle_mut(out)? };
         Ok(to_c(o.tracker.add_subtree(name, PhysAddr::new(blob), size)))
