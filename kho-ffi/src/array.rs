@@ -12,8 +12,8 @@
 
 use core::ffi::{c_int, c_void};
 
-use kho_abi::{AbiError, Order, PhysAddr, Preserve};
 use ::kho_array::{ArrayDesc, Entry, KhoArray};
+use kho_abi::{AbiError, Order, PhysAddr, Preserve};
 
 use crate::error::{EINVAL, KHO_ENOMEM, KHO_OK, neg_errno, to_c};
 use crate::inc::kho_in;
@@ -151,7 +151,12 @@ pub unsafe extern "C" fn kho_array_push_value(out: *mut kho_out, array: *mut kho
 ///
 /// As [`kho_array_push`]; `raws` is readable for `n` words.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn kho_array_extend(out: *mut kho_out, array: *mut kho_array, raws: *const u64, n: usize) -> c_int {
+pub unsafe extern "C" fn kho_array_extend(
+    out: *mut kho_out,
+    array: *mut kho_array,
+    raws: *const u64,
+    n: usize,
+) -> c_int {
     guard(|| {
         // SAFETY: readable for `n` words (caller's promise).
         let raws = unsafe { arg_slice(raws, n)? };

@@ -140,7 +140,11 @@ fn read_entries<P: PhysMem + ?Sized>(mut cursor: RawCursor<'_, P>, buf: &mut [u8
 /// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn kho_block_set_new(out: *const kho_out, entry_size: usize, set: *mut *mut kho_block_set) -> c_int {
+pub unsafe extern "C" fn kho_block_set_new(
+    out: *const kho_out,
+    entry_size: usize,
+    set: *mut *mut kho_block_set,
+) -> c_int {
     guard(|| {
         // SAFETY: NULL or writable (caller's promise).
         let slot = unsafe { arg_mut(set)? };

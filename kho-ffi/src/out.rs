@@ -60,7 +60,10 @@ unsafe impl Castable for kho_out {
 
 impl Out {
     /// The platform joined with the tracker, what the primitives take.
-    pub(crate) fn with_tracker<'a>(&'a self, mem: &'a Platform) -> WithTracker<'a, Platform, Tracker<'static, Platform>> {
+    pub(crate) fn with_tracker<'a>(
+        &'a self,
+        mem: &'a Platform,
+    ) -> WithTracker<'a, Platform, Tracker<'static, Platform>> {
         WithTracker::new(mem, &self.tracker)
     }
 

@@ -8,8 +8,8 @@
 
 use core::ffi::{c_int, c_void};
 
-use kho_abi::{KhoVmalloc, PageAlloc, PhysAddr, VmallocFlags};
 use ::kho_vmalloc::RestoredArea;
+use kho_abi::{KhoVmalloc, PageAlloc, PhysAddr, VmallocFlags};
 
 use crate::error::{EINVAL, KHO_ENOSPC, KHO_EOPNOTSUPP, KHO_OK, neg_errno};
 use crate::inc::kho_in;
@@ -226,7 +226,8 @@ pub unsafe extern "C" fn kho_restore_vmalloc_each(
         let i = unsafe { handle_ref(inc)? };
         let p = i.with_tracker();
         // SAFETY: `f` is callable with `arg` (caller's promise).
-        let restored = ::kho_vmalloc::restore(&p, &desc, |pa| unsafe { f(arg, pa.as_u64()) }).map_err(|e| neg_errno(&e))?;
+        let restored =
+            ::kho_vmalloc::restore(&p, &desc, |pa| unsafe { f(arg, pa.as_u64()) }).map_err(|e| neg_errno(&e))?;
         if let Some(area) = area {
             *area = restored.into();
         }
