@@ -13,14 +13,14 @@
 //! | `struct kho_in` | [`inc`] | the incoming side: import, restore, walks, what stays reserved |
 //! | `struct kho_vmalloc` | [`vmalloc`] | vmalloc areas (`vmalloc-v1`) |
 //! | `struct kho_block_set`, `struct kho_block_restored` | [`block`] | block sets (`block-v1`) |
-//! | `struct kho_array` | [`array`] | sparse arrays (`array-v1`) |
+//! | `struct kho_array` | [`mod@array`] | sparse arrays (`array-v1`) |
 //! | `struct kho_data`, ... | [`wire`] | the wire structs, laid out exactly as the kernel's |
 //! | errno values | [`error`] | what the `-errno` results mean |
 //!
 //! Two builds:
 //!
 //! - hosted (feature `std`, the default): every export runs inside a panic
-//!   boundary ([`panic`]) and a panic comes out as `-ENOTRECOVERABLE`;
+//!   boundary ([`mod@panic`]) and a panic comes out as `-ENOTRECOVERABLE`;
 //! - freestanding (`--no-default-features --target x86_64-unknown-none`):
 //!   `no_std`, a panic traps, and the little heap memory kho uses (handles,
 //!   the tracker's bookkeeping) comes from two functions the embedder
@@ -31,7 +31,7 @@
 //! range, and handles whose magic number does not match (a handle used
 //! after it was freed, as long as its memory was not reused) give an error
 //! code, never undefined behaviour on kho's side. Raw pointers become
-//! references only in [`ptr`].
+//! references only in the private module `ptr`.
 #![cfg_attr(not(feature = "std"), no_std)]
 // The C names are the API: `struct kho_out`, `kho_block_fn`, ...
 #![allow(non_camel_case_types)]

@@ -1,8 +1,8 @@
 //! The panic boundary.
 //!
 //! A Rust panic must never unwind into C. The hosted build (feature `std`)
-//! runs the body of every export inside [`guard`], which catches a panic and
-//! returns [`KHO_ENOTRECOVERABLE`](crate::error::KHO_ENOTRECOVERABLE)
+//! runs the body of every export inside a guard, which catches a panic and
+//! returns [`KHO_ENOTRECOVERABLE`]
 //! negated instead. The freestanding build cannot unwind at all (its
 //! target aborts on panic): its panic handler traps, the way a kernel's
 //! `BUG()` does.
