@@ -1,0 +1,604 @@
+//! Machine images as physical memory: an ELF64 core file (kho-sim's, or
+//! QEMU's `dump-guest-memory`) mapped copy-on-write and served to kho
+//! through [`PhysMem`] and [`PageAlloc`].
+//!
+//! - RAM is the `PT_LOAD` segments, at their `p_paddr`. A segment whose
+//!   file offset keeps the PA's alignment modulo 8 and whose bytes are all
+//!   in the file is served straight from the private file mapping; any
+//!   other (a QEMU dump whose data starts 4 bytes off, `p_memsz` above
+//!   `p_filesz`) is served from a private anonymous copy filled page by page
+//!   on first use. Nothing is read before kho asks for it, so the time an
+//!   inspection takes follows the metadata it walks, not the RAM size.
+//! - The mapping is `MAP_PRIVATE`: kho's incoming side clears the root
+//!   FDT's bit in the tree (it claims that page), and that write lands in a
+//!   private copy. The file is opened read-only and never written.
+//! - A small private arena of pages, at PAs above every segment, serves
+//!   [`PageAlloc`]: a `kho-v1` handover is converted into a radix tree
+//!   allocated from it, and a scratch array given on the command line is
+//!   placed in it. Only pages handed out are reachable; the rest of the
+//!   arena is not RAM.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kho_abi::handover::{NOTE_NAME, NOTE_TYPE};
+use kho_abi::{AbiError, KhoData, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem};
+use memmap2::{MmapMut, MmapOptions};
+use object::LittleEndian as LE;
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader};
+
+const PAGE: u64 = PAGE_SIZE as u64;
+/// Virtual size of the private arena (backed only where touched).
+const ARENA_SIZE: u64 = 1 << 30;
+/// The arena starts at a PA aligned to this, above the highest segment.
+const ARENA_ALIGN: u64 = 1 << 30;
+
+/// Why an image could not be opened.
+#[derive(Debug)]
+pub enum ImageError {
+    /// Reading or mapping the file failed.
+    Io(std::io::Error),
+    /// The file is not an ELF64 core image this tool reads.
+    Format {
+        /// What is wrong.
+        what: String,
+    },
+}
+
+impl std::fmt::Display for ImageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImageError::Io(e) => write!(f, "{e}"),
+            ImageError::Format { what } => write!(f, "not a usable ELF64 core image: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ImageError {}
+
+impl From<std::io::Error> for ImageError {
+    fn from(e: std::io::Error) -> Self {
+        ImageError::Io(e)
+    }
+}
+
+fn format_err(what: impl Into<String>) -> ImageError {
+    ImageError::Format { what: what.into() }
+}
+
+/// What the image's `"KHO"` note held.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KhoNote {
+    /// No `"KHO"` note of type 1.
+    Absent,
+    /// One note with a 32-byte `struct kho_data`.
+    Present(KhoData),
+    /// A `"KHO"` note that is not a usable `kho_data`.
+    Malformed {
+        /// What is wrong with it.
+        what: String,
+    },
+}
+
+/// One RAM range of the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RamRange {
+    /// First PA.
+    pub start: u64,
+    /// One past the last PA.
+    pub end: u64,
+}
+
+/// How a segment's PAs reach memory.
+enum Backing {
+    /// Straight into the file mapping at `file_offset`.
+    File,
+    /// A private copy filled page by page from the file mapping.
+    Shadow(Shadow),
+}
+
+/// A private anonymous copy of a segment.
+///
+/// # Invariants
+///
+/// `ptr` maps `_map`, which covers the segment from its start rounded down
+/// to a page; a page of it is handed out only after its bit in `filled` is
+/// set, and a page is written only while its bit is clear, so no pointer
+/// handed out ever sees a write by the copy.
+struct Shadow {
+    _map: MmapMut,
+    ptr: NonNull<u8>,
+    /// One bit per page of `map`.
+    filled: Mutex<Vec<u64>>,
+}
+
+/// A `PT_LOAD` segment (or several merged ones).
+struct Segment {
+    start: u64,
+    end: u64,
+    /// File offset of `start`.
+    file_offset: u64,
+    /// Bytes of the segment present in the file; the rest reads as zero.
+    file_len: u64,
+    backing: Backing,
+}
+
+/// Pages above the image's RAM for the inspector's own use.
+///
+/// # Invariants
+///
+/// `ptr` maps `_map`, `ARENA_SIZE` bytes; PA `base + off` is byte `off` of
+/// it. Pages below `next` have been handed out (they are RAM for kho),
+/// pages above are not reachable.
+struct Arena {
+    base: u64,
+    _map: MmapMut,
+    ptr: NonNull<u8>,
+    next: Mutex<u64>,
+}
+
+/// An opened machine image: its RAM, its `"KHO"` note, and the platform
+/// kho reads it through.
+///
+/// # Invariants
+///
+/// `base` maps `_file_map`, all bytes of the file, privately;
+/// every [`Backing::File`] segment's file bytes lie inside it. Pointers
+/// handed out stay valid while the value lives: the mappings are dropped
+/// only with it.
+pub struct Image {
+    path: PathBuf,
+    file: File,
+    /// Owns the mapping `base` points into.
+    _file_map: MmapMut,
+    base: NonNull<u8>,
+    segments: Vec<Segment>,
+    loads: usize,
+    note: KhoNote,
+    arena: Arena,
+    max_order: Order,
+    reads: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("path", &self.path)
+            .field("ram", &self.ram())
+            .field("note", &self.note)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A `PT_LOAD` as read, before merging.
+struct Load {
+    paddr: u64,
+    memsz: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+impl Image {
+    /// Opens and maps the image at `path`; `max_order` is what
+    /// [`PageAlloc::max_order`] reports (blocks above it are rejected by
+    /// kho's import).
+    pub fn open(path: &Path, max_order: Order) -> Result<Image, ImageError> {
+        let file = File::open(path)?;
+        let file_len = file.metadata()?.len();
+        if file_len < size_of::<elf::FileHeader64<LE>>() as u64 {
+            return Err(format_err(format!("{file_len} bytes, too short for an ELF header")));
+        }
+        let len = usize::try_from(file_len).map_err(|_| format_err("file too large to map"))?;
+        // SAFETY: the mapping is private (copy-on-write) and read through
+        // raw pointers only; the image must not be truncated while the
+        // tool runs (a truncated mapping faults, as for any mapped file),
+        // which is documented for users.
+        let mut file_map = unsafe { MmapOptions::new().len(len).no_reserve_swap().map_copy(&file)? };
+        let (loads, note) = parse_headers(&file_map, file_len)?;
+        let nloads = loads.len();
+        let segments = build_segments(loads)?;
+        let top = segments.last().map_or(0, |s| s.end);
+        let arena = Arena::new(top)?;
+        let base = NonNull::new(file_map.as_mut_ptr()).ok_or_else(|| format_err("empty mapping"))?;
+        Ok(Image {
+            path: path.to_path_buf(),
+            file,
+            _file_map: file_map,
+            base,
+            segments,
+            loads: nloads,
+            note,
+            arena,
+            max_order,
+            reads: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The path the image was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The image's RAM: its segments, adjacent ones merged where their file
+    /// bytes are contiguous too, ascending.
+    pub fn ram(&self) -> Vec<RamRange> {
+        self.segments.iter().map(|s| RamRange { start: s.start, end: s.end }).collect()
+    }
+
+    /// Number of `PT_LOAD` segments in the file.
+    pub fn load_segments(&self) -> usize {
+        self.loads
+    }
+
+    /// Total bytes of RAM.
+    pub fn ram_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.end - s.start).sum()
+    }
+
+    /// What the `"KHO"` note holds.
+    pub fn note(&self) -> &KhoNote {
+        &self.note
+    }
+
+    /// A counter of the memory accesses kho made through this image (one
+    /// per [`PhysMem::phys_to_virt`] call), for progress reports.
+    pub fn reads(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.reads)
+    }
+
+    /// Whether `[pa, pa + len)` is entirely the image's RAM (the arena is
+    /// not). Adjacent segments count as one range.
+    pub fn in_image_ram(&self, pa: u64, len: u64) -> bool {
+        let Some(end) = pa.checked_add(len) else { return false };
+        let mut pos = pa;
+        let first = self.segments.partition_point(|s| s.end <= pa);
+        for s in &self.segments[first..] {
+            if s.start > pos {
+                return false;
+            }
+            pos = pos.max(s.end);
+            if pos >= end {
+                return true;
+            }
+        }
+        len == 0 && pos >= end
+    }
+
+    /// Copies the image's own bytes for `pa..pa + buf.len()` into `buf`,
+    /// straight from the file (no copy made for kho, nothing counted):
+    /// `None` unless the range lies in one segment. Bytes past a segment's
+    /// file data read as zero.
+    pub fn read_original(&self, pa: u64, buf: &mut [u8]) -> Option<()> {
+        let end = pa.checked_add(buf.len() as u64)?;
+        let seg = self.segment_of(pa).filter(|s| end <= s.end)?;
+        let off = pa - seg.start;
+        let in_file = seg.file_len.saturating_sub(off).min(buf.len() as u64) as usize;
+        buf[in_file..].fill(0);
+        if in_file > 0 {
+            let src = self.file_ptr(seg.file_offset + off);
+            // SAFETY: `file_offset + off + in_file <= file_offset + file_len
+            // <= file length` (checked when the segment was built), so the
+            // source is inside the mapping; `buf` is a distinct allocation.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf.as_mut_ptr(), in_file) };
+        }
+        Some(())
+    }
+
+    /// The ranges of the image's RAM whose file bytes the file system
+    /// reports as data (`SEEK_DATA`), as PA ranges, ascending; file holes
+    /// and zero-fill read as zero and are left out.
+    pub fn data_ranges(&self) -> Result<Vec<RamRange>, ImageError> {
+        let mut out = Vec::new();
+        for s in &self.segments {
+            for (a, b) in file_data(&self.file, s.file_offset, s.file_offset + s.file_len)? {
+                out.push(RamRange { start: s.start + (a - s.file_offset), end: s.start + (b - s.file_offset) });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Hands out zeroed arena memory for `bytes` bytes, page aligned; used
+    /// for a scratch array given on the command line.
+    pub fn arena_alloc_bytes(&self, bytes: u64) -> Result<PhysAddr, AbiError> {
+        let pages = bytes.div_ceil(PAGE).max(1);
+        let order = Order::new(u64::from(64 - (pages - 1).leading_zeros()), "arena allocation")?;
+        self.alloc_pages(order)
+    }
+
+    fn segment_of(&self, pa: u64) -> Option<&Segment> {
+        let i = self.segments.partition_point(|s| s.start <= pa).checked_sub(1)?;
+        self.segments.get(i).filter(|s| pa < s.end)
+    }
+
+    fn file_ptr(&self, offset: u64) -> NonNull<u8> {
+        // SAFETY: callers pass offsets at most the file's length, the length
+        // of the mapping at `base` (type invariant), so the result is in
+        // bounds or one past the end.
+        unsafe { self.base.add(offset as usize) }
+    }
+
+    fn segment_ptr(&self, seg: &Segment, pa: u64, end: u64) -> NonNull<u8> {
+        match &seg.backing {
+            Backing::File => self.file_ptr(seg.file_offset + (pa - seg.start)),
+            Backing::Shadow(sh) => {
+                let first = seg.start & !(PAGE - 1);
+                let mut filled = sh.filled.lock().unwrap_or_else(|e| e.into_inner());
+                let (p0, p1) = ((pa - first) / PAGE, (end.max(pa + 1) - first).div_ceil(PAGE));
+                for page in p0..p1 {
+                    let (w, bit) = ((page / 64) as usize, 1u64 << (page % 64));
+                    if filled[w] & bit == 0 {
+                        self.fill_shadow_page(seg, sh, first + page * PAGE);
+                        filled[w] |= bit;
+                    }
+                }
+                // SAFETY: `pa - first < map.len()` since `pa < seg.end` and
+                // the shadow covers `first..seg.end` (type invariant).
+                unsafe { sh.ptr.add((pa - first) as usize) }
+            }
+        }
+    }
+
+    /// Copies the file bytes of the page at `page_pa` into the shadow.
+    fn fill_shadow_page(&self, seg: &Segment, sh: &Shadow, page_pa: u64) {
+        let first = seg.start & !(PAGE - 1);
+        let (a, b) = (page_pa.max(seg.start), (page_pa + PAGE).min(seg.start + seg.file_len));
+        if a >= b {
+            return;
+        }
+        let src = self.file_ptr(seg.file_offset + (a - seg.start));
+        // SAFETY: the source lies in the segment's file bytes, inside the
+        // file mapping; the destination `a - first .. b - first` lies in the
+        // shadow (`b <= seg.end`), in a page whose bit is clear, so no
+        // pointer into it has been handed out (type invariant of `Shadow`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), sh.ptr.add((a - first) as usize).as_ptr(), (b - a) as usize)
+        };
+    }
+}
+
+// SAFETY: every pointer returned lies in a mapping owned by `self` (the
+// file mapping, a segment's shadow, or the arena), inside bounds checked
+// here: the whole `len` bytes lie in one segment or in the arena's handed
+// out pages, each of which is contiguous in virtual memory. Alignment
+// modulo 8 is kept: a `File` segment is only used when its file offset and
+// PA agree modulo 8 and the mapping is page aligned; shadows and the arena
+// are page aligned and start at a page-aligned PA. The mappings live as
+// long as `self`. The implementation writes only shadow pages not yet
+// handed out (`Shadow` invariant) and never touches arena pages after
+// handing them out; the original-byte reads (`read_original`) happen only
+// before kho is given the image (the root search).
+unsafe impl PhysMem for Image {
+    fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let not_ram = AbiError::NotRam { pa, len };
+        let p = pa.as_u64();
+        let end = p.checked_add(len).ok_or(not_ram)?;
+        if let Some(seg) = self.segment_of(p) {
+            return if end <= seg.end { Ok(self.segment_ptr(seg, p, end)) } else { Err(not_ram) };
+        }
+        self.arena.pointer(p, end).ok_or(not_ram)
+    }
+}
+
+impl PageAlloc for Image {
+    fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
+        self.arena.alloc(order)
+    }
+
+    /// Arena pages are never reused: the tool is short-lived and the arena
+    /// is released with the image.
+    fn free_pages(&self, _pa: PhysAddr, _order: Order) {}
+
+    fn max_order(&self) -> Order {
+        self.max_order
+    }
+}
+
+impl Arena {
+    fn new(top: u64) -> Result<Arena, ImageError> {
+        let base = top
+            .checked_next_multiple_of(ARENA_ALIGN)
+            .filter(|b| b.checked_add(ARENA_SIZE).is_some_and(|e| e <= 1 << 52))
+            .ok_or_else(|| format_err("RAM too high for the inspector's private pages above it"))?;
+        let mut map = MmapOptions::new().len(ARENA_SIZE as usize).no_reserve_swap().map_anon()?;
+        let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(|| format_err("empty arena mapping"))?;
+        Ok(Arena { base, _map: map, ptr, next: Mutex::new(0) })
+    }
+
+    fn pointer(&self, pa: u64, end: u64) -> Option<NonNull<u8>> {
+        let next = *self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let off = pa.checked_sub(self.base)?;
+        if end > self.base + next {
+            return None;
+        }
+        // SAFETY: `off <= next <= ARENA_SIZE`, the mapping's length
+        // (`Arena` invariant).
+        Some(unsafe { self.ptr.add(off as usize) })
+    }
+
+    fn alloc(&self, order: Order) -> Result<PhysAddr, AbiError> {
+        let no_mem = AbiError::NoMemory { order: order.get() };
+        let bytes = order.checked_bytes().ok_or(no_mem)?;
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let start = next.checked_next_multiple_of(bytes).ok_or(no_mem)?;
+        let end = start.checked_add(bytes).filter(|&e| e <= ARENA_SIZE).ok_or(no_mem)?;
+        *next = end;
+        Ok(PhysAddr::new(self.base + start))
+    }
+}
+
+/// Reads the ELF header, the `PT_LOAD` segments and the `"KHO"` note.
+fn parse_headers(data: &[u8], file_len: u64) -> Result<(Vec<Load>, KhoNote), ImageError> {
+    let ehdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| format_err(format!("ELF header: {e}")))?;
+    if ehdr.e_type.get(LE) != elf::ET_CORE {
+        return Err(format_err(format!("e_type {} is not ET_CORE", ehdr.e_type.get(LE))));
+    }
+    let phdrs = ehdr.program_headers(LE, data).map_err(|e| format_err(format!("program headers: {e}")))?;
+    let mut loads = Vec::new();
+    let mut note = KhoNote::Absent;
+    for (i, ph) in phdrs.iter().enumerate() {
+        let (offset, filesz) = (ph.p_offset(LE), ph.p_filesz(LE));
+        if offset.checked_add(filesz).is_none_or(|e| e > file_len) {
+            return Err(format_err(format!("program header {i}: data beyond the end of the file")));
+        }
+        match ph.p_type(LE) {
+            elf::PT_LOAD => {
+                let (paddr, memsz) = (ph.p_paddr(LE), ph.p_memsz(LE));
+                if filesz > memsz {
+                    return Err(format_err(format!("PT_LOAD {i}: p_filesz {filesz:#x} above p_memsz {memsz:#x}")));
+                }
+                if paddr.checked_add(memsz).is_none() {
+                    return Err(format_err(format!("PT_LOAD {i}: end of {paddr:#x}+{memsz:#x} overflows")));
+                }
+                if memsz > 0 {
+                    loads.push(Load { paddr, memsz, offset, filesz });
+                }
+            }
+            elf::PT_NOTE => {
+                let notes = match ph.notes(LE, data) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        note = KhoNote::Malformed { what: format!("note segment {i}: {e}") };
+                        continue;
+                    }
+                };
+                read_kho_notes(notes, &mut note);
+            }
+            _ => {}
+        }
+    }
+    if loads.is_empty() {
+        return Err(format_err("no PT_LOAD segment"));
+    }
+    Ok((loads, note))
+}
+
+/// Records the `"KHO"` notes of one note segment into `note`.
+fn read_kho_notes(mut notes: object::read::elf::NoteIterator<'_, elf::FileHeader64<LE>>, note: &mut KhoNote) {
+    loop {
+        let n = match notes.next() {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(e) => {
+                *note = KhoNote::Malformed { what: format!("malformed note: {e}") };
+                return;
+            }
+        };
+        if n.name() != NOTE_NAME.as_bytes() || n.n_type(LE) != NOTE_TYPE {
+            continue;
+        }
+        *note = match note {
+            KhoNote::Absent => match KhoData::read_from(n.desc()) {
+                Ok(d) if n.desc().len() == size_of::<KhoData>() => KhoNote::Present(d),
+                _ => KhoNote::Malformed {
+                    what: format!("KHO note descriptor of {} bytes, struct kho_data is 32", n.desc().len()),
+                },
+            },
+            KhoNote::Present(_) => KhoNote::Malformed { what: "more than one KHO note".into() },
+            KhoNote::Malformed { what } => KhoNote::Malformed { what: what.clone() },
+        };
+    }
+}
+
+/// Sorts the loads, rejects overlaps, merges neighbours that are
+/// contiguous in PA and in the file, and picks each segment's backing.
+fn build_segments(mut loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
+    loads.sort_unstable_by_key(|l| l.paddr);
+    let mut segs: Vec<Segment> = Vec::with_capacity(loads.len());
+    for l in loads {
+        let (start, end) = (l.paddr, l.paddr + l.memsz);
+        if let Some(prev) = segs.last_mut() {
+            if start < prev.end {
+                return Err(format_err(format!("PT_LOAD segments overlap at PA {start:#x}")));
+            }
+            let whole = |s: &Segment| s.file_len == s.end - s.start;
+            if start == prev.end && whole(prev) && l.filesz == l.memsz && l.offset == prev.file_offset + prev.file_len {
+                prev.end = end;
+                prev.file_len += l.filesz;
+                continue;
+            }
+        }
+        segs.push(Segment { start, end, file_offset: l.offset, file_len: l.filesz, backing: Backing::File });
+    }
+    for s in &mut segs {
+        let direct = s.file_len == s.end - s.start && s.file_offset % 8 == s.start % 8;
+        if !direct {
+            let first = s.start & !(PAGE - 1);
+            let span = usize::try_from(s.end - first).map_err(|_| format_err("segment too large"))?;
+            let mut map = MmapOptions::new().len(span).no_reserve_swap().map_anon()?;
+            let ptr = NonNull::new(map.as_mut_ptr()).ok_or_else(|| format_err("empty shadow mapping"))?;
+            let words = (span as u64).div_ceil(PAGE).div_ceil(64) as usize;
+            s.backing = Backing::Shadow(Shadow { _map: map, ptr, filled: Mutex::new(vec![0; words]) });
+        }
+    }
+    Ok(segs)
+}
+
+/// The parts of `[from, to)` of `file` that hold data, per `SEEK_DATA` and
+/// `SEEK_HOLE`; all of it where the file system cannot tell.
+fn file_data(file: &File, from: u64, to: u64) -> Result<Vec<(u64, u64)>, ImageError> {
+    use rustix::fs::SeekFrom;
+    use rustix::io::Errno;
+    let fd = file.as_fd();
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        let start = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
+            Ok(s) if s < to => s.max(pos),
+            Ok(_) | Err(Errno::NXIO) => break,
+            Err(Errno::INVAL | Errno::OPNOTSUPP) => {
+                out.push((pos, to));
+                break;
+            }
+            Err(e) => return Err(ImageError::Io(e.into())),
+        };
+        let end = match rustix::fs::seek(fd, SeekFrom::Hole(start)) {
+            Ok(e) if e > start => e.min(to),
+            Ok(_) | Err(Errno::NXIO) => to,
+            Err(e) => return Err(ImageError::Io(e.into())),
+        };
+        out.push((start, end));
+        pos = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start: u64, end: u64, file_offset: u64, file_len: u64) -> Load {
+        Load { paddr: start, memsz: end - start, offset: file_offset, filesz: file_len }
+    }
+
+    #[test]
+    fn adjacent_contiguous_segments_merge_and_overlaps_fail() {
+        let s = build_segments(vec![seg(0x2000, 0x3000, 0x2000, 0x1000), seg(0x1000, 0x2000, 0x1000, 0x1000)]).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].start, s[0].end, s[0].file_offset), (0x1000, 0x3000, 0x1000));
+        // Adjacent in PA but not in the file: kept apart.
+        let s = build_segments(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x2000, 0x3000, 0x9000, 0x1000)]).unwrap();
+        assert_eq!(s.len(), 2);
+        assert!(build_segments(vec![seg(0x1000, 0x3000, 0, 0x2000), seg(0x2000, 0x4000, 0x2000, 0x2000)]).is_err());
+    }
+
+    #[test]
+    fn misaligned_or_zero_filled_segments_are_shadowed() {
+        let s = build_segments(vec![
+            seg(0x1000, 0x2000, 0x1004, 0x1000),
+            seg(0x4000, 0x6000, 0x3000, 0x1000),
+            seg(0x8000, 0x9000, 0x5008, 0x1000),
+        ])
+        .unwrap();
+        assert!(matches!(s[0].backing, Backing::Shadow(_)));
+        assert!(matches!(s[1].backing, Backing::Shadow(_)));
+        assert!(matches!(s[2].backing, Backing::File));
+    }
+}

@@ -1,0 +1,21 @@
+//! `kho`, the command-line inspector of Linux Kexec HandOver state in
+//! machine images (ELF64 core files: kho-sim's, or QEMU's
+//! `dump-guest-memory`).
+//!
+//! - [`image`]: the image as physical memory for kho (memory-mapped,
+//!   copy-on-write, read only as far as kho walks).
+//! - [`find`]: where the handover root is (the `"KHO"` note, `--fdt`, or a
+//!   scan).
+//! - [`inspect`]: validation through kho-track's incoming side and what
+//!   a report needs; [`report`]: the text and JSON reports.
+//! - [`svg`]: the address-space map.
+//! - [`progress`]: progress on stderr for the slow phases.
+//!
+//! The binary (`src/main.rs`) is a thin command line over these modules.
+
+pub mod find;
+pub mod image;
+pub mod inspect;
+pub mod progress;
+pub mod report;
+pub mod svg;

@@ -1,0 +1,237 @@
+//! `kho`: inspect the Kexec HandOver state in a machine image.
+//!
+//! ```text
+//! kho inspect IMAGE [--json] [--fdt PA] [--scratch PA:SIZE]... [--max-order N] [--progress]
+//! kho map IMAGE --svg FILE [same root options]
+//! ```
+//!
+//! Exit codes: 0 a well-formed handover; 1 a usage or I/O error, an
+//! unreadable image, or a limit of the tool; 2 a corrupt handover (the
+//! typed error is printed); 3 no handover root found.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use kho_abi::{KhoScratch, Order};
+use kho_cli::find::{FindOptions, find_root};
+use kho_cli::image::Image;
+use kho_cli::inspect::{Analysis, Failure, analyze, image_info};
+use kho_cli::progress::Progress;
+use kho_cli::report::{ErrorReport, failure_text, human, text};
+use kho_cli::svg::{MapInput, render};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  the handover is well formed
+  1  usage or I/O error, an image that is not an ELF64 core file, or a limit of the tool
+  2  the handover is corrupt: the typed error says what and where (PA, level, index)
+  3  no handover root found (no KHO note, no --fdt, nothing found by the scan)";
+
+/// Inspect the Linux Kexec HandOver (KHO) state in a machine image.
+///
+/// An image is an ELF64 core file whose PT_LOAD segments carry physical
+/// addresses (kho-sim's images, QEMU's dump-guest-memory). The handover
+/// root is taken from --fdt if given, else from the image's "KHO" note
+/// (type 1, struct kho_data), else found by scanning the image's memory
+/// for a flattened device tree whose compatible starts with "kho-v" (the
+/// one step that reads all of the image's memory; it shows progress).
+/// Everything is validated exactly as a next kernel would (kho-track's
+/// incoming side). The image is memory-mapped copy-on-write and never
+/// written; apart from the scan, only the metadata kho walks is read.
+#[derive(Debug, Parser)]
+#[command(name = "kho", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the handover and report what it preserves.
+    ///
+    /// Reports the root compatible and version (kho-v1 to kho-v4), the
+    /// subtrees (name, PA, size, whether the blob is preserved), the
+    /// scratch areas, preserved memory by order, coalesced ranges and the
+    /// memory map's own pages.
+    #[command(after_help = EXIT_CODES)]
+    Inspect {
+        #[command(flatten)]
+        root: RootArgs,
+        /// Print JSON (schema_version 1, described by
+        /// kho-cli/schema/inspect.schema.json) instead of text. Failures
+        /// are JSON too, with "ok": false and an "error" object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Draw the physical address space as SVG.
+    ///
+    /// RAM, preserved ranges colored by order, the memory map's pages,
+    /// the root FDT page, scratch areas and subtree blobs, one band per
+    /// row of address space (about an eighth of the RAM each).
+    #[command(after_help = EXIT_CODES)]
+    Map {
+        #[command(flatten)]
+        root: RootArgs,
+        /// Where to write the SVG.
+        #[arg(long, value_name = "FILE")]
+        svg: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RootArgs {
+    /// The machine image (ELF64 core file).
+    image: PathBuf,
+    /// Use the root FDT at this PA instead of the image's KHO note (hex
+    /// with 0x, or decimal).
+    #[arg(long, value_name = "PA", value_parser = parse_u64)]
+    fdt: Option<u64>,
+    /// A scratch area of the handover, for a root given with --fdt or found
+    /// by the scan (the KHO note names its own). Repeatable. SIZE takes
+    /// K, M or G suffixes (KiB, MiB, GiB).
+    #[arg(long, value_name = "PA:SIZE", value_parser = parse_scratch)]
+    scratch: Vec<KhoScratch>,
+    /// The largest block order the next kernel accepts; larger blocks are
+    /// reported as corrupt (OrderTooLarge). The kernel's MAX_PAGE_ORDER is
+    /// 10 on x86-64, but kernels with huge folios preserve larger ones
+    /// (1 GiB folios are order 18), hence the default.
+    #[arg(long, value_name = "N", default_value_t = 18, value_parser = parse_order)]
+    max_order: u32,
+    /// Show progress on stderr even when it is not a terminal (on a
+    /// terminal it is shown anyway for phases that take a while).
+    #[arg(long)]
+    progress: bool,
+}
+
+fn parse_u64(s: &str) -> Result<u64, String> {
+    let t = s.trim().replace('_', "");
+    let r = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => t.parse(),
+    };
+    r.map_err(|e| format!("{s:?} is not a number: {e}"))
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n = parse_u64(num)?;
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+fn parse_scratch(s: &str) -> Result<KhoScratch, String> {
+    let (pa, size) = s.split_once(':').ok_or_else(|| format!("{s:?} is not PA:SIZE"))?;
+    Ok(KhoScratch { addr: parse_u64(pa)?, size: parse_size(size)? })
+}
+
+fn parse_order(s: &str) -> Result<u32, String> {
+    let n = parse_u64(s)?;
+    Order::new(n, "--max-order").map(|o| o.get()).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
+    ExitCode::from(match cli.command {
+        Command::Inspect { root, json } => inspect(&root, json),
+        Command::Map { root, svg } => map(&root, &svg),
+    })
+}
+
+/// Opens the image, finds the root and analyzes the handover; on failure
+/// reports it (as JSON on stdout when `json`) and returns the exit code.
+fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis), u8> {
+    let progress = Progress::new(args.progress);
+    // PANICS: none; `parse_order` accepted only valid orders.
+    let max_order = Order::new(u64::from(args.max_order), "--max-order").unwrap_or(Order::ZERO);
+    let image = Image::open(&args.image, max_order).map_err(|e| fail(&Failure::Image(e), None, json))?;
+    let opts = FindOptions { fdt: args.fdt, scratch: args.scratch.clone() };
+    let root = find_root(&image, &opts, &progress).map_err(|e| fail(&e.into(), Some(&image), json))?;
+    match analyze(&image, &root, want_runs, &progress) {
+        Ok(a) => Ok((image, a)),
+        Err(f) => {
+            let fdt = root.data.fdt_addr;
+            eprintln!("{}: root FDT at {fdt:#x}, {}", args.image.display(), root.source.describe());
+            Err(fail(&f, Some(&image), json))
+        }
+    }
+}
+
+fn fail(f: &Failure, image: Option<&Image>, json: bool) -> u8 {
+    eprint!("{}", failure_text(f));
+    if json {
+        let report = ErrorReport::new(f, image.map(image_info));
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: writing JSON: {e}"),
+        }
+    }
+    f.exit_code()
+}
+
+fn inspect(args: &RootArgs, json: bool) -> u8 {
+    let (_image, a) = match load(args, false, json) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if json {
+        match serde_json::to_string_pretty(&a.report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("error: writing JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", text(&a.report));
+    }
+    a.report.exit_code()
+}
+
+fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
+    let (_image, a) = match load(args, true, false) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let r = &a.report;
+    let name = args.image.file_name().map_or_else(|| args.image.display().to_string(), |n| n.to_string_lossy().into());
+    let subtitle = format!(
+        "{} ({:?}) · {} blocks, {} preserved in {} ranges · {} {} pages · {} of RAM",
+        r.root.version,
+        r.root.compatible,
+        r.preserved.blocks,
+        human(r.preserved.bytes),
+        r.ranges.count,
+        r.tree.pages,
+        r.tree.format,
+        human(r.image.ram_bytes)
+    );
+    let input = MapInput {
+        title: format!("kho map: {name}"),
+        subtitle,
+        ram: &r.image.ram,
+        scratch: &r.scratch,
+        runs: &a.runs,
+        map_pages: &a.map_pages,
+        map_pages_name: if r.root.legacy { "kho-v1 map page" } else { "radix tree page" },
+        fdt_page: Some(r.root.fdt_pa & !(r.image.page_size - 1)),
+        subtrees: r.subtrees.iter().filter_map(|s| Some((s.name.clone(), s.pa?, s.size))).collect(),
+    };
+    if let Err(e) = std::fs::write(svg, render(&input)) {
+        eprintln!("error: writing {}: {e}", svg.display());
+        return 1;
+    }
+    println!("wrote {} ({} blocks in {} runs drawn)", svg.display(), r.preserved.blocks, a.runs.len());
+    r.exit_code()
+}

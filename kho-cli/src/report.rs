@@ -1,0 +1,333 @@
+//! Reports: the text a person reads and the JSON a tool reads.
+//!
+//! The JSON is versioned by `schema_version` and described by
+//! `schema/inspect.schema.json` (JSON Schema 2020-12) in this package: a
+//! [`Report`] when a handover was found and validated, an [`ErrorReport`]
+//! otherwise. All PAs and sizes are JSON integers in bytes (PAs fit in 52
+//! bits, so they are exact in any JSON reader).
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::find::Source;
+use crate::inspect::{Failure, errno_name, explain};
+
+/// The version of the JSON layout; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A PA range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// First PA.
+    pub pa: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The image.
+#[derive(Clone, Debug, Serialize)]
+pub struct ImageInfo {
+    /// The path as given.
+    pub path: String,
+    /// The page size this build reads handovers with.
+    pub page_size: u64,
+    /// `PT_LOAD` segments in the file.
+    pub load_segments: usize,
+    /// RAM ranges (adjacent segments merged when contiguous in the file).
+    pub ram: Vec<Span>,
+    /// Total RAM.
+    pub ram_bytes: u64,
+}
+
+/// The handover root.
+#[derive(Clone, Debug, Serialize)]
+pub struct RootInfo {
+    /// Where it was found: `note`, `option` (`--fdt`) or `scan`.
+    pub source: Source,
+    /// PA of the root FDT.
+    pub fdt_pa: u64,
+    /// `kho_data.fdt_size`.
+    pub fdt_size: u64,
+    /// The root compatible as written.
+    pub compatible: String,
+    /// The root version: `kho-v1` .. `kho-v4`.
+    pub version: String,
+    /// Whether the memory map is the legacy `kho-v1` chunk list.
+    pub legacy: bool,
+    /// PA of the memory map (`preserved-memory-map`).
+    pub memory_map_pa: u64,
+    /// Whether the root FDT's own page is a preserved block.
+    pub fdt_page_preserved: bool,
+    /// For a scan: every page holding an FDT with a `kho-v*` compatible.
+    pub scan_candidates: Vec<u64>,
+}
+
+/// One subtree.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubtreeInfo {
+    /// The node name.
+    pub name: String,
+    /// PA of the blob (`null` if the node is invalid).
+    pub pa: Option<u64>,
+    /// Its size (`null` before `kho-v3`, or if invalid).
+    pub size: Option<u64>,
+    /// Whether the blob's first page lies in preserved memory.
+    pub preserved: Option<bool>,
+    /// Why the node is invalid, if it is.
+    pub error: Option<String>,
+}
+
+/// Preserved blocks of one order.
+#[derive(Clone, Debug, Serialize)]
+pub struct OrderInfo {
+    /// The order.
+    pub order: u32,
+    /// Blocks.
+    pub blocks: u64,
+    /// Pages in them.
+    pub pages: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+}
+
+/// Preserved memory.
+#[derive(Clone, Debug, Serialize)]
+pub struct Preserved {
+    /// Blocks.
+    pub blocks: u64,
+    /// Pages.
+    pub pages: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Per order present, ascending.
+    pub by_order: Vec<OrderInfo>,
+}
+
+/// Coalesced ranges of preserved memory.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ranges {
+    /// Number of maximal ranges.
+    pub count: u64,
+    /// Bytes in them.
+    pub total_bytes: u64,
+    /// The largest (lowest PA among equals), `null` if none.
+    pub largest: Option<Span>,
+}
+
+/// The memory map's own pages.
+#[derive(Clone, Debug, Serialize)]
+pub struct TreeInfo {
+    /// `radix-v1` or `kho-v1 chunks`.
+    pub format: String,
+    /// Pages (radix nodes, or chunks plus bitmaps).
+    pub pages: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// The report of a handover that was found and validated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// False only when a subtree node is invalid (exit code 2).
+    pub ok: bool,
+    /// The image.
+    pub image: ImageInfo,
+    /// The root.
+    pub root: RootInfo,
+    /// Subtrees in FDT order.
+    pub subtrees: Vec<SubtreeInfo>,
+    /// Scratch areas.
+    pub scratch: Vec<Span>,
+    /// Preserved memory.
+    pub preserved: Preserved,
+    /// Coalesced ranges.
+    pub ranges: Ranges,
+    /// The memory map's pages.
+    pub tree: TreeInfo,
+}
+
+impl Report {
+    /// The exit code this report ends with.
+    pub fn exit_code(&self) -> u8 {
+        if self.ok { 0 } else { 2 }
+    }
+}
+
+/// The `error` member of an [`ErrorReport`].
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorInfo {
+    /// `usage`, `image`, `not_found`, `corrupt` or `limit`.
+    pub kind: &'static str,
+    /// One line.
+    pub message: String,
+    /// For `corrupt`: the typed error with its fields.
+    pub detail: Option<String>,
+    /// For `corrupt`: the errno a kernel would return.
+    pub errno: Option<&'static str>,
+}
+
+/// The JSON written when there is no report of a validated handover.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorReport {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Always false.
+    pub ok: bool,
+    /// The process exit code.
+    pub exit_code: u8,
+    /// What went wrong.
+    pub error: ErrorInfo,
+    /// The image, when it could be read.
+    pub image: Option<ImageInfo>,
+}
+
+impl ErrorReport {
+    /// The report of `failure`.
+    pub fn new(failure: &Failure, image: Option<ImageInfo>) -> ErrorReport {
+        let (detail, errno) = match failure {
+            Failure::Corrupt { detail, errno, .. } => (Some(detail.clone()), errno.map(errno_name)),
+            _ => (None, None),
+        };
+        ErrorReport {
+            schema_version: SCHEMA_VERSION,
+            ok: false,
+            exit_code: failure.exit_code(),
+            error: ErrorInfo { kind: failure.kind(), message: failure.message(), detail, errno },
+            image,
+        }
+    }
+}
+
+/// Sizes as people read them: `64 B`, `4 KiB`, `221.8 MiB`, `1 GiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    let digits = format!("{v:.2}");
+    let digits = digits.trim_end_matches('0').trim_end_matches('.');
+    format!("{digits} {}", UNITS[u])
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The text report.
+pub fn text(r: &Report) -> String {
+    let mut s = String::new();
+    let i = &r.image;
+    let _ = writeln!(
+        s,
+        "image      {}: ELF64 core, {} PT_LOAD, {} of RAM in {} range{}",
+        i.path,
+        i.load_segments,
+        human(i.ram_bytes),
+        i.ram.len(),
+        if i.ram.len() == 1 { "" } else { "s" }
+    );
+    for m in &i.ram {
+        let _ = writeln!(s, "           {:#x}..{:#x}  {}", m.pa, m.pa + m.size, human(m.size));
+    }
+    let root = &r.root;
+    let _ = writeln!(s, "root       FDT at {:#x} (+{:#x}), {}", root.fdt_pa, root.fdt_size, root.source.describe());
+    let legacy = if root.legacy { ", legacy chunk-list memory map" } else { "" };
+    let _ = writeln!(
+        s,
+        "           compatible {:?} (version {}{legacy}); memory map at {:#x}",
+        root.compatible, root.version, root.memory_map_pa
+    );
+    let _ = writeln!(s, "           root FDT page preserved: {}", yes(root.fdt_page_preserved));
+    if root.scan_candidates.len() > 1 {
+        let list: Vec<String> = root.scan_candidates.iter().map(|p| format!("{p:#x}")).collect();
+        let _ = writeln!(s, "           scan found {} candidates: {}", list.len(), list.join(", "));
+    }
+    let _ = writeln!(s, "subtrees   {}", r.subtrees.len());
+    let width = r.subtrees.iter().map(|t| t.name.len()).max().unwrap_or(0);
+    for t in &r.subtrees {
+        if let (None, Some(pa)) = (&t.error, t.pa) {
+            let size = t.size.map_or("size n/a (before kho-v3)".to_string(), |z| format!("{z} bytes"));
+            let preserved = yes(t.preserved == Some(true));
+            let _ = writeln!(s, "           {:width$}  PA {pa:#x}  {size}  blob preserved: {preserved}", t.name);
+        } else {
+            let why = t.error.as_deref().unwrap_or("invalid");
+            let _ = writeln!(s, "           {:width$}  INVALID: {why}", t.name);
+        }
+    }
+    let _ = writeln!(s, "scratch    {} area{}", r.scratch.len(), if r.scratch.len() == 1 { "" } else { "s" });
+    for a in &r.scratch {
+        let _ = writeln!(s, "           {:#x}..{:#x}  {}", a.pa, a.pa.saturating_add(a.size), human(a.size));
+    }
+    let p = &r.preserved;
+    let _ = writeln!(s, "preserved  {} blocks, {} pages, {}", p.blocks, p.pages, human(p.bytes));
+    if !p.by_order.is_empty() {
+        let _ = writeln!(s, "           {:>5}  {:>10}  {:>12}  {:>16}", "order", "blocks", "pages", "bytes");
+        for o in &p.by_order {
+            let _ = writeln!(
+                s,
+                "           {:>5}  {:>10}  {:>12}  {:>16}  ({})",
+                o.order,
+                o.blocks,
+                o.pages,
+                o.bytes,
+                human(o.bytes)
+            );
+        }
+    }
+    let g = &r.ranges;
+    match &g.largest {
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "ranges     {} coalesced, {} in all; largest {} at {:#x}",
+                g.count,
+                human(g.total_bytes),
+                human(l.size),
+                l.pa
+            );
+        }
+        None => {
+            let _ = writeln!(s, "ranges     none");
+        }
+    }
+    let _ = writeln!(s, "tree       {}: {} pages ({})", r.tree.format, r.tree.pages, human(r.tree.bytes));
+    let verdict = if r.ok { "well formed" } else { "NOT well formed: invalid subtree nodes (see above)" };
+    let _ = writeln!(s, "result     {verdict}");
+    s
+}
+
+/// The text of a failure, for stderr.
+pub fn failure_text(f: &Failure) -> String {
+    let mut s = format!("error: {}\n", f.message());
+    if let Failure::Corrupt { detail, errno, .. } = f {
+        let _ = writeln!(s, "  detail:  {detail}");
+        if let Some(e) = errno {
+            let _ = writeln!(s, "  errno:   {}", errno_name(*e));
+        }
+        if let Some(m) = explain(detail) {
+            let _ = writeln!(s, "  meaning: {m}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(64), "64 B");
+        assert_eq!(human(4096), "4 KiB");
+        assert_eq!(human(1 << 30), "1 GiB");
+        assert_eq!(human(3 << 19), "1.5 MiB");
+        assert_eq!(human((2 << 20) + (16 << 10)), "2.02 MiB");
+        assert_eq!(human(5 << 50), "5 PiB");
+    }
+}
