@@ -56,6 +56,11 @@ pub fn build(compatible: &str, memory_map: PhysAddr, subtrees: &[Subtree]) -> Re
 
 /// Whether `name` can be a subtree node name.
 pub fn check_name(name: &str) -> Result<(), TrackError> {
+    // The empty name is the root's own: a child by that name would make the
+    // FDT unreadable.
+    if name.is_empty() {
+        return Err(TrackError::BadName { name: String::new() });
+    }
     DeviceTreeNode::new(name).map(|_| ()).map_err(|_| TrackError::BadName { name: name.to_string() })
 }
 

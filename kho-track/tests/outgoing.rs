@@ -276,6 +276,8 @@ fn root_fdt_and_subtrees() {
     let e = t.add_subtree("LUO", page(&m, 42), 1).unwrap_err();
     assert_eq!(e.errno(), Errno::Exist);
     assert!(matches!(t.add_subtree("bad/name", blob, 1).unwrap_err(), TrackError::BadName { .. }));
+    assert!(matches!(t.add_subtree("", blob, 1).unwrap_err(), TrackError::BadName { .. }));
+    assert!(matches!(t.add_subtree(&"x".repeat(40), blob, 1).unwrap_err(), TrackError::BadName { .. }));
     assert_eq!(t.subtree("LUO").unwrap().pa, page(&m, 41));
     t.remove_subtree(page(&m, 41)).unwrap();
     assert_eq!(t.subtree("LUO").unwrap_err().errno(), Errno::NoEnt);
