@@ -2,12 +2,15 @@
 //! QEMU's `dump-guest-memory`) mapped copy-on-write and served to kho
 //! through [`PhysMem`] and [`PageAlloc`].
 //!
-//! - RAM is the `PT_LOAD` segments, at their `p_paddr`. A segment whose
-//!   file offset keeps the PA's alignment modulo 8 and whose bytes are all
-//!   in the file is served straight from the private file mapping; any
-//!   other (a QEMU dump whose data starts 4 bytes off, `p_memsz` above
-//!   `p_filesz`) is served from a private anonymous copy filled page by page
-//!   on first use. Nothing is read before kho asks for it, so the time an
+//! - RAM is the `PT_LOAD` segments, at their `p_paddr`; segments adjacent
+//!   in PA are joined, so a block may span them. A segment that is one run
+//!   of file bytes whose file offset keeps the PA's alignment modulo 8 is
+//!   served straight from the private file mapping; any other (a QEMU dump
+//!   whose data starts 4 bytes off, `p_memsz` above `p_filesz`, adjacent
+//!   segments apart in the file) is served from a private anonymous copy
+//!   filled page by page on first use: then the pages kho asks for are
+//!   copied, which for the RAM checks of preserved blocks means the
+//!   preserved memory itself. Nothing is read before kho asks for it, so the time an
 //!   inspection takes follows the metadata it walks, not the RAM size.
 //! - The mapping is `MAP_PRIVATE`: kho's incoming side clears the root
 //!   FDT's bit in the tree (it claims that page), and that write lands in a
@@ -97,7 +100,7 @@ pub struct RamRange {
 
 /// How a segment's PAs reach memory.
 enum Backing {
-    /// Straight into the file mapping at `file_offset`.
+    /// Straight into the file mapping at its one piece's file offset.
     File,
     /// A private copy filled page by page from the file mapping.
     Shadow(Shadow),
@@ -118,15 +121,37 @@ struct Shadow {
     filled: Mutex<Vec<u64>>,
 }
 
-/// A `PT_LOAD` segment (or several merged ones).
+/// Where some of a segment's bytes are in the file.
+#[derive(Clone, Copy, Debug)]
+struct Piece {
+    /// PA of the first byte.
+    start: u64,
+    /// Its file offset.
+    file_offset: u64,
+    /// Bytes present in the file from there; past them, up to the next
+    /// piece or the segment's end, memory reads as zero.
+    file_len: u64,
+}
+
+/// A RAM range: one `PT_LOAD`, or several adjacent in PA merged so that a
+/// block may span them.
 struct Segment {
     start: u64,
     end: u64,
-    /// File offset of `start`.
-    file_offset: u64,
-    /// Bytes of the segment present in the file; the rest reads as zero.
-    file_len: u64,
+    /// One per `PT_LOAD`, ascending, the first at `start`.
+    pieces: Vec<Piece>,
     backing: Backing,
+}
+
+impl Segment {
+    /// The file bytes of `[a, b)` (inside the segment), piece by piece:
+    /// `(pa, file_offset, len)`.
+    fn file_parts(&self, a: u64, b: u64) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.pieces.iter().filter_map(move |p| {
+            let (s, e) = (a.max(p.start), b.min(p.start + p.file_len));
+            (s < e).then(|| (s, p.file_offset + (s - p.start), e - s))
+        })
+    }
 }
 
 /// Pages above the image's RAM for the inspector's own use.
@@ -225,8 +250,7 @@ impl Image {
         &self.path
     }
 
-    /// The image's RAM: its segments, adjacent ones merged where their file
-    /// bytes are contiguous too, ascending.
+    /// The image's RAM: its segments, adjacent ones joined, ascending.
     pub fn ram(&self) -> Vec<RamRange> {
         self.segments.iter().map(|s| RamRange { start: s.start, end: s.end }).collect()
     }
@@ -277,15 +301,14 @@ impl Image {
     pub fn read_original(&self, pa: u64, buf: &mut [u8]) -> Option<()> {
         let end = pa.checked_add(buf.len() as u64)?;
         let seg = self.segment_of(pa).filter(|s| end <= s.end)?;
-        let off = pa - seg.start;
-        let in_file = seg.file_len.saturating_sub(off).min(buf.len() as u64) as usize;
-        buf[in_file..].fill(0);
-        if in_file > 0 {
-            let src = self.file_ptr(seg.file_offset + off);
-            // SAFETY: `file_offset + off + in_file <= file_offset + file_len
-            // <= file length` (checked when the segment was built), so the
-            // source is inside the mapping; `buf` is a distinct allocation.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), buf.as_mut_ptr(), in_file) };
+        buf.fill(0);
+        for (at, off, len) in seg.file_parts(pa, end) {
+            let dst = &mut buf[(at - pa) as usize..][..len as usize];
+            let src = self.file_ptr(off);
+            // SAFETY: a piece's file bytes lie inside the file (checked when
+            // the headers were read), so `off + len` is inside the mapping;
+            // `dst` is a distinct allocation of `len` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), dst.len()) };
         }
         Some(())
     }
@@ -295,9 +318,9 @@ impl Image {
     /// and zero-fill read as zero and are left out.
     pub fn data_ranges(&self) -> Result<Vec<RamRange>, ImageError> {
         let mut out = Vec::new();
-        for s in &self.segments {
-            for (a, b) in file_data(&self.file, s.file_offset, s.file_offset + s.file_len)? {
-                out.push(RamRange { start: s.start + (a - s.file_offset), end: s.start + (b - s.file_offset) });
+        for p in self.segments.iter().flat_map(|s| &s.pieces) {
+            for (a, b) in file_data(&self.file, p.file_offset, p.file_offset + p.file_len)? {
+                out.push(RamRange { start: p.start + (a - p.file_offset), end: p.start + (b - p.file_offset) });
             }
         }
         Ok(out)
@@ -325,7 +348,7 @@ impl Image {
 
     fn segment_ptr(&self, seg: &Segment, pa: u64, end: u64) -> NonNull<u8> {
         match &seg.backing {
-            Backing::File => self.file_ptr(seg.file_offset + (pa - seg.start)),
+            Backing::File => self.file_ptr(seg.pieces[0].file_offset + (pa - seg.start)),
             Backing::Shadow(sh) => {
                 let first = seg.start & !(PAGE - 1);
                 let mut filled = sh.filled.lock().unwrap_or_else(|e| e.into_inner());
@@ -347,18 +370,17 @@ impl Image {
     /// Copies the file bytes of the page at `page_pa` into the shadow.
     fn fill_shadow_page(&self, seg: &Segment, sh: &Shadow, page_pa: u64) {
         let first = seg.start & !(PAGE - 1);
-        let (a, b) = (page_pa.max(seg.start), (page_pa + PAGE).min(seg.start + seg.file_len));
-        if a >= b {
-            return;
+        let (a, b) = (page_pa.max(seg.start), (page_pa + PAGE).min(seg.end));
+        for (at, off, len) in seg.file_parts(a, b) {
+            let src = self.file_ptr(off);
+            // SAFETY: the source lies in a piece's file bytes, inside the
+            // file mapping; the destination `at - first ..+ len` lies in the
+            // shadow (`at + len <= seg.end`), in a page whose bit is clear,
+            // so no pointer into it has been handed out (`Shadow` invariant).
+            unsafe {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), sh.ptr.add((at - first) as usize).as_ptr(), len as usize)
+            };
         }
-        let src = self.file_ptr(seg.file_offset + (a - seg.start));
-        // SAFETY: the source lies in the segment's file bytes, inside the
-        // file mapping; the destination `a - first .. b - first` lies in the
-        // shadow (`b <= seg.end`), in a page whose bit is clear, so no
-        // pointer into it has been handed out (type invariant of `Shadow`).
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.as_ptr(), sh.ptr.add((a - first) as usize).as_ptr(), (b - a) as usize)
-        };
     }
 }
 
@@ -507,28 +529,39 @@ fn read_kho_notes(mut notes: object::read::elf::NoteIterator<'_, elf::FileHeader
     }
 }
 
-/// Sorts the loads, rejects overlaps, merges neighbours that are
-/// contiguous in PA and in the file, and picks each segment's backing.
+/// Sorts the loads, rejects overlaps, joins neighbours adjacent in PA
+/// into one segment, and picks each segment's backing: the file mapping
+/// when the segment is one run of file bytes as long as the segment whose
+/// offset keeps the PA's alignment modulo 8, else a shadow.
 fn build_segments(mut loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
     loads.sort_unstable_by_key(|l| l.paddr);
     let mut segs: Vec<Segment> = Vec::with_capacity(loads.len());
     for l in loads {
         let (start, end) = (l.paddr, l.paddr + l.memsz);
-        if let Some(prev) = segs.last_mut() {
-            if start < prev.end {
+        let piece = Piece { start, file_offset: l.offset, file_len: l.filesz };
+        match segs.last_mut() {
+            Some(prev) if start < prev.end => {
                 return Err(format_err(format!("PT_LOAD segments overlap at PA {start:#x}")));
             }
-            let whole = |s: &Segment| s.file_len == s.end - s.start;
-            if start == prev.end && whole(prev) && l.filesz == l.memsz && l.offset == prev.file_offset + prev.file_len {
+            Some(prev) if start == prev.end => {
                 prev.end = end;
-                prev.file_len += l.filesz;
-                continue;
+                prev.pieces.push(piece);
             }
+            _ => segs.push(Segment { start, end, pieces: vec![piece], backing: Backing::File }),
         }
-        segs.push(Segment { start, end, file_offset: l.offset, file_len: l.filesz, backing: Backing::File });
     }
     for s in &mut segs {
-        let direct = s.file_len == s.end - s.start && s.file_offset % 8 == s.start % 8;
+        // Pieces that continue each other in the file are one run.
+        s.pieces.dedup_by(|next, prev| {
+            let joined =
+                prev.file_len == next.start - prev.start && prev.file_offset + prev.file_len == next.file_offset;
+            if joined {
+                prev.file_len += next.file_len;
+            }
+            joined
+        });
+        let p = s.pieces[0];
+        let direct = s.pieces.len() == 1 && p.file_len == s.end - s.start && p.file_offset % 8 == s.start % 8;
         if !direct {
             let first = s.start & !(PAGE - 1);
             let span = usize::try_from(s.end - first).map_err(|_| format_err("segment too large"))?;
@@ -579,12 +612,19 @@ mod tests {
     }
 
     #[test]
-    fn adjacent_contiguous_segments_merge_and_overlaps_fail() {
+    fn adjacent_segments_join_and_overlaps_fail() {
         let s = build_segments(vec![seg(0x2000, 0x3000, 0x2000, 0x1000), seg(0x1000, 0x2000, 0x1000, 0x1000)]).unwrap();
         assert_eq!(s.len(), 1);
-        assert_eq!((s[0].start, s[0].end, s[0].file_offset), (0x1000, 0x3000, 0x1000));
-        // Adjacent in PA but not in the file: kept apart.
+        assert_eq!((s[0].start, s[0].end, s[0].pieces.len()), (0x1000, 0x3000, 1));
+        assert!(matches!(s[0].backing, Backing::File));
+        // Adjacent in PA but not in the file: one segment, two pieces.
         let s = build_segments(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x2000, 0x3000, 0x9000, 0x1000)]).unwrap();
+        assert_eq!((s.len(), s[0].pieces.len()), (1, 2));
+        assert!(matches!(s[0].backing, Backing::Shadow(_)));
+        let parts: Vec<_> = s[0].file_parts(0x1800, 0x2800).collect();
+        assert_eq!(parts, [(0x1800, 0x1800, 0x800), (0x2000, 0x9000, 0x800)]);
+        // A hole between segments keeps them apart.
+        let s = build_segments(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x3000, 0x4000, 0x2000, 0x1000)]).unwrap();
         assert_eq!(s.len(), 2);
         assert!(build_segments(vec![seg(0x1000, 0x3000, 0, 0x2000), seg(0x2000, 0x4000, 0x2000, 0x2000)]).is_err());
     }

@@ -161,9 +161,10 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
     match analyze(&image, &root, want_runs, &progress) {
         Ok(a) => Ok((image, a)),
         Err(f) => {
+            let code = fail(&f, Some(&image), json);
             let fdt = root.data.fdt_addr;
-            eprintln!("{}: root FDT at {fdt:#x}, {}", args.image.display(), root.source.describe());
-            Err(fail(&f, Some(&image), json))
+            eprintln!("  root:    FDT at {fdt:#x}, {}, in {}", root.source.describe(), args.image.display());
+            Err(code)
         }
     }
 }

@@ -260,7 +260,13 @@ pub fn text(r: &Report) -> String {
             let _ = writeln!(s, "           {:width$}  INVALID: {why}", t.name);
         }
     }
-    let _ = writeln!(s, "scratch    {} area{}", r.scratch.len(), if r.scratch.len() == 1 { "" } else { "s" });
+    let plural = if r.scratch.len() == 1 { "" } else { "s" };
+    let hint = if r.scratch.is_empty() && root.source != Source::Note {
+        " (without the KHO note they are unknown: name them with --scratch PA:SIZE)"
+    } else {
+        ""
+    };
+    let _ = writeln!(s, "scratch    {} area{plural}{hint}", r.scratch.len());
     for a in &r.scratch {
         let _ = writeln!(s, "           {:#x}..{:#x}  {}", a.pa, a.pa.saturating_add(a.size), human(a.size));
     }

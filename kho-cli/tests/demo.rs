@@ -104,7 +104,10 @@ fn inspect_json_matches_what_kernel_a_preserved() {
     let largest = ranges.iter().max_by_key(|&&(a, b)| (b - a, std::cmp::Reverse(a))).unwrap();
     assert_eq!(u(&v["ranges"]["count"]), ranges.len() as u64);
     assert_eq!(u(&v["ranges"]["total_bytes"]), ranges.iter().map(|&(a, b)| b - a).sum::<u64>());
-    assert_eq!((u(&v["ranges"]["largest"]["pa"]), u(&v["ranges"]["largest"]["size"])), (largest.0, largest.1 - largest.0));
+    assert_eq!(
+        (u(&v["ranges"]["largest"]["pa"]), u(&v["ranges"]["largest"]["size"])),
+        (largest.0, largest.1 - largest.0)
+    );
 
     // Subtrees, scratch, tree.
     let subs = v["subtrees"].as_array().unwrap();

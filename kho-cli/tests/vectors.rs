@@ -67,7 +67,10 @@ fn independent_v4_map_has_one_rect_per_run() {
         .collect();
     preserved.sort();
     let classes: Vec<&str> = preserved.iter().map(|(c, _)| c.as_str()).collect();
-    assert_eq!(classes, ["preserved o0", "preserved o0", "preserved o0", "preserved o1", "preserved o3", "preserved o9"]);
+    assert_eq!(
+        classes,
+        ["preserved o0", "preserved o0", "preserved o0", "preserved o1", "preserved o3", "preserved o9"]
+    );
     assert!(preserved.iter().any(|(_, t)| t == "order 0: 2 blocks in 0x80400000..0x80402000"), "{preserved:?}");
     assert!(preserved.iter().any(|(_, t)| t == "order 9: 1 block in 0x80200000..0x80400000"), "{preserved:?}");
     // Every preserved rectangle is visible.

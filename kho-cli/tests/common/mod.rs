@@ -31,7 +31,8 @@ impl Run {
 
     /// Stdout as JSON.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout, self.stderr))
     }
 }
 
@@ -57,11 +58,26 @@ pub fn inspect_json(image: &Path, extra: &[&str]) -> (i32, Value) {
     (run.code, v)
 }
 
-/// A fresh path for a test file.
+/// A fresh path for a test file, in a directory of this test process;
+/// directories of test processes that are gone are removed.
 pub fn tmp(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kho-cli-tests");
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kho-cli-tests");
+    let me = std::process::id();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let stale = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|pid| pid != me && !Path::new(&format!("/proc/{pid}")).exists());
+            if stale {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = base.join(me.to_string());
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{}-{name}", std::process::id()))
+    dir.join(name)
 }
 
 pub fn order(n: u32) -> Order {
@@ -129,18 +145,22 @@ pub fn by_order(blocks: &[(u64, u32)]) -> BTreeMap<u32, u64> {
     m
 }
 
-/// Kernel A on a 64 MiB machine with one order-0 block at page 7, then
-/// `corrupt` applied before the handover is finished; saves the image and
-/// returns its path and the `kho_data`.
+/// Kernel A on a 64 MiB machine (largest order 11) with one allocated
+/// order-0 block, then `corrupt(machine, tracker, block)` applied before
+/// the handover is finished and `after` to its `kho_data`; saves the image
+/// and returns its path.
 pub fn corrupt_image(
     name: &str,
-    corrupt: impl FnOnce(&Machine, &Tracker<'_, Machine>),
+    corrupt: impl FnOnce(&Machine, &Tracker<'_, Machine>, PhysAddr),
     after: impl FnOnce(&Machine, &mut KhoData),
 ) -> PathBuf {
-    let m = machine(64);
+    let mut cfg = MachineConfig::with_ram(PhysAddr::new(0x1_0000_0000), 64 << 20);
+    cfg.max_order = order(11);
+    let m = Machine::new(cfg).unwrap();
     let t = tracker(&m);
-    t.preserve_folio(page(&m, 7), Order::ZERO).unwrap();
-    corrupt(&m, &t);
+    let block = alloc(&m, 0);
+    t.preserve_folio(block, Order::ZERO).unwrap();
+    corrupt(&m, &t, block);
     let mut data = t.finish().unwrap();
     after(&m, &mut data);
     let path = tmp(&format!("{name}.img"));

@@ -1,0 +1,219 @@
+//! Finding the root without the KHO note (`--fdt`, the scan, `--scratch`),
+//! and images laid out unlike kho-sim's: data at file offsets that are not
+//! 8-byte aligned (as in QEMU dumps), zero-filled segment tails, RAM split
+//! over several segments.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use kho_abi::{KhoData, Order, PhysAddr};
+use serde_json::Value;
+
+struct Plain {
+    path: PathBuf,
+    data: KhoData,
+    fdt: u64,
+    block: u64,
+}
+
+/// A 64 MiB handover with an order-3 folio and a subtree, saved with or
+/// without the KHO note.
+fn image(name: &str, note: bool) -> Plain {
+    let m = machine(64);
+    let mut t = tracker(&m);
+    let block = alloc(&m, 3);
+    m.fill_random(block, 8 * PAGE, 5).unwrap();
+    t.preserve_folio(block, order(3)).unwrap();
+    let blob = alloc(&m, 0);
+    m.write(blob, b"blob").unwrap();
+    t.preserve_folio(blob, Order::ZERO).unwrap();
+    t.add_subtree("blob", blob, 4).unwrap();
+    let data = t.finish().unwrap();
+    let path = tmp(&format!("{name}.img"));
+    m.save_image_with(&path, note.then_some(&data)).unwrap();
+    Plain { path, data, fdt: data.fdt_addr, block: block.as_u64() }
+}
+
+/// The report without what depends on where the root came from or how the
+/// file is laid out.
+fn essence(v: &Value) -> Value {
+    let mut v = v.clone();
+    let o = v.as_object_mut().unwrap();
+    o.remove("image");
+    let root = o["root"].as_object_mut().unwrap();
+    root.remove("source");
+    root.remove("fdt_size");
+    root.remove("scan_candidates");
+    v
+}
+
+#[test]
+fn fdt_option_and_scan_find_the_root_without_the_note() {
+    let with = image("with-note", true);
+    let (code, noted) = inspect_json(&with.path, &[]);
+    assert_eq!(code, 0);
+    let scratch = format!("{:#x}:{}", noted["scratch"][0]["pa"].as_u64().unwrap(), noted["scratch"][0]["size"]);
+
+    let p = image("no-note", false);
+    let fdt = format!("{:#x}", p.fdt);
+    let (code, by_option) = inspect_json(&p.path, &["--fdt", &fdt, "--scratch", &scratch]);
+    assert_eq!(code, 0, "{by_option}");
+    assert_eq!(by_option["root"]["source"], "option");
+    assert_eq!(essence(&by_option), essence(&noted));
+
+    let (code, by_scan) = inspect_json(&p.path, &["--scratch", &scratch]);
+    assert_eq!(code, 0, "{by_scan}");
+    assert_eq!(by_scan["root"]["source"], "scan");
+    assert_eq!(by_scan["root"]["scan_candidates"], serde_json::json!([p.fdt]));
+    assert_eq!(essence(&by_scan), essence(&noted));
+
+    // Without --scratch the areas are unknown (and said to be).
+    let run = kho(&["inspect", p.path.to_str().unwrap()]);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("found by scanning memory"), "{}", run.stdout);
+    assert!(run.stdout.contains("scratch    0 areas (without the KHO note"), "{}", run.stdout);
+}
+
+#[test]
+fn scratch_option_is_checked_like_the_note_s() {
+    let p = image("scratch-check", false);
+    // Claim the preserved folio lies in a scratch area: the import refuses.
+    let scratch = format!("{:#x}:32K", p.block);
+    let run = kho(&["inspect", p.path.to_str().unwrap(), "--scratch", &scratch]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("InScratch"), "{}", run.stderr);
+    // A malformed one is refused by kho_scratch's own rules.
+    let run = kho(&["inspect", p.path.to_str().unwrap(), "--scratch", "0x1000:100"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("kho_scratch.size"), "{}", run.stderr);
+    // With the note, --scratch is a usage error.
+    let with = image("scratch-note", true);
+    let run = kho(&["inspect", with.path.to_str().unwrap(), "--scratch", "0x1000:4K"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("--scratch applies"), "{}", run.stderr);
+}
+
+#[test]
+fn fdt_option_wins_over_the_note_and_is_validated() {
+    let p = image("fdt-wins", true);
+    let wrong = format!("{:#x}", p.block);
+    let run = kho(&["inspect", p.path.to_str().unwrap(), "--fdt", &wrong]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("root FDT at PA"), "{}", run.stderr);
+    assert!(run.stderr.contains("given with --fdt"), "{}", run.stderr);
+}
+
+#[test]
+fn nothing_found_exits_3() {
+    let m = machine(16);
+    let path = tmp("empty.img");
+    m.write(PhysAddr::new(m.ram_base().as_u64() + 5 * PAGE), b"not a device tree").unwrap();
+    m.save_image_with(&path, None).unwrap();
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(run.code, 3, "{}", run.all());
+    assert!(run.stderr.contains("no handover root"), "{}", run.stderr);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["image"]["ram_bytes"], 16u64 << 20);
+}
+
+#[test]
+fn scan_prefers_a_root_that_parses_and_lists_candidates() {
+    let p = image("stale", false);
+    // A stale root FDT elsewhere in memory whose map is zero: a candidate
+    // that does not parse as a root.
+    let mut segs = read_segments(&p.path);
+    let stale = kho_track::fdt::build("kho-v4", PhysAddr::new(0x1000), &[]).unwrap();
+    let off = (20 << 20) as usize;
+    assert!(segs[0].bytes[off..off + PAGE as usize].iter().all(|&b| b == 0), "page in use");
+    segs[0].bytes[off..off + stale.len()].copy_from_slice(&stale);
+    // Zero the map of the stale copy so it fails RootFdt::parse.
+    let map_at = segs[0].bytes[off..off + stale.len()].windows(8).position(|w| w == 0x1000u64.to_ne_bytes()).unwrap();
+    segs[0].bytes[off + map_at..off + map_at + 8].fill(0);
+    let path = tmp("stale-rewritten.img");
+    write_elf(&path, &segs, &[], 0);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    let base = segs[0].pa;
+    assert_eq!(v["root"]["fdt_pa"].as_u64(), Some(p.fdt));
+    let cands: Vec<u64> = v["root"]["scan_candidates"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+    let mut want = vec![base + (20 << 20), p.fdt];
+    want.sort_unstable();
+    assert_eq!(cands, want);
+}
+
+#[test]
+fn progress_of_the_scan() {
+    let p = image("scan-progress", false);
+    let run = kho(&["inspect", "--progress", p.path.to_str().unwrap()]);
+    assert_eq!(run.code, 0);
+    assert!(run.stderr.contains("scanning memory for a kho-v* FDT: done"), "{}", run.stderr);
+}
+
+#[test]
+fn qemu_like_layouts_read_the_same() {
+    let p = image("layout", true);
+    let (_, want) = inspect_json(&p.path, &[]);
+    let segs = read_segments(&p.path);
+    assert_eq!(segs.len(), 1);
+    let note = kho_note(&p.data);
+
+    // Data 4 bytes off 8-byte alignment (QEMU writes RAM right after its
+    // notes): every page is served from a private aligned copy.
+    let odd = tmp("layout-odd.img");
+    write_elf(&odd, &segs, std::slice::from_ref(&note), 4);
+    let (code, v) = inspect_json(&odd, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(essence(&v), essence(&want));
+
+    // The zero pages at the end of RAM left out of the file (p_memsz above
+    // p_filesz), and RAM cut into three segments, one of them misaligned.
+    let seg = &segs[0];
+    let used = seg.bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let used = used.next_multiple_of(PAGE as usize);
+    let cut1 = (used / 2).next_multiple_of(PAGE as usize);
+    let parts = vec![
+        Seg { pa: seg.pa, bytes: seg.bytes[..cut1].to_vec(), zero_tail: 0 },
+        Seg { pa: seg.pa + cut1 as u64, bytes: seg.bytes[cut1..used].to_vec(), zero_tail: 0 },
+        Seg {
+            pa: seg.pa + used as u64,
+            bytes: seg.bytes[used..used + PAGE as usize].to_vec(),
+            zero_tail: (seg.bytes.len() - used) as u64 - PAGE,
+        },
+    ];
+    let split = tmp("layout-split.img");
+    write_elf(&split, &parts, &[note], 4);
+    let (code, v) = inspect_json(&split, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(essence(&v), essence(&want));
+    // The segments are contiguous in PA and in the file, so they merge
+    // into one RAM range.
+    assert_eq!(v["image"]["load_segments"], 3);
+    assert_eq!(v["image"]["ram"], want["image"]["ram"]);
+}
+
+#[test]
+fn a_hole_in_ram_is_not_ram() {
+    // RAM in two ranges with a hole between; a block in the hole must be
+    // refused even though it is inside the span of RAM.
+    let p = image("hole", true);
+    let segs = read_segments(&p.path);
+    let seg = &segs[0];
+    let hole = (p.block - seg.pa) as usize;
+    let parts = vec![
+        Seg { pa: seg.pa, bytes: seg.bytes[..hole].to_vec(), zero_tail: 0 },
+        Seg {
+            pa: seg.pa + hole as u64 + 8 * PAGE,
+            bytes: seg.bytes[hole + 8 * PAGE as usize..].to_vec(),
+            zero_tail: 0,
+        },
+    ];
+    let path = tmp("hole-rewritten.img");
+    write_elf(&path, &parts, &[kho_note(&p.data)], 0);
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains(&format!("preserved block PA {:#x} order 3: NotRam", p.block)), "{}", run.stderr);
+}
