@@ -118,9 +118,12 @@ fn legacy_v1_is_reported_as_such() {
     assert!(tips.iter().any(|t| t.contains(&format!("{:#x}", h.chunk0.as_u64()))), "{tips:?}");
 }
 
+/// A corruption of a `kho-v1` map: its name, how, and what the error says.
+type Case = (&'static str, fn(&V1), &'static [&'static str]);
+
 #[test]
 fn legacy_v1_rejects() {
-    let cases: [(&str, fn(&V1), &[&str]); 4] = [
+    let cases: [Case; 4] = [
         ("v1-loop", |h| write_u64(&h.m, h.chunk1, h.chunk0.as_u64()), &["(level 2)", "Shared"]),
         (
             "v1-scratch",
