@@ -233,6 +233,12 @@ fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
         eprintln!("error: writing {}: {e}", svg.display());
         return 1;
     }
-    println!("wrote {} ({} blocks in {} runs drawn)", svg.display(), r.preserved.blocks, a.runs.len());
+    println!(
+        "wrote {}: {} blocks in {} runs of one order, {} ranges",
+        svg.display(),
+        r.preserved.blocks,
+        a.runs.len(),
+        r.ranges.count
+    );
     r.exit_code()
 }

@@ -117,9 +117,36 @@ fn rows(ram: &[Span], span: u64) -> Vec<u64> {
     out
 }
 
-/// Rectangles already merged: `(x0, x1)` in pixels, with what they hold.
+/// One rectangle of a strip: pixels, the PAs it spans, and what it holds.
+#[derive(Clone, Copy, Debug)]
+struct Span2 {
+    x0: f64,
+    x1: f64,
+    start: u64,
+    end: u64,
+    /// Items (blocks or pages) merged into it.
+    count: u64,
+    /// Bytes they cover.
+    bytes: u64,
+}
+
+impl Span2 {
+    /// Share of `start..end` that is covered, for the fill opacity: a
+    /// rectangle over every other page reads lighter than a solid one.
+    fn density(&self) -> f64 {
+        self.bytes as f64 / (self.end - self.start).max(1) as f64
+    }
+
+    /// Fill opacity from the density, never so faint that a sparse run
+    /// disappears.
+    fn opacity(&self) -> f64 {
+        0.35 + 0.65 * self.density().min(1.0)
+    }
+}
+
+/// Rectangles of one kind along a row, merged where they share pixels.
 struct Strip {
-    spans: Vec<(f64, f64, u64, u64, u64)>,
+    spans: Vec<Span2>,
 }
 
 impl Strip {
@@ -130,13 +157,15 @@ impl Strip {
     /// Adds `[start, end)` (PAs, `count` items) drawn at `[x0, x1)`.
     fn add(&mut self, x0: f64, x1: f64, start: u64, end: u64, count: u64) {
         let x1 = x1.max(x0 + MIN_WIDTH);
+        let bytes = end - start;
         match self.spans.last_mut() {
-            Some(last) if x0 <= last.1 + 0.5 => {
-                last.1 = last.1.max(x1);
-                last.3 = last.3.max(end);
-                last.4 += count;
+            Some(last) if x0 <= last.x1 + 0.5 => {
+                last.x1 = last.x1.max(x1);
+                last.end = last.end.max(end);
+                last.count += count;
+                last.bytes += bytes;
             }
-            _ => self.spans.push((x0, x1, start, end, count)),
+            _ => self.spans.push(Span2 { x0, x1, start, end, count, bytes }),
         }
     }
 }
@@ -147,11 +176,19 @@ struct Canvas {
 
 impl Canvas {
     /// A rectangle at `[x, y, width, height]`.
-    fn rect(&mut self, class: &str, [x, y, w, h]: [f64; 4], fill: &str, tip: Option<&str>) {
+    fn rect(&mut self, class: &str, area: [f64; 4], fill: &str, tip: Option<&str>) {
+        self.rect_faded(class, area, fill, 1.0, tip);
+    }
+
+    /// A rectangle filled at `opacity`, with an optional tooltip.
+    fn rect_faded(&mut self, class: &str, [x, y, w, h]: [f64; 4], fill: &str, opacity: f64, tip: Option<&str>) {
         let _ = write!(
             self.out,
             r#"<rect class="{class}" x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{h:.1}" fill="{fill}""#
         );
+        if opacity < 1.0 {
+            let _ = write!(self.out, r#" fill-opacity="{opacity:.2}""#);
+        }
         match tip {
             Some(t) => {
                 let _ = writeln!(self.out, "><title>{}</title></rect>", escape(t));
@@ -177,7 +214,8 @@ pub fn render(input: &MapInput<'_>) -> String {
 
     // Title and legend.
     c.text(20.0, 32.0, 20, "start", r#"font-weight="bold""#, &input.title);
-    c.text(20.0, 56.0, 13, "start", r##"fill="#444""##, &format!("{} · {} per row", input.subtitle, human(span)));
+    let sub = format!("{} · {} per row · fill lighter where blocks are sparse", input.subtitle, human(span));
+    c.text(20.0, 56.0, 13, "start", r##"fill="#444""##, &sub);
     let mut orders: Vec<(u32, u64)> = Vec::new();
     for r in input.runs {
         match orders.iter_mut().find(|(o, _)| *o == r.order) {
@@ -186,11 +224,19 @@ pub fn render(input: &MapInput<'_>) -> String {
         }
     }
     orders.sort_unstable();
-    let mut legend: Vec<(String, String, String)> = vec![
-        ("legend-ram".into(), "#d9d9d9".into(), "RAM".into()),
-        ("legend-hole".into(), "url(#hole)".into(), "no RAM".into()),
-        ("legend-scratch".into(), "url(#scratch)".into(), "scratch area".into()),
-    ];
+    let has_hole = rows.iter().any(|&row| {
+        let end = row.saturating_add(span);
+        let covered: u64 =
+            input.ram.iter().map(|r| r.pa.saturating_add(r.size).min(end).saturating_sub(r.pa.max(row))).sum();
+        covered < end - row
+    });
+    let mut legend: Vec<(String, String, String)> = vec![("legend-ram".into(), "#d9d9d9".into(), "RAM".into())];
+    if has_hole {
+        legend.push(("legend-hole".into(), "url(#hole)".into(), "no RAM".into()));
+    }
+    if !input.scratch.is_empty() {
+        legend.push(("legend-scratch".into(), "url(#scratch)".into(), "scratch area".into()));
+    }
     for &(o, n) in &orders {
         let size = human(PAGE << o);
         let label = format!("order {o} ({size}): {n} block{}", if n == 1 { "" } else { "s" });
@@ -198,7 +244,9 @@ pub fn render(input: &MapInput<'_>) -> String {
     }
     legend.push(("legend-tree".into(), "#111".into(), input.map_pages_name.to_string()));
     legend.push(("legend-fdt".into(), "#e0201b".into(), "root FDT page".into()));
-    legend.push(("legend-subtree".into(), "#1a7f37".into(), "subtree blob".into()));
+    if !input.subtrees.is_empty() {
+        legend.push(("legend-subtree".into(), "#1a7f37".into(), "subtree blob".into()));
+    }
     let (mut lx, mut ly) = (20.0, 84.0);
     let mut legend_svg = Canvas { out: String::new() };
     for (class, fill, label) in &legend {
@@ -309,9 +357,14 @@ fn draw_row(c: &mut Canvas, input: &MapInput<'_>, by_order: &[Vec<&Run>], pages:
             strip.add(x(a), x(b), a, b, r.blocks);
         }
         let color = order_color(order as u32);
-        for &(x0, x1, a, b, n) in &strip.spans {
-            let tip = format!("order {order}: {n} block{} in {a:#x}..{b:#x}", if n == 1 { "" } else { "s" });
-            c.rect(&format!("preserved o{order}"), [x0, y + BAR_TOP, x1 - x0, BAR_H], color, Some(&tip));
+        for sp in &strip.spans {
+            let (n, a, b) = (sp.count, sp.start, sp.end);
+            let mut tip = format!("order {order}: {n} block{} in {a:#x}..{b:#x}", if n == 1 { "" } else { "s" });
+            if sp.density() < 1.0 {
+                let _ = write!(tip, " ({:.0}% preserved)", sp.density() * 100.0);
+            }
+            let area = [sp.x0, y + BAR_TOP, sp.x1 - sp.x0, BAR_H];
+            c.rect_faded(&format!("preserved o{order}"), area, color, sp.opacity(), Some(&tip));
         }
     }
 
@@ -321,9 +374,9 @@ fn draw_row(c: &mut Canvas, input: &MapInput<'_>, by_order: &[Vec<&Run>], pages:
     for &p in pages[first..].iter().take_while(|&&p| p < row_end) {
         strip.add(x(p), x(p + PAGE), p, p + PAGE, 1);
     }
-    for &(x0, x1, a, b, n) in &strip.spans {
-        let tip = format!("{n} {} in {a:#x}..{b:#x}", input.map_pages_name);
-        c.rect("tree", [x0, y + LANE_TOP, x1 - x0, LANE_H], "#111", Some(&tip));
+    for sp in &strip.spans {
+        let tip = format!("{} {} in {:#x}..{:#x}", sp.count, input.map_pages_name, sp.start, sp.end);
+        c.rect("tree", [sp.x0, y + LANE_TOP, sp.x1 - sp.x0, LANE_H], "#111", Some(&tip));
     }
     if let Some(f) = input.fdt_page.filter(|&f| f >= row && f < row_end) {
         let tip = format!("root FDT page {f:#x}");
@@ -377,8 +430,17 @@ mod tests {
         s.add(10.2, 10.3, 1, 2, 1);
         s.add(20.0, 25.0, 5, 6, 1);
         assert_eq!(s.spans.len(), 2);
-        assert_eq!(s.spans[0].4, 2);
-        assert!(s.spans[0].1 - s.spans[0].0 >= MIN_WIDTH);
+        assert_eq!(s.spans[0].count, 2);
+        assert!(s.spans[0].x1 - s.spans[0].x0 >= MIN_WIDTH);
+        assert_eq!((s.spans[0].start, s.spans[0].end, s.spans[0].density()), (0, 2, 1.0));
+        // Every other page: half dense, lighter but visible.
+        let mut s = Strip::new();
+        for i in 0..100u64 {
+            s.add(i as f64 * 0.01, i as f64 * 0.01 + 0.005, 2 * i, 2 * i + 1, 1);
+        }
+        assert_eq!(s.spans.len(), 1);
+        assert!((s.spans[0].density() - 100.0 / 199.0).abs() < 1e-9);
+        assert!(s.spans[0].opacity() > 0.35 && s.spans[0].opacity() < 1.0);
     }
 
     #[test]

@@ -217,3 +217,34 @@ fn a_hole_in_ram_is_not_ram() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains(&format!("preserved block PA {:#x} order 3: NotRam", p.block)), "{}", run.stderr);
 }
+
+#[test]
+fn map_shows_holes_and_gaps_in_ram() {
+    // RAM at 0..40, 48..50 and 52..64 MiB: row 40..48 MiB has no RAM at
+    // all (a gap line), row 48..56 MiB is partly RAM (hatched).
+    let p = image("holes", true);
+    let segs = read_segments(&p.path);
+    let seg = &segs[0];
+    let mib = |n: usize| n << 20;
+    assert!(seg.bytes[mib(40)..mib(48)].iter().chain(&seg.bytes[mib(50)..mib(52)]).all(|&b| b == 0));
+    let piece = |a: usize, b: usize| Seg { pa: seg.pa + a as u64, bytes: seg.bytes[a..b].to_vec(), zero_tail: 0 };
+    let parts = vec![piece(0, mib(40)), piece(mib(48), mib(50)), piece(mib(52), mib(64))];
+    let path = tmp("holes-rewritten.img");
+    write_elf(&path, &parts, &[kho_note(&p.data)], 0);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["image"]["ram"].as_array().unwrap().len(), 3);
+    let svg = tmp("holes.svg");
+    let run = kho(&["map", path.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    assert!(texts.contains(&"no RAM"), "{texts:?}");
+    let gap = format!("no RAM from {:#x} to {:#x} (8 MiB)", seg.pa + mib(40) as u64, seg.pa + mib(48) as u64);
+    assert!(texts.contains(&gap.as_str()), "{texts:?}");
+    // 64 MiB in 8 MiB rows, one of them absent.
+    let rows = doc.descendants().filter(|n| n.attribute("class") == Some("hole")).count();
+    assert_eq!(rows, 7);
+    assert_eq!(doc.descendants().filter(|n| n.attribute("class") == Some("ram")).count(), 8);
+}
