@@ -2,6 +2,7 @@
 //! machine images (ELF64 core files: kho-sim's, or QEMU's
 //! `dump-guest-memory`).
 //!
+//! - [`elf`]: the ELF64 core file's headers and `"KHO"` note.
 //! - [`image`]: the image as physical memory for kho (memory-mapped,
 //!   copy-on-write, read only as far as kho walks).
 //! - [`find`]: where the handover root is (the `"KHO"` note, `--fdt`, or a
@@ -13,6 +14,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these modules.
 
+pub mod elf;
 pub mod find;
 pub mod image;
 pub mod inspect;
