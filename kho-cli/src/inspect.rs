@@ -211,13 +211,13 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
         inc.unclaim(PhysAddr::new(fdt_page), Order::ZERO);
     }
 
-    let mut runs = Vec::new();
+    let mut runs: Vec<Run> = Vec::new();
     if want_runs {
         let _ = inc.for_each_block::<()>(&mut |pa, order| {
             let (o, pa) = (order.get(), pa.as_u64());
             let end = pa + order.checked_bytes().unwrap_or(0);
             match runs.last_mut() {
-                Some(r @ Run { .. }) if r.order == o && r.end == pa => {
+                Some(r) if r.order == o && r.end == pa => {
                     r.end = end;
                     r.blocks += 1;
                 }

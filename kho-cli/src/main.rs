@@ -153,7 +153,7 @@ fn main() -> ExitCode {
 /// reports it (as JSON on stdout when `json`) and returns the exit code.
 fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis), u8> {
     let progress = Progress::new(args.progress);
-    // PANICS: none; `parse_order` accepted only valid orders.
+    // `parse_order` accepted only valid orders: the fallback is never taken.
     let max_order = Order::new(u64::from(args.max_order), "--max-order").unwrap_or(Order::ZERO);
     let image = Image::open(&args.image, max_order).map_err(|e| fail(&Failure::Image(e), None, json))?;
     let opts = FindOptions { fdt: args.fdt, scratch: args.scratch.clone() };
@@ -173,12 +173,27 @@ fn fail(f: &Failure, image: Option<&Image>, json: bool) -> u8 {
     eprint!("{}", failure_text(f));
     if json {
         let report = ErrorReport::new(f, image.map(image_info));
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("error: writing JSON: {e}"),
-        }
+        let _ = emit(serde_json::to_string_pretty(&report).map(|s| s + "\n"));
     }
     f.exit_code()
+}
+
+/// Writes a report to stdout. A reader that went away (`kho ... | head`)
+/// is not an error; anything else is (exit code 1).
+fn emit(report: serde_json::Result<String>) -> Result<(), u8> {
+    use std::io::Write;
+    let text = report.map_err(|e| {
+        eprintln!("error: writing JSON: {e}");
+        1
+    })?;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: writing the report: {e}");
+            Err(1)
+        }
+        _ => Ok(()),
+    }
 }
 
 fn inspect(args: &RootArgs, json: bool) -> u8 {
@@ -186,18 +201,11 @@ fn inspect(args: &RootArgs, json: bool) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if json {
-        match serde_json::to_string_pretty(&a.report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: writing JSON: {e}");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", text(&a.report));
+    let out = if json { serde_json::to_string_pretty(&a.report).map(|s| s + "\n") } else { Ok(text(&a.report)) };
+    match emit(out) {
+        Ok(()) => a.report.exit_code(),
+        Err(code) => code,
     }
-    a.report.exit_code()
 }
 
 fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
@@ -233,12 +241,12 @@ fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
         eprintln!("error: writing {}: {e}", svg.display());
         return 1;
     }
-    println!(
-        "wrote {}: {} blocks in {} runs of one order, {} ranges",
+    let _ = emit(Ok(format!(
+        "wrote {}: {} blocks in {} runs of one order, {} ranges\n",
         svg.display(),
         r.preserved.blocks,
         a.runs.len(),
         r.ranges.count
-    );
+    )));
     r.exit_code()
 }

@@ -157,3 +157,21 @@ fn schema_check_rejects_departures() {
     wrong["exit_code"] = json!(0);
     assert!(validate(&wrong).is_err());
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    use std::process::{Command, Stdio};
+    for json in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kho"));
+        cmd.args(["inspect", VECTOR]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd.spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
