@@ -127,7 +127,7 @@ struct Arena {
 /// # Invariants
 ///
 /// `base` maps `_file_map`, all bytes of the file, privately;
-/// every [`Backing::File`] segment's file bytes lie inside it. Pointers
+/// every `Backing::File` segment's file bytes lie inside it. Pointers
 /// handed out stay valid while the value lives: the mappings are dropped
 /// only with it.
 pub struct Image {
@@ -239,10 +239,10 @@ impl Image {
         len == 0 && pos >= end
     }
 
-    /// Copies the image's own bytes for `pa..pa + buf.len()` into `buf`,
-    /// straight from the file (no copy made for kho, nothing counted):
-    /// `None` unless the range lies in one segment. Bytes past a segment's
-    /// file data read as zero.
+    /// Copies the image's bytes for `pa..pa + buf.len()` into `buf` from the
+    /// file mapping (no shadow filled, nothing counted), for the root search
+    /// before kho is given the image: `None` unless the range lies in one
+    /// segment. Bytes past a piece's file data read as zero.
     pub fn read_original(&self, pa: u64, buf: &mut [u8]) -> Option<()> {
         let end = pa.checked_add(buf.len() as u64)?;
         let seg = self.segment_of(pa).filter(|s| end <= s.end)?;
@@ -299,6 +299,8 @@ impl Image {
                 let mut filled = sh.filled.lock().unwrap_or_else(|e| e.into_inner());
                 let (p0, p1) = ((pa - first) / PAGE, (end.max(pa + 1) - first).div_ceil(PAGE));
                 for page in p0..p1 {
+                    // PANICS: none; `page < p1 <= pages of the shadow`, and
+                    // `filled` has a bit for each.
                     let (w, bit) = ((page / 64) as usize, 1u64 << (page % 64));
                     if filled[w] & bit == 0 {
                         self.fill_shadow_page(seg, sh, first + page * PAGE);

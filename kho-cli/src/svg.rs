@@ -69,7 +69,8 @@ const ORDER_COLORS: [&str; 19] = [
     "#5a3aa8", "#795548", "#607d8b", "#9e9d24", "#00838f", "#ad1457", "#4527a0", "#37474f", "#bf360c",
 ];
 
-/// The color of preserved blocks of `order` (see [`ORDER_COLORS`]).
+/// The color of preserved blocks of `order`: blue for order 0 through
+/// green, yellow, orange and red to purple for order 10, then darker hues.
 pub fn order_color(order: u32) -> &'static str {
     ORDER_COLORS[(order as usize).min(ORDER_COLORS.len() - 1)]
 }
