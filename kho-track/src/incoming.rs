@@ -221,7 +221,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_range(f)
+        TreeView::new(self.mem, self.tree.root()).for_each_range(self.max_order, f)
     }
 
     /// Preserved blocks nobody restored, for the kernel to free.

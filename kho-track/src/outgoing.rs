@@ -281,7 +281,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_range(f)
+        TreeView::new(self.mem, self.tree.root()).for_each_range(self.max_order, f)
     }
 
     /// Pages the radix tree occupies.

@@ -165,22 +165,37 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
 
     /// Calls `f(start, len)` for every maximal run of preserved memory in
     /// ascending PA order: adjacent or overlapping blocks of any order are
-    /// merged, so a fully preserved GiB is one call.
+    /// merged, so a fully preserved GiB is one call. Blocks above
+    /// `max_order` are not looked for (trees kho built or validated have
+    /// none).
     pub fn for_each_range<B>(
         &self,
+        max_order: Order,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        let mut runs: [Option<OrderRuns<'m, M>>; 64] = [const { None }; 64];
-        let mut heads: [Option<(u64, u64)>; 64] = [None; 64];
-        for order in 0..=GEOMETRY.max_key_order {
+        // One cursor per order that holds any block, each with its next run;
+        // the merge takes the lowest run of the (few) active cursors.
+        let mut active: [Option<(OrderRuns<'m, M>, u64, u64)>; 64] = [const { None }; 64];
+        let mut n = 0;
+        for order in 0..=max_order.get().min(GEOMETRY.max_key_order) {
             let mut r = OrderRuns::new(self, order);
-            heads[order as usize] = r.next_run()?;
-            runs[order as usize] = Some(r);
+            if let Some((start, end)) = r.next_run()? {
+                active[n] = Some((r, start, end));
+                n += 1;
+            }
         }
         let mut acc: Option<(u64, u64)> = None;
-        while let Some((o, (start, end))) =
-            heads.iter().enumerate().filter_map(|(o, h)| h.map(|h| (o, h))).min_by_key(|(_, h)| h.0)
-        {
+        while n > 0 {
+            let mut best = 0;
+            for i in 1..n {
+                if let (Some(a), Some(b)) = (&active[i], &active[best])
+                    && a.1 < b.1
+                {
+                    best = i;
+                }
+            }
+            let Some((cursor, start, end)) = &mut active[best] else { break };
+            let (start, end) = (*start, *end);
             acc = match acc {
                 Some((a, e)) if start <= e => Some((a, e.max(end))),
                 Some((a, e)) => {
@@ -191,10 +206,18 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
                 }
                 None => Some((start, end)),
             };
-            heads[o] = match &mut runs[o] {
-                Some(r) => r.next_run()?,
-                None => None,
-            };
+            match cursor.next_run()? {
+                Some(next) => {
+                    if let Some(slot) = &mut active[best] {
+                        (slot.1, slot.2) = next;
+                    }
+                }
+                None => {
+                    n -= 1;
+                    active.swap(best, n);
+                    active[n] = None;
+                }
+            }
         }
         if let Some((a, e)) = acc
             && let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a)
@@ -271,14 +294,21 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
     fn next_set(&mut self, mut from: u64) -> Result<Option<u64>, TrackError> {
         while let Some((at, words)) = self.seek_leaf(from)? {
             let base = at & !(GEOMETRY.bitmap_len as u64 - 1);
-            let mut bit = (at - base) as usize;
-            while bit < GEOMETRY.bitmap_len {
-                let w = words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
-                if w != 0 {
-                    let key = base + (bit + w.trailing_zeros() as usize) as u64;
-                    return Ok((key < self.end).then_some(key));
-                }
-                bit = (bit / 64 + 1) * 64;
+            let bit = (at - base) as usize;
+            // The partial first word, then whole words: a word of zeros
+            // costs one load and one compare.
+            let first = words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
+            let found = if first != 0 {
+                Some(bit + first.trailing_zeros() as usize)
+            } else {
+                words[bit / 64 + 1..].iter().enumerate().find_map(|(i, w)| {
+                    let w = w.load(Ordering::Relaxed);
+                    (w != 0).then(|| (bit / 64 + 1 + i) * 64 + w.trailing_zeros() as usize)
+                })
+            };
+            if let Some(b) = found {
+                let key = base + b as u64;
+                return Ok((key < self.end).then_some(key));
             }
             from = base + GEOMETRY.bitmap_len as u64;
         }
@@ -294,13 +324,19 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
                 return Ok(from);
             }
             let base = from & !(GEOMETRY.bitmap_len as u64 - 1);
-            let mut bit = (from - base) as usize;
-            while bit < GEOMETRY.bitmap_len {
-                let w = !words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
-                if w != 0 {
-                    return Ok((base + (bit + w.trailing_zeros() as usize) as u64).min(self.end));
-                }
-                bit = (bit / 64 + 1) * 64;
+            let bit = (from - base) as usize;
+            // As in `next_set`, with words of ones skipped.
+            let first = !words[bit / 64].load(Ordering::Relaxed) >> (bit % 64);
+            let found = if first != 0 {
+                Some(bit + first.trailing_zeros() as usize)
+            } else {
+                words[bit / 64 + 1..].iter().enumerate().find_map(|(i, w)| {
+                    let w = w.load(Ordering::Relaxed);
+                    (w != u64::MAX).then(|| (bit / 64 + 1 + i) * 64 + (!w).trailing_zeros() as usize)
+                })
+            };
+            if let Some(b) = found {
+                return Ok((base + b as u64).min(self.end));
             }
             from = base + GEOMETRY.bitmap_len as u64;
         }
