@@ -192,11 +192,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
     /// converting a `kho-v1` map), and the root FDT's page. Call it before
     /// restoring anything.
     pub fn reserved_blocks(&self) -> Result<Vec<(PhysAddr, Order)>, TrackError> {
-        let mut out = Vec::with_capacity(self.stats.blocks as usize + self.nodes.len() + 1);
-        let _ = self.for_each_block::<()>(&mut |pa, order| {
-            out.push((pa, order));
-            ControlFlow::Continue(())
-        })?;
+        let mut out = self.unclaimed()?;
         if !self.tree_owned {
             out.extend(self.nodes.iter().map(|&pa| (pa, Order::ZERO)));
         }
@@ -226,7 +222,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
 
     /// Preserved blocks nobody restored, for the kernel to free.
     pub fn unclaimed(&self) -> Result<Vec<(PhysAddr, Order)>, TrackError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.stats.blocks as usize + self.nodes.len() + 1);
         let _ = self.for_each_block::<()>(&mut |pa, order| {
             out.push((pa, order));
             ControlFlow::Continue(())
