@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(unsafe { take_handle(h) }.unwrap(), [9, 2, 3, 4]);
         // SAFETY: NULL is allowed.
         assert_eq!(unsafe { handle_ref::<Marker>(core::ptr::null()) }.err(), Some(EINVAL));
-        let misaligned = 4usize as *const Marker;
+        let misaligned = core::ptr::without_provenance::<Marker>(4);
         // SAFETY: the pointer is refused before it is read.
         assert_eq!(unsafe { handle_ref(misaligned) }.err(), Some(EINVAL));
         let not_a_handle = [0u64; 5];

@@ -39,6 +39,9 @@ pub mod sync;
 pub mod tree;
 pub mod walk;
 
+#[cfg(all(test, not(loom)))]
+mod miri_tests;
+
 pub use error::{BlockFault, TrackError, TreeFault};
 pub use fdt::Subtree;
 #[cfg(not(loom))]
