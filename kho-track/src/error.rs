@@ -33,6 +33,8 @@ pub enum BlockFault {
     OrderTooLarge,
     /// It overlaps a scratch area.
     InScratch,
+    /// It overlaps another preserved block (two owners for one page).
+    Overlaps,
 }
 
 /// Errors of the tracker: preserve and restore, the root FDT and subtrees,

@@ -133,6 +133,14 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             }
             return Err(e);
         }
+        // Blocks must not overlap: each page has at most one owner. The
+        // coalesced ranges cover exactly the blocks' pages only if none do.
+        if let Err(e) = Self::check_disjoint(mem, &tree, max_order, stats.pages) {
+            if legacy {
+                tree.destroy(mem);
+            }
+            return Err(e);
+        }
         let nodes = guard.into_nodes();
         stats.tree_pages = nodes.len() as u64;
         if !legacy {
@@ -149,6 +157,36 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         let fdt_key = RadixKey::encode(root.fdt.align_down(PAGE_SIZE as u64), Order::ZERO)?;
         let fdt_claimed = tree.remove(mem, fdt_key)?;
         Ok(Incoming { mem, fdt, scratch, tree, nodes, stats, max_order, fdt_claimed, tree_owned: legacy })
+    }
+
+    /// Fails with `Overlaps`, naming the later of the first two blocks
+    /// that share a page, unless the blocks of `tree` (`pages` in all) are
+    /// disjoint.
+    fn check_disjoint(mem: &P, tree: &RadixTree, max_order: Order, pages: u64) -> Result<(), TrackError> {
+        let view = TreeView::new(mem, tree.root());
+        let mut covered = 0u64;
+        let _ = view.for_each_range::<()>(max_order, &mut |_, len| {
+            covered += len;
+            ControlFlow::Continue(())
+        })?;
+        if covered == pages.saturating_mul(PAGE_SIZE as u64) {
+            return Ok(());
+        }
+        // Rare: find the culprit.
+        let mut blocks = Vec::new();
+        let _ = view.for_each_block::<()>(&mut Guard::trusted(), &mut |pa, order| {
+            blocks.push((pa, order));
+            ControlFlow::Continue(())
+        })?;
+        blocks.sort_unstable();
+        let mut end = 0u64;
+        for (pa, order) in blocks {
+            if pa.as_u64() < end {
+                return Err(TrackError::Block { pa, order, fault: BlockFault::Overlaps });
+            }
+            end = end.max(pa.as_u64().saturating_add(order.checked_bytes().unwrap_or(u64::MAX)));
+        }
+        Ok(())
     }
 
     /// The root format version.

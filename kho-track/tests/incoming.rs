@@ -496,3 +496,18 @@ fn legacy_v1_rejects() {
         assert_eq!(m.outstanding_pages(), 0);
     }
 }
+
+#[test]
+fn overlapping_blocks_are_rejected() {
+    // An order-1 block and an order-0 block inside it: two owners for one
+    // page. Each alone is fine; together the import refuses them.
+    let e = import_after(|m, t, _| {
+        let pair = page(m, 64);
+        t.preserve_folio(pair, order(1)).unwrap();
+        let inner = PhysAddr::new(pair.as_u64() + PAGE_SIZE as u64);
+        RadixTree::from_root(t.tree_root()).insert(m, RadixKey::encode(inner, Order::ZERO).unwrap()).unwrap();
+    })
+    .unwrap_err();
+    assert!(matches!(e, TrackError::Block { fault: BlockFault::Overlaps, order, .. } if order == Order::ZERO), "{e:?}");
+    assert_eq!(e.errno(), Errno::Inval);
+}
