@@ -123,19 +123,13 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             stats.blocks_by_order[order.get() as usize] += 1;
             ControlFlow::Continue(())
         });
-        let walked = match walked {
-            Ok(ControlFlow::Continue(())) => Ok(()),
+        // Blocks must not overlap either: each page has at most one owner.
+        let checked = match walked {
+            Ok(ControlFlow::Continue(())) => Self::check_disjoint(mem, &tree, max_order, stats.pages),
             Ok(ControlFlow::Break(e)) | Err(e) => Err(e),
         };
-        if let Err(e) = walked {
-            if legacy {
-                tree.destroy(mem);
-            }
-            return Err(e);
-        }
-        // Blocks must not overlap: each page has at most one owner. The
-        // coalesced ranges cover exactly the blocks' pages only if none do.
-        if let Err(e) = Self::check_disjoint(mem, &tree, max_order, stats.pages) {
+        if let Err(e) = checked {
+            // A converted kho-v1 tree is this kernel's own allocation.
             if legacy {
                 tree.destroy(mem);
             }
