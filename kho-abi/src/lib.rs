@@ -21,6 +21,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod addr;
+pub mod array;
 pub mod block;
 pub mod compat;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod radix;
 pub mod vmalloc;
 
 pub use addr::{Order, Pfn, PhysAddr};
+pub use array::{ArrayDesc, ArrayLayout};
 pub use block::{BLOCK_CHAIN_MAX, BlockHeader, entries_per_block};
 pub use compat::{Compatible, RootVersion, compose};
 pub use error::{AbiError, Errno, ToErrno};

@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use kho_abi::{Claim, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, read_phys};
 
 use crate::error::{ArrayError, Op, PageFault};
-use crate::format::{ArrayDesc, Entry, RunHeader};
+use crate::format::{ARRAY_HEADER_WORDS, ArrayDesc, ArrayLayout, Entry, check_descriptor};
 use crate::walk::Walk;
 use crate::writer::Writer;
 
@@ -23,24 +23,23 @@ use crate::writer::Writer;
 ///
 /// # Invariants
 ///
-/// - `first` is null exactly when `pages`, `len` and `record_words` are 0
+/// - `first` is null exactly when `pages` and `len` are 0
 ///   and `last` is `None`.
 /// - The chain from `first` holds `pages` well-formed pages (as
 ///   [`restore`](KhoArray::restore) checks them), all order-0 blocks this
 ///   array allocated or claimed, preserved exactly when `preserved`.
-/// - `tail` is the last page; it uses `tail_used` words, and every word
-///   from `tail_used` to its end is 0; its last record's header, at word
-///   `run_word`, is `run`. `last` is the last position.
+/// - `tail` is the last page; its layout word is `layout`, it holds
+///   `tail_entries` entries and its last run `run_count` of them. `last`
+///   is the last position.
 #[derive(Debug, PartialEq, Eq)]
 pub struct KhoArray {
     pub(crate) first: PhysAddr,
     pub(crate) tail: PhysAddr,
     pub(crate) pages: u64,
     pub(crate) len: u64,
-    pub(crate) record_words: u64,
-    pub(crate) tail_used: usize,
-    pub(crate) run_word: usize,
-    pub(crate) run: RunHeader,
+    pub(crate) layout: ArrayLayout,
+    pub(crate) tail_entries: usize,
+    pub(crate) run_count: usize,
     pub(crate) last: Option<u64>,
     pub(crate) preserved: bool,
 }
@@ -59,10 +58,9 @@ impl KhoArray {
             tail: PhysAddr::NULL,
             pages: 0,
             len: 0,
-            record_words: 0,
-            tail_used: 0,
-            run_word: 0,
-            run: RunHeader::plain(0, 0),
+            layout: ArrayLayout { runs: 0, count_bits: 0, skip_bits: 0 },
+            tail_entries: 0,
+            run_count: 0,
             last: None,
             preserved: false,
         }
@@ -86,14 +84,6 @@ impl KhoArray {
     /// Bytes of memory the array holds: its pages.
     pub const fn footprint(&self) -> u64 {
         self.pages * PAGE_SIZE as u64
-    }
-
-    /// Bytes of its records: run headers, escape positions and entries,
-    /// without page headers and the unused end of pages. At most 16 per
-    /// entry when every gap between consecutive positions is at most 2^50,
-    /// at most 24 otherwise.
-    pub const fn record_bytes(&self) -> u64 {
-        self.record_words * 8
     }
 
     /// PA of the first page ([`PhysAddr::NULL`] when empty).
@@ -212,11 +202,14 @@ impl KhoArray {
     /// version and reserved field; each link (page aligned, RAM, at most
     /// `max_pages` pages, not back to a page seen before); each page is
     /// claimed through the platform before any word of it is read (so a
-    /// chain into memory that was not preserved fails); then its `start`,
-    /// its runs (count non-zero, escape `skip` zero, inside the page,
-    /// positions strictly ascending across runs and pages and never past
-    /// `u64::MAX`), its entries (non-zero, tagged value or aligned
-    /// pointer) and the zero words after its last record.
+    /// chain into memory that was not preserved fails); then its `start`
+    /// (not below the previous page's last position + 1), its `layout`
+    /// (reserved bits clear, at least one run, widths within 16 and 64
+    /// bits, descriptors that fit), its runs (entries inside the page below
+    /// the descriptors, positions strictly ascending across runs and pages
+    /// and never past `u64::MAX`), its entries (non-zero, tagged value or
+    /// aligned pointer), the zero words between entries and descriptors,
+    /// and the zero bits after the last descriptor.
     ///
     /// Cycles cannot pass: a conforming [`Claim`] refuses a page twice,
     /// Brent's algorithm on the links finds a cycle within a few laps, and
@@ -231,7 +224,7 @@ impl KhoArray {
     where
         P: PhysMem + Claim + ?Sized,
     {
-        let first = desc.check()?;
+        let first = check_descriptor(desc)?;
         let mut walk = Walk::new(first, max_pages);
         let mut claim = |pa| p.claim(pa, Order::ZERO).map_err(PageFault::NotClaimable);
         let (mut len, mut last) = (0u64, None);
@@ -250,10 +243,9 @@ impl KhoArray {
             tail: walk.pa,
             pages: walk.entered,
             len,
-            record_words: walk.record_words,
-            tail_used: walk.word,
-            run_word: walk.header_word,
-            run: walk.header,
+            layout: walk.layout,
+            tail_entries: walk.word.saturating_sub(ARRAY_HEADER_WORDS),
+            run_count: walk.count,
             last,
             preserved: false,
         })

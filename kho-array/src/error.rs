@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use kho_abi::array::LayoutFault;
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
 
 /// The field of the format that held a bad value.
@@ -20,16 +21,18 @@ pub enum Field {
     Next,
     /// Page header `start`.
     Start,
-    /// Run header `count`.
+    /// Page header `layout`.
+    Layout,
+    /// A run descriptor's `count - 1`.
     Count,
-    /// Run header `skip`.
+    /// A run descriptor's `skip`.
     Skip,
-    /// The 64-bit position after an escape run header.
-    Position,
     /// An entry of a run.
     Entry,
-    /// A word after the page's last record.
-    Trailing,
+    /// A word between the last entry and the run descriptors.
+    Free,
+    /// The bits after the last run descriptor in its word.
+    Padding,
 }
 
 impl fmt::Display for Field {
@@ -41,11 +44,12 @@ impl fmt::Display for Field {
             Field::First => "first",
             Field::Next => "next",
             Field::Start => "start",
+            Field::Layout => "layout",
             Field::Count => "count",
             Field::Skip => "skip",
-            Field::Position => "escape position",
             Field::Entry => "entry",
-            Field::Trailing => "trailing word",
+            Field::Free => "free word",
+            Field::Padding => "descriptor padding",
         })
     }
 }
@@ -73,9 +77,14 @@ pub enum PageFault {
     /// The link leads back to a page already visited.
     #[error("the chain cycles back here")]
     Cycle,
-    /// The page holds no record.
-    #[error("page holds no record")]
-    Empty,
+    /// The page's `layout` word is malformed.
+    #[error("layout {raw:#x}: {fault}")]
+    Layout {
+        /// The word found.
+        raw: u64,
+        /// What is wrong with it.
+        fault: LayoutFault,
+    },
     /// The page's `start` is not above the previous page's last position.
     #[error("start {start:#x} is below {min:#x}, past the previous page's last position")]
     NotAscending {
@@ -89,33 +98,17 @@ pub enum PageFault {
     AfterMax,
 }
 
-/// What was wrong with one run (record) of a page.
+/// What was wrong with one run of a page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunFault {
-    /// A non-zero header word with a count of 0.
-    #[error("count is 0")]
-    ZeroCount,
-    /// An escape header with `skip` bits set (they are reserved there).
-    #[error("escape header with skip {skip:#x}")]
-    EscapeSkip {
-        /// The `skip` field found.
-        skip: u64,
-    },
-    /// The record ends past the end of its page.
-    #[error("record ends at word {end}, past the page")]
+    /// The run's entries reach into the run descriptors.
+    #[error("entries end at word {end}, past {limit}, where the descriptors start")]
     Overruns {
-        /// The word index one past the record's last word.
+        /// The word index one past the run's last entry.
         end: usize,
-    },
-    /// An escape position below the previous run's end (or the page's
-    /// `start` for the first run).
-    #[error("position {pos:#x} is below {min:#x}, the lowest allowed here")]
-    NotAscending {
-        /// The escape position found.
-        pos: u64,
-        /// The lowest position allowed.
-        min: u64,
+        /// The lowest descriptor word.
+        limit: usize,
     },
     /// The run's positions would pass `u64::MAX`.
     #[error("positions pass u64::MAX")]
@@ -134,10 +127,11 @@ pub enum RunFault {
         /// The word found.
         raw: u64,
     },
-    /// A non-zero word after the record terminator.
-    #[error("non-zero word {raw:#x} after the last record")]
-    Trailing {
-        /// The word found.
+    /// Non-zero bits where the page must be zero: a free word, or the
+    /// padding after the last descriptor.
+    #[error("non-zero {raw:#x} where the page must be zero")]
+    NotZero {
+        /// The word found (for padding: the padding bits, shifted down).
         raw: u64,
     },
 }
@@ -198,9 +192,11 @@ pub enum ArrayError {
         page: u64,
         /// The page's PA.
         pa: PhysAddr,
-        /// Index of the run in its page.
+        /// Index of the run in its page (for the free words and padding
+        /// checked after the last run: the number of runs).
         run: u64,
-        /// Word index of the run header in its page.
+        /// Word index in the page: of the run's descriptor, or of the
+        /// non-zero word.
         word: usize,
         /// The field holding the bad value.
         field: Field,

@@ -5,15 +5,19 @@
 //! The kernel's KHO array RFC (never merged) stored a sparse array as
 //! pages of `{next, startpos, entries[510]}`: an isolated entry cost a
 //! whole 4 KiB page. `array-v1` keeps its descriptor, its entry tagging and
-//! its linear access, and stores *runs* of consecutive positions instead:
-//! an isolated entry costs 16 bytes (24 after a gap above 2^50) and a dense
-//! array 8.05 bytes per entry.
+//! its linear access, and stores *runs* of consecutive positions instead,
+//! with the runs' descriptors bit-packed at the end of each page in fields
+//! as wide as that page needs: counted in whole pages, an entry costs at
+//! most 15.52 bytes when no gap between positions exceeds 2^50, at most
+//! 17.28 for any gaps, and a dense array 8.063 bytes (4 KiB pages; the last
+//! page of an array excepted).
 //!
 //! # Format
 //!
 //! All integers are native-endian `u64` words unless said otherwise;
 //! offsets are in bytes. The format is versioned by the compatible string
-//! `"array-v1"` ([`ARRAY_V1`]) and the descriptor's version 1.
+//! `"array-v1"` ([`ARRAY_V1`]) and the descriptor's version 1. The layouts
+//! are defined in [`kho_abi::array`] and re-exported by [`format`].
 //!
 //! ## Entries
 //!
@@ -33,75 +37,78 @@
 //! | 6 | `u16 reserved` = 0 |
 //! | 8 | `u64 first`: PA of the first page; 0 = empty array (no page) |
 //!
-//! ## Page (one order-0 page, `PAGE_SIZE / 8` words: 512 for 4 KiB)
+//! ## Page (one order-0 page of `W = PAGE_SIZE / 8` words: 512 for 4 KiB)
 //!
 //! | word | field |
 //! |---|---|
 //! | 0 | `next`: PA of the next page, 0 for the last |
-//! | 1 | `start`: the base position of the page's first record |
-//! | 2.. | records, back to back; then zero words to the end of the page |
+//! | 1 | `start`: the base position of the page's first run |
+//! | 2 | `layout`: bits 0..=15 `runs` (≥ 1), 16..=23 `count_bits` (≤ 16), 24..=31 `skip_bits` (≤ 64), 32..=63 zero |
+//! | 3 .. 3 + E | the page's `E` entries, run after run |
+//! | .. | zero words |
+//! | `W − K` .. `W − 1` | the descriptor stream, `K = ⌈runs · w / 64⌉` words, `w = count_bits + skip_bits` |
 //!
-//! ## Records
+//! ## Run descriptors
 //!
-//! A record is a run header, for an escape a 64-bit position, then
-//! `count` entries at consecutive positions. Run header bits:
+//! The stream is read from the end of the page backwards: stream bit `k`
+//! is bit `k % 64` of word `W − 1 − k / 64`. Run `i`'s descriptor is stream
+//! bits `i·w .. (i+1)·w`: `count_bits` bits of `count − 1`, then
+//! `skip_bits` bits of `skip`, least significant bit first (a field may
+//! straddle two words). The bits after the last descriptor, to the end of
+//! its word, are zero.
 //!
-//! | bits | field |
-//! |---|---|
-//! | 0 | `escape` |
-//! | 1..=13 | `count`: entries in the run, `1..=8191` |
-//! | 14..=63 | `skip` (50 bits): must be 0 when `escape` is set |
-//!
-//! The walk keeps a *base*: at a page's first record it is the page's
-//! `start`; after a run it is one past the run's last position. A plain
-//! run's first position is `base + skip`; an escape run's is the word after
-//! the header, which must be `>= base` (so a jump of any size costs one
-//! extra word). A header word of 0 ends the page's records; a page's
-//! records may also run to its very last word.
+//! The walk keeps a *base*: at a page's first run it is the page's
+//! `start`; after a run it is one past the run's last position. Run `i`
+//! covers positions `base + skip ..= base + skip + count − 1` and takes
+//! the next `count` entry words. A width of 0 stores nothing: with
+//! `count_bits = 0` every run has one entry.
 //!
 //! ## Validation ([`KhoArray::restore`])
 //!
 //! Magic, version, reserved = 0. Each link page aligned, RAM, claimable as
 //! an order-0 block, within the caller's `max_pages`, not a cycle. A page's
 //! `start` at or above the base left by the page before (positions ascend
-//! strictly across pages); at least one record per page; in each record
-//! `count != 0`, escape `skip == 0`, the whole record inside the page,
-//! escape position `>= base`, last position `<= u64::MAX`; every entry
-//! non-zero and well tagged; every word after the terminator zero. Errors
-//! name the page (index, PA), the run (index, word), the field and the
-//! fault ([`ArrayError`]); a failed restore unclaims every page it claimed.
+//! strictly across pages); its `layout` with reserved bits clear, at least
+//! one run, widths within 16 and 64 bits, and room for the descriptors and
+//! one entry per run; each run's entries below the descriptors and its
+//! last position `<= u64::MAX`; every entry non-zero and well tagged; the
+//! words between entries and descriptors, and the descriptor padding,
+//! zero. Errors name the page (index, PA), the run (index, word of its
+//! descriptor), the field and the fault ([`ArrayError`]); a failed restore
+//! unclaims every page it claimed.
 //!
 //! ## Cost
 //!
-//! A run of `n` entries costs `8 + 8n` bytes, `16 + 8n` after a gap above
-//! 2^50 (`gap = position - previous position`; a gap of `g` is `skip =
-//! g - 1`, so `skip` reaches gaps up to 2^50 inclusive). The first entry of
-//! each page costs no escape, since `start` carries its position. So the
-//! records cost at most 16 bytes per entry when no gap exceeds 2^50 and at
-//! most 24 otherwise ([`KhoArray::record_bytes`]). The writer moves to a
-//! new page only when the next record does not fit, wasting at most two
-//! words, so a page holds at least 255 entries in the first case and 170 in
-//! the second (4 KiB pages): at most 16.07 and 24.1 bytes of page per
-//! entry. A dense page holds 509 entries: 8.047 bytes each (+0.59%).
+//! An entry costs its word plus its run's descriptor: `count_bits +
+//! skip_bits` bits. The writer keeps each page's widths as narrow as its
+//! runs allow (9 count bits cover any run a 4 KiB page holds; a gap `g`
+//! needs `skip = g − 1`, so 50 bits reach gaps up to 2^50) and starts a new
+//! page only when the next entry and its descriptor, at the widths they
+//! need, do not fit. A closed 4 KiB page therefore holds at least 264
+//! entries when no gap exceeds 2^50 and 237 for any gaps
+//! ([`format::min_entries_per_closed_page`]): at most 15.52 and 17.28
+//! bytes of page per entry. A dense page holds 508 entries: 8.063 bytes
+//! each (+0.79%).
 //!
 //! ## Worked example
 //!
 //! Values 1, 2 and pointer `0x1_0000_8000` at positions 5, 6, 7; value 0
-//! at 1000; value 9 at 2^60; value 3 at `u64::MAX`. One page:
+//! at 1000; value 9 at 2^60; value 3 at `u64::MAX`. One page, four runs
+//! (counts 3, 1, 1, 1; skips 0, 992, 2^60 − 1001, 2^64 − 2^60 − 2), so
+//! `count_bits` 2, `skip_bits` 64, 66-bit descriptors in 5 words:
 //!
 //! | word | value | meaning |
 //! |---|---|---|
 //! | 0 | `0` | no next page |
-//! | 1 | `5` | start |
-//! | 2 | `0x6` | run: count 3, skip 0 → positions 5..=7 |
-//! | 3..=5 | `0x3`, `0x5`, `0x1_0000_8000` | entries |
-//! | 6 | `0xf8_0002` | run: count 1, skip 992 → position 8 + 992 = 1000 |
-//! | 7 | `0x1` | value 0 |
-//! | 8 | `0x3` | escape run, count 1 |
-//! | 9 | `0x1000_0000_0000_0000` | position 2^60 |
-//! | 10 | `0x13` | value 9 |
-//! | 11, 12, 13 | `0x3`, `0xffff_ffff_ffff_ffff`, `0x7` | escape run at `u64::MAX`, value 3 |
-//! | 14.. | `0` | end of records |
+//! | 1 | `0x5` | start |
+//! | 2 | `0x4002_0004` | 4 runs, `count_bits` 2, `skip_bits` 64 |
+//! | 3..=8 | `0x3`, `0x5`, `0x1_0000_8000`, `0x1`, `0x13`, `0x7` | entries |
+//! | 9..=506 | `0` | free |
+//! | 507 | `0xef` | stream bits 256..=263, then zero padding |
+//! | 508 | `0xffff_ffff_ffff_fe03` | stream bits 192..=255 |
+//! | 509 | `0xffff_ffff_ffff_05c0` | stream bits 128..=191 |
+//! | 510 | `0x3e00` | stream bits 64..=127: run 1 at bit 66 (`skip` 992 at bit 68) |
+//! | 511 | `0x2` | stream bits 0..=63: run 0, `count − 1` = 2, `skip` 0 |
 //!
 //! # Using it
 //!

@@ -6,13 +6,16 @@ use kho_abi::{PAGE_SIZE, PhysAddr, PhysMem, read_phys_bytes};
 use zerocopy::IntoBytes;
 
 use crate::error::{ArrayError, Field, Op, PageFault, RunFault};
-use crate::format::{Entry, NEXT_WORD, PAGE_HEADER_WORDS, PAGE_WORDS, RunHeader, START_WORD, WORD};
+use crate::format::{
+    ARRAY_HEADER_WORDS, ARRAY_LAYOUT_WORD, ARRAY_NEXT_WORD, ARRAY_PAGE_WORDS, ARRAY_START_WORD, ArrayLayout, Entry,
+    stream_field, stream_word,
+};
 
 /// One past the highest position: where the walk's `base` stands after an
 /// entry at `u64::MAX`.
 const END_OF_POSITIONS: u128 = 1 << 64;
 
-/// Words of the current page read from memory at once.
+/// Words of the current page read from memory at once, per window.
 const WINDOW: usize = 32;
 
 /// Where the walk stands.
@@ -20,17 +23,50 @@ const WINDOW: usize = 32;
 enum State {
     /// Before the first page.
     Start,
-    /// Inside page `pa`.
+    /// Inside the current page.
     InPage,
     /// Past the last page (or failed): `next` returns `None`.
     Done,
 }
 
+/// A copy of some consecutive words of the current page, so that neither
+/// the entries (read upwards) nor the descriptors (read downwards) cost a
+/// platform call per word.
+#[derive(Clone, Debug)]
+struct Window {
+    words: [u64; WINDOW],
+    at: usize,
+    len: usize,
+}
+
+impl Window {
+    const EMPTY: Window = Window { words: [0; WINDOW], at: 0, len: 0 };
+
+    /// Word `word` of the page at `pa`; on a miss, loads the words from
+    /// `word` up (`down == false`) or down to `word` (`down == true`).
+    fn get<P: PhysMem + ?Sized>(&mut self, p: &P, pa: PhysAddr, word: usize, down: bool) -> Result<u64, ArrayError> {
+        if word.wrapping_sub(self.at) >= self.len {
+            let (at, n) = match down {
+                true => (word.saturating_sub(WINDOW - 1), word.min(WINDOW - 1) + 1),
+                false => (word, WINDOW.min(ARRAY_PAGE_WORDS - word)),
+            };
+            // The whole page is RAM (checked on entry) and `at + n` stays
+            // inside it, so reading ahead is as safe as the word asked for.
+            let src = PhysAddr::new(pa.as_u64() + (at * 8) as u64);
+            read_phys_bytes(p, src, self.words[..n].as_mut_bytes())
+                .map_err(|e| ArrayError::platform(Op::Access, pa, e))?;
+            (self.at, self.len) = (at, n);
+        }
+        // PANICS: `word - at < len <= WINDOW`, by the test above.
+        Ok(self.words[word - self.at])
+    }
+}
+
 /// A validating walk over the chain starting at `first`.
 ///
-/// It visits pages in chain order and, inside each, records in order;
-/// every link, header, position and entry is checked before it is used.
-/// A new page is handed to an `enter` hook (restore claims it there)
+/// It visits pages in chain order and, inside each, runs in order; every
+/// link, header, descriptor, position and entry is checked before it is
+/// used. A new page is handed to an `enter` hook (restore claims it there)
 /// after its link was checked and before any of its words is read.
 #[derive(Clone, Debug)]
 pub(crate) struct Walk {
@@ -41,29 +77,24 @@ pub(crate) struct Walk {
     pub(crate) pa: PhysAddr,
     /// Pages entered (and handed to `enter`) so far.
     pub(crate) entered: u64,
-    /// Next word to read in the current page; once the walk is done, the
-    /// number of words used in the last page.
+    /// The current page's layout.
+    pub(crate) layout: ArrayLayout,
+    /// Next entry word to read in the current page: once the walk is done,
+    /// one past the last page's last entry.
     pub(crate) word: usize,
-    /// Records started in the current page.
-    runs: u64,
-    /// Word of the current record's header.
-    pub(crate) header_word: usize,
-    /// The current record's header.
-    pub(crate) header: RunHeader,
-    /// Words of records (headers, escape positions, entries) read so far.
-    pub(crate) record_words: u64,
-    /// Entries of the current record not yet read.
-    left: u16,
-    /// Position of the next entry of the current record.
+    /// Runs started in the current page.
+    runs: usize,
+    /// Entries in the current run.
+    pub(crate) count: usize,
+    /// Entries of the current run not yet read.
+    left: usize,
+    /// Position of the next entry of the current run.
     next_pos: u64,
-    /// A copy of words `window_at..window_at + window_len` of the current
-    /// page, so that a sparse page is not read one word per call.
-    window: [u64; WINDOW],
-    window_at: usize,
-    window_len: usize,
-    /// The lowest position the next record (or page) may take: one past
-    /// the last entry, or the page's `start` before its first record.
-    pub(crate) base: u128,
+    front: Window,
+    back: Window,
+    /// The lowest position the next run (or page) may take: one past the
+    /// last entry, or the page's `start` before its first run.
+    base: u128,
     /// Brent's cycle finder: the page saved, steps since, and the power of
     /// two at which it moves on.
     saved: PhysAddr,
@@ -80,16 +111,14 @@ impl Walk {
             state: State::Start,
             pa: PhysAddr::NULL,
             entered: 0,
+            layout: ArrayLayout { runs: 0, count_bits: 0, skip_bits: 0 },
             word: 0,
             runs: 0,
-            header_word: 0,
-            header: RunHeader::plain(0, 0),
-            record_words: 0,
+            count: 0,
             left: 0,
             next_pos: 0,
-            window: [0; WINDOW],
-            window_at: 0,
-            window_len: 0,
+            front: Window::EMPTY,
+            back: Window::EMPTY,
             base: 0,
             saved: PhysAddr::NULL,
             steps: 0,
@@ -126,21 +155,11 @@ impl Walk {
                     }
                 }
                 State::InPage if self.left > 0 => return self.read_entry(p).map(Some),
+                State::InPage if self.runs < usize::from(self.layout.runs) => self.start_run(p)?,
                 State::InPage => {
-                    if self.word < PAGE_WORDS {
-                        let header = self.read(p, self.word)?;
-                        match RunHeader::decode(header) {
-                            Err((field, fault)) => return Err(self.run_error(self.runs, self.word, field, fault)),
-                            Ok(Some(h)) => {
-                                self.start_run(p, h)?;
-                                continue;
-                            }
-                            Ok(None) if self.runs == 0 => return Err(self.page_error(Field::Count, PageFault::Empty)),
-                            Ok(None) => self.check_trailing(p)?,
-                        }
-                    }
+                    self.check_zeros(p)?;
                     self.state = State::Done;
-                    let next = self.read(p, NEXT_WORD)?;
+                    let next = self.front.get(p, self.pa, ARRAY_NEXT_WORD, false)?;
                     if next != 0 {
                         self.enter_page(p, PhysAddr::new(next), Field::Next, enter)?;
                     }
@@ -149,7 +168,7 @@ impl Walk {
         }
     }
 
-    /// Checks the link to a new page, hands it to `enter`, reads its start.
+    /// Checks the link to a new page, hands it to `enter`, reads its header.
     fn enter_page<P, F>(&mut self, p: &P, pa: PhysAddr, field: Field, enter: &mut F) -> Result<(), ArrayError>
     where
         P: PhysMem + ?Sized,
@@ -180,68 +199,73 @@ impl Walk {
             return fail(fault);
         }
         self.entered += 1;
-        (self.pa, self.word, self.runs, self.left) = (pa, PAGE_HEADER_WORDS, 0, 0);
-        self.window_len = 0;
-        let start = self.read(p, START_WORD)?;
+        (self.pa, self.word, self.runs, self.count, self.left) = (pa, ARRAY_HEADER_WORDS, 0, 0, 0);
+        (self.front.len, self.back.len) = (0, 0);
+        let start = self.front.get(p, pa, ARRAY_START_WORD, false)?;
         if self.base == END_OF_POSITIONS {
             return Err(self.page_error(Field::Start, PageFault::AfterMax));
         }
         if u128::from(start) < self.base {
             return Err(self.page_error(Field::Start, PageFault::NotAscending { start, min: self.base as u64 }));
         }
+        let raw = self.front.get(p, pa, ARRAY_LAYOUT_WORD, false)?;
+        self.layout = ArrayLayout::decode(raw)
+            .map_err(|fault| self.page_error(Field::Layout, PageFault::Layout { raw, fault }))?;
         self.base = start.into();
         self.state = State::InPage;
         Ok(())
     }
 
-    /// Decodes the record whose header `h` is at `self.word`.
-    fn start_run<P: PhysMem + ?Sized>(&mut self, p: &P, h: RunHeader) -> Result<(), ArrayError> {
-        let (run, at) = (self.runs, self.word);
-        let end = at + h.words() + usize::from(h.count);
-        if end > PAGE_WORDS {
-            return Err(self.run_error(run, at, Field::Count, RunFault::Overruns { end }));
+    /// The `n`-bit field at stream bit `bit` of the current page.
+    fn field<P: PhysMem + ?Sized>(&mut self, p: &P, bit: usize, n: u32) -> Result<u64, ArrayError> {
+        if n == 0 {
+            return Ok(0);
         }
-        let pos = if h.escape {
-            let pos = self.read(p, at + 1)?;
-            if self.base == END_OF_POSITIONS {
-                return Err(self.run_error(run, at, Field::Position, RunFault::Overflow));
-            }
-            if u128::from(pos) < self.base {
-                let fault = RunFault::NotAscending { pos, min: self.base as u64 };
-                return Err(self.run_error(run, at, Field::Position, fault));
-            }
-            u128::from(pos)
-        } else {
-            self.base + u128::from(h.skip)
-        };
-        let run_end = pos + u128::from(h.count);
+        let (word, shift) = stream_word(bit);
+        let lo = self.back.get(p, self.pa, word, true)?;
+        // The layout keeps the stream inside the page, below the header.
+        let hi = if shift + n > 64 { self.back.get(p, self.pa, word - 1, true)? } else { 0 };
+        Ok(stream_field(lo, hi, shift, n))
+    }
+
+    /// Decodes the next run's descriptor.
+    fn start_run<P: PhysMem + ?Sized>(&mut self, p: &P) -> Result<(), ArrayError> {
+        let (run, l) = (self.runs, self.layout);
+        let count = self.field(p, l.count_bit(run), l.count_bits.into())? as usize + 1;
+        let skip = self.field(p, l.skip_bit(run), l.skip_bits.into())?;
+        let at = stream_word(l.count_bit(run)).0;
+        let end = self.word + count;
+        if end > l.entries_end() {
+            let fault = RunFault::Overruns { end, limit: l.entries_end() };
+            return Err(self.run_error(run, at, Field::Count, fault));
+        }
+        let pos = self.base + u128::from(skip);
+        let run_end = pos + count as u128;
         if run_end > END_OF_POSITIONS {
-            let field = if h.escape { Field::Position } else { Field::Skip };
-            return Err(self.run_error(run, at, field, RunFault::Overflow));
+            return Err(self.run_error(run, at, Field::Skip, RunFault::Overflow));
         }
         self.runs += 1;
-        (self.header_word, self.header, self.left) = (at, h, h.count);
-        self.record_words += h.words() as u64;
-        self.word = at + h.words();
+        (self.count, self.left) = (count, count);
         // `pos < run_end <= 2^64`: the cast is lossless.
         self.next_pos = pos as u64;
         self.base = run_end;
         Ok(())
     }
 
-    /// Reads and checks the next entry of the current record.
+    /// Reads and checks the next entry of the current run.
     fn read_entry<P: PhysMem + ?Sized>(&mut self, p: &P) -> Result<(u64, Entry), ArrayError> {
-        let index = self.header.count - self.left;
-        let raw = self.read(p, self.word)?;
+        // A run holds fewer entries than a page has words.
+        let index = (self.count - self.left) as u16;
+        let raw = self.front.get(p, self.pa, self.word, false)?;
         let entry = match Entry::from_raw(raw) {
             Ok(entry) => entry,
             Err(_) => {
                 let fault = if raw == 0 { RunFault::ZeroEntry { index } } else { RunFault::BadEntry { index, raw } };
-                return Err(self.run_error(self.runs - 1, self.header_word, Field::Entry, fault));
+                let at = stream_word(self.layout.count_bit(self.runs - 1)).0;
+                return Err(self.run_error(self.runs - 1, at, Field::Entry, fault));
             }
         };
         let pos = self.next_pos;
-        self.record_words += 1;
         self.word += 1;
         self.left -= 1;
         if self.left > 0 {
@@ -251,41 +275,32 @@ impl Walk {
         Ok((pos, entry))
     }
 
-    /// Every word after the terminator at `self.word` must be zero.
-    fn check_trailing<P: PhysMem + ?Sized>(&mut self, p: &P) -> Result<(), ArrayError> {
-        for at in self.word + 1..PAGE_WORDS {
-            let raw = self.read(p, at)?;
+    /// After the last run: every word between the entries and the
+    /// descriptors, and every stream bit after the last descriptor, is 0.
+    fn check_zeros<P: PhysMem + ?Sized>(&mut self, p: &P) -> Result<(), ArrayError> {
+        let l = self.layout;
+        for at in self.word..l.entries_end() {
+            let raw = self.front.get(p, self.pa, at, false)?;
             if raw != 0 {
-                return Err(self.run_error(self.runs, at, Field::Trailing, RunFault::Trailing { raw }));
+                return Err(self.run_error(self.runs, at, Field::Free, RunFault::NotZero { raw }));
+            }
+        }
+        let used = l.count_bit(self.runs);
+        if !used.is_multiple_of(64) {
+            let (at, shift) = stream_word(used);
+            let raw = self.back.get(p, self.pa, at, true)? >> shift;
+            if raw != 0 {
+                return Err(self.run_error(self.runs, at, Field::Padding, RunFault::NotZero { raw }));
             }
         }
         Ok(())
-    }
-
-    fn word_pa(&self, word: usize) -> PhysAddr {
-        // The page is RAM and `word < PAGE_WORDS`: no overflow.
-        PhysAddr::new(self.pa.as_u64() + (word * WORD) as u64)
-    }
-
-    /// Word `word` of the current page, through the window.
-    fn read<P: PhysMem + ?Sized>(&mut self, p: &P, word: usize) -> Result<u64, ArrayError> {
-        if word.wrapping_sub(self.window_at) >= self.window_len {
-            // The whole page is RAM (checked on entry): reading ahead to
-            // its end is as safe as reading the word asked for.
-            let n = WINDOW.min(PAGE_WORDS - word);
-            read_phys_bytes(p, self.word_pa(word), self.window[..n].as_mut_bytes())
-                .map_err(|e| ArrayError::platform(Op::Access, self.pa, e))?;
-            (self.window_at, self.window_len) = (word, n);
-        }
-        // PANICS: `word - window_at < window_len <= WINDOW`, by the test above.
-        Ok(self.window[word - self.window_at])
     }
 
     fn page_error(&self, field: Field, fault: PageFault) -> ArrayError {
         ArrayError::Page { page: self.entered - 1, pa: self.pa, field, fault }
     }
 
-    fn run_error(&self, run: u64, word: usize, field: Field, fault: RunFault) -> ArrayError {
-        ArrayError::Run { page: self.entered - 1, pa: self.pa, run, word, field, fault }
+    fn run_error(&self, run: usize, word: usize, field: Field, fault: RunFault) -> ArrayError {
+        ArrayError::Run { page: self.entered - 1, pa: self.pa, run: run as u64, word, field, fault }
     }
 }

@@ -1,12 +1,14 @@
 //! The linear write iterator: set a position, set an entry, in ascending
 //! position order.
 
-use kho_abi::{Order, PageAlloc, PhysAddr, PhysMem, Preserve, write_phys, write_phys_bytes};
-use zerocopy::IntoBytes;
+use kho_abi::{Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve};
 
 use crate::array::KhoArray;
 use crate::error::{ArrayError, Op};
-use crate::format::{Entry, NEXT_WORD, PAGE_HEADER_WORDS, PAGE_WORDS, RUN_COUNT_MAX, RUN_SKIP_MAX, RunHeader, WORD};
+use crate::format::{
+    ARRAY_HEADER_WORDS, ARRAY_LAYOUT_WORD, ARRAY_NEXT_WORD, ARRAY_PAGE_WORDS, ARRAY_START_WORD, ArrayLayout, Entry,
+    bits_for, stream_get, stream_put,
+};
 
 /// Appends entries to a [`KhoArray`] in ascending position order; from
 /// [`KhoArray::writer`].
@@ -40,7 +42,7 @@ use crate::format::{Entry, NEXT_WORD, PAGE_HEADER_WORDS, PAGE_WORDS, RUN_COUNT_M
 /// assert!(w.set(Entry::value(8)?).is_err()); // no position after u64::MAX
 /// let got: Vec<_> = a.iter(&p).map(|e| e.map(|(pos, e)| (pos, e.raw()))).collect::<Result<_, _>>()?;
 /// assert_eq!(got, [(0, 21), (1, 23), (1 << 40, 0x1_0000_3000), (u64::MAX, 15)]);
-/// assert_eq!(a.record_bytes(), 8 * (1 + 2) + 16 + 24);
+/// assert_eq!(a.pages(), 1);
 /// a.destroy(&p)?;
 /// assert_eq!(m.outstanding_pages(), 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -118,16 +120,37 @@ impl<'a, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'a, P> {
 }
 
 impl KhoArray {
+    /// The tail's layout once the last run grows to `count` entries.
+    fn grown(&self, count: usize) -> ArrayLayout {
+        let l = self.layout;
+        // `count >= 1`; a run never holds more entries than a page has words.
+        let count_bits = l.count_bits.max(bits_for(count as u64 - 1) as u8);
+        ArrayLayout { count_bits, ..l }
+    }
+
+    /// Whether the tail has room for `entries` entries under `layout`.
+    const fn fits(&self, layout: ArrayLayout, entries: usize) -> bool {
+        ARRAY_HEADER_WORDS + entries + layout.descriptor_words() <= ARRAY_PAGE_WORDS
+    }
+
     /// How many entries from `pos` on the tail's last run can take as it
     /// stands (0 unless `pos` follows the last entry).
     pub(crate) fn run_room(&self, pos: u64) -> usize {
         match self.last {
             Some(last) if !self.tail.is_null() && last.checked_add(1) == Some(pos) => {
-                let by_page = PAGE_WORDS - self.tail_used;
-                let by_count = usize::from(RUN_COUNT_MAX - self.run.count);
+                let free = |l: ArrayLayout| {
+                    ARRAY_PAGE_WORDS.saturating_sub(ARRAY_HEADER_WORDS + self.tail_entries + l.descriptor_words())
+                };
+                let most = free(self.layout);
+                if most == 0 {
+                    return 0;
+                }
+                // The count field for `most` more entries is the widest any
+                // smaller extension needs, so this many fit.
+                let by_page = free(self.grown(self.run_count + most));
                 // Positions pos..=u64::MAX remain; pos >= 1 here.
                 let by_pos = usize::try_from(u64::MAX - pos + 1).unwrap_or(usize::MAX);
-                by_page.min(by_count).min(by_pos)
+                by_page.min(by_pos)
             }
             _ => 0,
         }
@@ -136,19 +159,17 @@ impl KhoArray {
     /// Appends `raws` (valid entries, at most `run_room(pos)` of them) to
     /// the tail's last run.
     pub(crate) fn extend_run<P: PhysMem + ?Sized>(&mut self, p: &P, pos: u64, raws: &[u64]) -> Result<(), ArrayError> {
-        let at = self.tail_used;
-        let tail = self.tail;
-        write_phys_bytes(p, word_pa(tail, at), raws.as_bytes())
-            .map_err(|e| ArrayError::platform(Op::Access, tail, e))?;
-        let mut run = self.run;
-        // `raws.len() <= run_room`, which keeps the count within its field.
-        run.count += raws.len() as u16;
-        write_phys(p, word_pa(tail, self.run_word), &run.encode())
-            .map_err(|e| ArrayError::platform(Op::Access, tail, e))?;
+        let (old, count, at) = (self.layout, self.run_count + raws.len(), ARRAY_HEADER_WORDS + self.tail_entries);
+        let new = self.grown(count);
+        with_page(p, self.tail, |page| {
+            repack(page, old, new);
+            page[at..at + raws.len()].copy_from_slice(raws);
+            stream_put(page, new.count_bit(usize::from(new.runs) - 1), new.count_bits.into(), count as u64 - 1);
+            page[ARRAY_LAYOUT_WORD] = new.encode();
+        })?;
         let n = raws.len() as u64;
-        self.run = run;
-        self.tail_used += raws.len();
-        self.record_words += n;
+        (self.layout, self.run_count) = (new, count);
+        self.tail_entries += raws.len();
         self.len += n;
         self.last = Some(pos + (n - 1));
         Ok(())
@@ -162,22 +183,22 @@ impl KhoArray {
         if self.run_room(pos) > 0 {
             return self.extend_run(p, pos, &[raw]);
         }
-        if let Some(last) = self.last {
-            let skip = pos - last - 1;
-            let h = if skip <= RUN_SKIP_MAX { RunHeader::plain(1, skip) } else { RunHeader::escape(1) };
-            let at = self.tail_used;
-            if at + h.words() < PAGE_WORDS {
-                let tail = self.tail;
-                let mut record = [h.encode(), pos, raw];
-                if !h.escape {
-                    record[1] = raw;
-                }
-                let record = &record[..h.words() + 1];
-                write_phys_bytes(p, word_pa(tail, at), record.as_bytes())
-                    .map_err(|e| ArrayError::platform(Op::Access, tail, e))?;
-                self.tail_used = at + record.len();
-                (self.run_word, self.run) = (at, h);
-                self.record_words += record.len() as u64;
+        if let Some(last) = self.last
+            && !self.tail.is_null()
+        {
+            let (old, skip) = (self.layout, pos - last - 1);
+            let new = ArrayLayout { runs: old.runs + 1, skip_bits: old.skip_bits.max(bits_for(skip) as u8), ..old };
+            if self.fits(new, self.tail_entries + 1) {
+                let (at, run) = (ARRAY_HEADER_WORDS + self.tail_entries, usize::from(old.runs));
+                with_page(p, self.tail, |page| {
+                    repack(page, old, new);
+                    page[at] = raw;
+                    stream_put(page, new.count_bit(run), new.count_bits.into(), 0);
+                    stream_put(page, new.skip_bit(run), new.skip_bits.into(), skip);
+                    page[ARRAY_LAYOUT_WORD] = new.encode();
+                })?;
+                (self.layout, self.run_count) = (new, 1);
+                self.tail_entries += 1;
                 self.len += 1;
                 self.last = Some(pos);
                 return Ok(());
@@ -206,16 +227,18 @@ impl KhoArray {
             give_back(false);
             return Err(ArrayError::platform(Op::Preserve, pa, e));
         }
-        let h = RunHeader::plain(1, 0);
-        // The page came zeroed: `next` stays 0 and so do the words after.
-        let words = [pos, h.encode(), raw];
-        let linked = write_phys_bytes(p, word_pa(pa, NEXT_WORD + 1), words.as_bytes())
-            .map_err(|e| ArrayError::platform(Op::Access, pa, e))
-            .and_then(|()| match self.tail.is_null() {
-                true => Ok(()),
-                false => write_phys(p, word_pa(self.tail, NEXT_WORD), &pa.as_u64())
-                    .map_err(|e| ArrayError::platform(Op::Access, self.tail, e)),
-            });
+        // One run of one entry at `start`: no descriptor bits at all.
+        let layout = ArrayLayout { runs: 1, count_bits: 0, skip_bits: 0 };
+        let linked = with_page(p, pa, |page| {
+            // The page came zeroed: `next` stays 0 and so do the words after.
+            page[ARRAY_START_WORD] = pos;
+            page[ARRAY_LAYOUT_WORD] = layout.encode();
+            page[ARRAY_HEADER_WORDS] = raw;
+        })
+        .and_then(|()| match self.tail.is_null() {
+            true => Ok(()),
+            false => with_page(p, self.tail, |page| page[ARRAY_NEXT_WORD] = pa.as_u64()),
+        });
         if let Err(e) = linked {
             give_back(self.preserved);
             return Err(e);
@@ -225,17 +248,43 @@ impl KhoArray {
         }
         self.tail = pa;
         self.pages += 1;
-        self.tail_used = PAGE_HEADER_WORDS + words.len() - 1;
-        (self.run_word, self.run) = (PAGE_HEADER_WORDS, h);
-        self.record_words += 2;
+        (self.layout, self.tail_entries, self.run_count) = (layout, 1, 1);
         self.len += 1;
         self.last = Some(pos);
         Ok(())
     }
 }
 
-/// PA of word `word` of the page at `page` (`word < PAGE_WORDS`, and the
-/// page is the array's own, so no overflow).
-fn word_pa(page: PhysAddr, word: usize) -> PhysAddr {
-    PhysAddr::new(page.as_u64() + (word * WORD) as u64)
+/// Rewrites the descriptor stream of `page` from `old` widths to the same
+/// or wider `new` ones, in place: descriptors move to higher stream bits
+/// only, so going from the last to the first reads each before any write
+/// can reach it.
+fn repack(page: &mut [u64], old: ArrayLayout, new: ArrayLayout) {
+    if (old.count_bits, old.skip_bits) == (new.count_bits, new.skip_bits) {
+        return;
+    }
+    debug_assert!(new.count_bits >= old.count_bits && new.skip_bits >= old.skip_bits);
+    for run in (0..usize::from(old.runs)).rev() {
+        let count = stream_get(page, old.count_bit(run), old.count_bits.into());
+        let skip = stream_get(page, old.skip_bit(run), old.skip_bits.into());
+        stream_put(page, new.count_bit(run), new.count_bits.into(), count);
+        stream_put(page, new.skip_bit(run), new.skip_bits.into(), skip);
+    }
+}
+
+/// Runs `f` on the words of the page at `pa`, which belongs to the array
+/// being written.
+fn with_page<P, R>(p: &P, pa: PhysAddr, f: impl FnOnce(&mut [u64]) -> R) -> Result<R, ArrayError>
+where
+    P: PhysMem + ?Sized,
+{
+    let ptr = p.phys_to_virt(pa, PAGE_SIZE as u64).map_err(|e| ArrayError::platform(Op::Access, pa, e))?;
+    // SAFETY: `PhysMem` promises that `ptr` is valid for reads and writes
+    // of the page's `PAGE_SIZE` bytes, aligned as `pa` is (a page boundary,
+    // so for `u64`), and untouched by the platform while kho holds it. The
+    // page belongs to the array, which the writer borrows mutably, so no
+    // other reference to these bytes exists while the slice lives, and it
+    // lives only for this call. Every bit pattern is a valid `u64`.
+    let page = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr().cast::<u64>(), ARRAY_PAGE_WORDS) };
+    Ok(f(page))
 }

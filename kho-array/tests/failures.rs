@@ -10,10 +10,10 @@ use kho_array::{ArrayDesc, ArrayError, Entry, Field, KhoArray, Op, PageFault, Ru
 use kho_sim::ModelTracker;
 
 fn pattern() -> Vec<(u64, Entry)> {
-    // Dense stretches, isolated entries and escapes: 7 pages.
+    // Dense stretches, isolated entries and far jumps: 8 pages.
     let mut v: Vec<u64> = (0..700).collect();
-    v.extend((1..900).map(|i| 1000 + i * 7));
-    v.extend((1..200).map(|i| i << 52));
+    v.extend((1..1300).map(|i| 1000 + i * 7));
+    v.extend((1..800).map(|i| i << 52));
     v.iter().map(|&pos| (pos, entry_for(pos))).collect()
 }
 
@@ -30,7 +30,7 @@ fn allocation_failure_at_every_page_leaves_a_consistent_array() {
         write(&mut a, &with(&m, &t), &entries);
         a.pages()
     };
-    assert_eq!(pages, 7);
+    assert_eq!(pages, 8);
     for n in 1..=pages {
         let m = machine();
         let t = ModelTracker::new();
@@ -191,7 +191,7 @@ fn corrupt_chains_fail_cleanly() {
                 ArrayError::Run {
                     page: 0,
                     run: 0,
-                    word: 2,
+                    word: 511,
                     field: Field::Entry,
                     fault: RunFault::ZeroEntry { index: 97 },
                     ..
@@ -220,9 +220,20 @@ fn corrupt_chains_fail_cleanly() {
         |e| matches!(e, ArrayError::Page { page: 4, fault: PageFault::NotRam(_), .. }),
     );
     corrupt_and_restore(
-        "header count grown past the page",
-        |m, pages| set_words(m, pages[0], 2, &[kho_array::format::RunHeader::plain(600, 0).encode()]),
-        |e| matches!(e, ArrayError::Run { page: 0, field: Field::Count, fault: RunFault::Overruns { end: 603 }, .. }),
+        "run count grown into the descriptors",
+        |m, pages| set_words(m, pages[0], 511, &[508]),
+        |e| {
+            matches!(
+                e,
+                ArrayError::Run {
+                    page: 0,
+                    word: 511,
+                    field: Field::Count,
+                    fault: RunFault::Overruns { end: 512, limit: 511 },
+                    ..
+                }
+            )
+        },
     );
 }
 

@@ -86,7 +86,8 @@ fn preserving_only_part_of_the_chain_fails_at_the_first_unpreserved_page() {
     let mut a = KhoArray::new();
     let entries: Vec<_> = (0..2000u64).map(|i| (i * 3, entry_for(i))).collect();
     write(&mut a, &p, &entries);
-    assert_eq!(a.pages(), 8);
+    // 493 entries with 2-bit skips fill a page: 3 + 493 + 16 words.
+    assert_eq!(a.pages(), 5);
     a.preserve(&p).unwrap();
     // Take the fifth page out of the preserved set behind the array's back.
     let mut pa = a.first_page();
@@ -104,7 +105,7 @@ fn preserving_only_part_of_the_chain_fails_at_the_first_unpreserved_page() {
         "{e}"
     );
     assert_eq!(t2.claimed(), [], "the four claimed pages are given back");
-    assert_eq!(t2.unclaimed().len(), 7);
+    assert_eq!(t2.unclaimed().len(), 4, "the pages after it");
 }
 
 #[test]
