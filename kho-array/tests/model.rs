@@ -36,14 +36,14 @@ fn clustered(rng: &mut SmallRng, clusters: usize) -> BTreeMap<u64, Entry> {
     model(positions)
 }
 
-/// Gaps drawn from every scale, so plain, escape and page-crossing records
-/// all occur.
+/// Gaps drawn from every scale, so that runs and skip fields of every
+/// width occur.
 fn mixed_gaps(rng: &mut SmallRng, n: usize) -> BTreeMap<u64, Entry> {
     let mut pos = 0u64;
     let mut positions = Vec::new();
     for _ in 0..n {
         positions.push(pos);
-        // One gap in eight needs the escape; the rest span every scale
+        // One gap in eight is above 2^50; the rest span every scale
         // from 1 to 2^50.
         let gap = if rng.random_ratio(1, 8) {
             rng.random_range((1 << 50) + 1..1 << 52)
@@ -188,4 +188,33 @@ fn appending_across_two_handovers() {
     assert_eq!(collect(&c, &with(&m3, &t3)), raw(&entries));
     c.destroy(&with(&m3, &t3)).unwrap();
     assert_eq!(m3.reserved_pages(), 0);
+}
+
+/// Every call leaves the array readable: after each push (runs growing,
+/// widths widening and descriptors repacked, pages opening) the array
+/// reads back exactly the model so far.
+#[test]
+fn every_push_leaves_the_array_well_formed() {
+    let m = machine();
+    let t = ModelTracker::new();
+    let p = with(&m, &t);
+    let mut rng = SmallRng::seed_from_u64(11);
+    let mut a = KhoArray::new();
+    let mut want = Vec::new();
+    let mut pos = 0u64;
+    while a.pages() < 3 {
+        let gap = match rng.random_range(0..4) {
+            0 => 1,
+            1 => rng.random_range(2..64),
+            2 => 1 << rng.random_range(6..50),
+            _ => rng.random_range(1..1 << 44),
+        };
+        pos += gap;
+        let e = entry_for(pos);
+        a.writer(&p).push(pos, e).unwrap();
+        want.push((pos, e.raw()));
+        assert_eq!(collect(&a, &p), want, "after {} pushes", want.len());
+    }
+    a.destroy(&p).unwrap();
+    assert_eq!(m.outstanding_pages(), 0);
 }
