@@ -61,7 +61,11 @@ const ENTRY: usize = 80;
 const BS_ENTRIES: usize = 120;
 /// Blocks of the order-0 vmalloc area: two chunks.
 const VA_BLOCKS: usize = 515;
-/// Entries of the array: one full page, one partial, then an escape.
+/// Entries of the array: 600 dense, then one far away. Page 0 (`apage0`)
+/// holds 508 of them as one run (layout `0x0009_0001`, descriptor word 511
+/// = 507); page 1 (`apage1`, `start` 508) holds the other 92 and the far
+/// one as two runs (layout `0x3707_0002`: widths 7 and 55; entries in words
+/// 3..=95, descriptors in words 510 and 511).
 const ARRAY_DENSE: u64 = 600;
 const ARRAY_FAR: u64 = 1 << 55;
 /// Folio orders, named `folio0`.. in this order.
