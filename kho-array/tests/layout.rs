@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use kho_abi::{PAGE_SIZE, PhysAddr};
-use kho_array::format::ARRAY_PAGE_WORDS as W;
+use kho_array::format::{ARRAY_PAGE_WORDS as W, bits_for};
 use kho_array::{ArrayDesc, Entry, KhoArray};
 use kho_sim::ModelTracker;
 use zerocopy::IntoBytes;
@@ -121,21 +121,26 @@ fn dense_run_spills_to_a_page_with_its_start() {
     let mut a = KhoArray::new();
     let mut w = a.writer(&p);
     w.seek(0x7000).unwrap();
-    let raws: Vec<u64> = (0..1000).map(val).collect();
+    // 1000 entries with 4 KiB pages (the vector of DESIGN.md).
+    let dense = W - 4;
+    let total = dense + 492;
+    let raws: Vec<u64> = (0..total as u64).map(val).collect();
     w.extend_raw(&raws).unwrap();
-    assert_eq!(w.position(), Some(0x7000 + 1000));
+    assert_eq!(w.position(), Some(0x7000 + total as u64));
     assert_eq!(a.pages(), 2);
 
     let first = page_words(&m, a.first_page());
     let second_pa = PhysAddr::new(first[0]);
     assert!(second_pa.is_page_aligned() && !second_pa.is_null());
-    let dense = W - 4;
-    assert_eq!(&first[1..3], &[0x7000, 0x0009_0001]);
+    // One run; `count - 1` needs 9 bits with 4 KiB pages.
+    let layout = 1 | u64::from(bits_for(dense as u64 - 1)) << 16;
+    assert_eq!(&first[1..3], &[0x7000, layout]);
     assert_eq!(&first[3..W - 1], &raws[..dense]);
     assert_eq!(first[W - 1], dense as u64 - 1);
     let second = page_words(&m, second_pa);
-    let rest = 1000 - dense;
-    assert_eq!(&second[..3], &[0, 0x7000 + dense as u64, 0x0009_0001]);
+    let rest = total - dense;
+    let layout2 = 1 | u64::from(bits_for(rest as u64 - 1)) << 16;
+    assert_eq!(&second[..3], &[0, 0x7000 + dense as u64, layout2]);
     assert_eq!(&second[3..3 + rest], &raws[dense..]);
     assert!(second[3 + rest..W - 1].iter().all(|&w| w == 0));
     assert_eq!(second[W - 1], rest as u64 - 1);
