@@ -1,0 +1,281 @@
+//! `kho-bench`: runs every kho benchmark beside its limit, in one process,
+//! and writes a report (`report.md` and SVG plots) of the ratios measured in
+//! that run on this machine.
+//!
+//! ```sh
+//! cargo run --release -p kho-bench -- --out target/kho-report
+//! cargo run --release -p kho-bench -- --quick --out target/kho-report-quick
+//! ```
+
+mod formulas;
+mod growth;
+mod primitives;
+mod report;
+mod rows;
+mod svg;
+mod sysinfo;
+mod timing;
+mod tracker;
+mod workloads;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use timing::{Progress, Reps};
+use tracker::PreserveKind;
+use workloads::Workload;
+
+const USAGE: &str = "\
+usage: kho-bench [--quick] [--out DIR] [--quiet]
+
+Runs every kho benchmark beside its limit and writes DIR/report.md and
+DIR/*.svg (default DIR: target/kho-report).
+
+  --quick   small sizes and few repetitions, growth to 16 GiB only (a smoke
+            test of the report, under a minute)
+  --out DIR where to write the report
+  --quiet   no progress lines on stderr
+";
+
+/// Sizes and repetitions of a run.
+struct Plan {
+    quick: bool,
+    tracker_pages: u64,
+    tracker_reps: Reps,
+    walk_reps: Reps,
+    block_bytes: usize,
+    block_reps: Reps,
+    vmalloc_pages: usize,
+    vmalloc_reps: Reps,
+    array_entries: u64,
+    array_reps: Reps,
+    growth_sizes: Vec<u64>,
+    metadata_size: u64,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        const GIB: u64 = 1 << 30;
+        let page = kho_abi::PAGE_SIZE as u64;
+        let r = |warmup, runs| Reps { warmup, runs };
+        if quick {
+            Plan {
+                quick,
+                tracker_pages: (256 << 20) / page,
+                tracker_reps: r(1, 5),
+                walk_reps: r(1, 7),
+                block_bytes: 1 << 20,
+                block_reps: r(1, 7),
+                vmalloc_pages: ((256 << 20) / page) as usize,
+                vmalloc_reps: r(1, 3),
+                array_entries: 100_000,
+                array_reps: r(1, 3),
+                growth_sizes: vec![GIB, 4 * GIB, 16 * GIB],
+                metadata_size: 16 * GIB,
+            }
+        } else {
+            Plan {
+                quick,
+                tracker_pages: GIB / page,
+                tracker_reps: r(3, 15),
+                walk_reps: r(3, 21),
+                block_bytes: 16 << 20,
+                block_reps: r(2, 15),
+                vmalloc_pages: (GIB / page) as usize,
+                vmalloc_reps: r(1, 7),
+                array_entries: 1_000_000,
+                array_reps: r(1, 5),
+                growth_sizes: [1, 4, 16, 64, 256, 1024].iter().map(|g| g * GIB).collect(),
+                metadata_size: 16 * GIB,
+            }
+        }
+    }
+}
+
+struct Args {
+    quick: bool,
+    quiet: bool,
+    out: PathBuf,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
+    let mut a = Args { quick: false, quiet: false, out: PathBuf::from("target/kho-report") };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => a.quick = true,
+            "--quiet" => a.quiet = true,
+            "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "-h" | "--help" => return Ok(None),
+            s => match s.strip_prefix("--out=") {
+                Some(dir) => a.out = PathBuf::from(dir),
+                None => return Err(format!("unknown argument {s:?}")),
+            },
+        }
+    }
+    Ok(Some(a))
+}
+
+/// The command that reproduces this run.
+fn command(args: &[String]) -> String {
+    let mut c = String::from("cargo run --release -p kho-bench --");
+    for a in args {
+        c.push(' ');
+        if a.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_./=+:,".contains(ch)) {
+            c.push_str(a);
+        } else {
+            c.push_str(&format!("'{}'", a.replace('\'', r"'\''")));
+        }
+    }
+    c
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprint!("kho-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args, &argv) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kho-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let plan = Plan::new(args.quick);
+    let date = sysinfo::now_utc();
+    let start = Instant::now();
+    let patterns = primitives::patterns(plan.array_entries);
+    let steps = 8 + patterns.len() + Workload::ALL.len();
+    let mut progress = Progress::new(steps, args.quiet);
+    let mut rows = Vec::new();
+
+    for (name, kind) in [
+        ("tracker: preserve order-0 sequential, 1 and 2 threads", PreserveKind::Sequential),
+        ("tracker: preserve order-0 random, 1 and 2 threads", PreserveKind::Random),
+        ("tracker: preserve mixed orders, 1 and 2 threads", PreserveKind::Mixed),
+    ] {
+        rows.extend(progress.step(name, || tracker::preserve_rows(kind, plan.tracker_pages, plan.tracker_reps)));
+    }
+    let (walk, kernel) =
+        progress.step("tracker: walks, the kernel's 2 GiB case", || tracker::walk_rows(plan.walk_reps));
+    rows.extend(walk);
+    rows.extend(progress.step("tracker: a fully preserved GiB as ranges", || tracker::full_gib_rows(plan.walk_reps)));
+    rows.extend(progress.step("block sets: extend and read beside memcpy", || {
+        primitives::block_rows(plan.block_bytes, plan.block_reps)
+    }));
+    rows.extend(progress.step("vmalloc: area beside one-by-one preserves", || {
+        primitives::vmalloc_rows(plan.vmalloc_pages, plan.vmalloc_reps)
+    }));
+    let mut arrays = Vec::new();
+    for pat in &patterns {
+        let fig = progress.step(&format!("arrays: {}", pat.name), || primitives::array_figures(pat, plan.array_reps));
+        rows.extend(fig.rows());
+        arrays.push(fig);
+    }
+    // Arrays' space rows first, then their write rows.
+    let mut growth = Vec::new();
+    for w in Workload::ALL {
+        let sizes = growth::sizes_for(w, &plan.growth_sizes);
+        let quiet = args.quiet;
+        growth.extend(progress.step(&format!("growth: {}", w.name()), || {
+            sizes
+                .iter()
+                .map(|&s| {
+                    let p = growth::point(w, s);
+                    if !quiet {
+                        eprint!("{} ", rows::fmt_bytes(s).replace(' ', ""));
+                    }
+                    p
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let wall = start.elapsed();
+    let results = report::Results {
+        machine: sysinfo::MachineInfo::probe(),
+        commit: sysinfo::commit(&workspace_dir()),
+        date,
+        command: command(argv),
+        quick: plan.quick,
+        wall,
+        rows,
+        kernel,
+        arrays,
+        growth,
+        metadata_size: plan.metadata_size,
+    };
+    progress.step("writing the report", || write_report(&args.out, &results))?;
+    if !args.quiet {
+        eprintln!("report: {}", args.out.join("report.md").display());
+    }
+    Ok(())
+}
+
+/// The workspace the binary was built from (for the commit), or the
+/// current directory if that is gone.
+fn workspace_dir() -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built.is_dir() { built } else { PathBuf::from(".") }
+}
+
+fn write_report(out: &Path, r: &report::Results) -> std::io::Result<()> {
+    let svgs = report::plots(r);
+    for (name, svg) in &svgs {
+        std::fs::write(out.join(name), svg)?;
+    }
+    std::fs::write(out.join("report.md"), report::markdown(r, &svgs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn arguments() {
+        let a = parse_args(&s(&["--quick", "--out", "x/y"])).expect("ok").expect("args");
+        assert!(a.quick && !a.quiet);
+        assert_eq!(a.out, PathBuf::from("x/y"));
+        let a = parse_args(&s(&["--out=z"])).expect("ok").expect("args");
+        assert_eq!(a.out, PathBuf::from("z"));
+        assert!(parse_args(&s(&["--help"])).expect("ok").is_none());
+        assert!(parse_args(&s(&["--out"])).is_err());
+        assert!(parse_args(&s(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn reproduce_command() {
+        assert_eq!(
+            command(&s(&["--quick", "--out", "target/kho report"])),
+            "cargo run --release -p kho-bench -- --quick --out 'target/kho report'"
+        );
+        assert_eq!(command(&[]), "cargo run --release -p kho-bench --");
+    }
+
+    #[test]
+    fn plans() {
+        let q = Plan::new(true);
+        assert_eq!(q.growth_sizes.last(), Some(&(16 << 30)));
+        assert!(q.growth_sizes.contains(&q.metadata_size));
+        let f = Plan::new(false);
+        assert_eq!(f.growth_sizes.last(), Some(&(1 << 40)));
+        assert!(f.growth_sizes.contains(&f.metadata_size));
+    }
+}

@@ -1,0 +1,363 @@
+//! The report: `report.md` and the SVG plots.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::formulas::RANGE_ENTRY_BYTES;
+use crate::growth::{Point, SPARSE_MAX};
+use crate::primitives::ArrayFigures;
+use crate::rows::{Row, fmt_bytes, fmt_duration, fmt_num, fmt_percent, group};
+use crate::svg::{Axis, Plot, Series, Unit};
+use crate::sysinfo::MachineInfo;
+use crate::tracker::{KERNEL_KEYS, KERNEL_TREE_PAGES, KERNEL_WALK, KernelCase};
+use crate::workloads::Workload;
+
+/// Everything a run measured, and where.
+pub struct Results {
+    /// The machine.
+    pub machine: MachineInfo,
+    /// The commit.
+    pub commit: String,
+    /// When the run started.
+    pub date: String,
+    /// The exact command.
+    pub command: String,
+    /// Quick mode.
+    pub quick: bool,
+    /// Wall time of the measurements.
+    pub wall: Duration,
+    /// The main table.
+    pub rows: Vec<Row>,
+    /// The kernel's measured case.
+    pub kernel: KernelCase,
+    /// Array details.
+    pub arrays: Vec<ArrayFigures>,
+    /// Growth points.
+    pub growth: Vec<Point>,
+    /// Preserved size of the metadata table.
+    pub metadata_size: u64,
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// The SVG files of a report: `(file name, content)`.
+pub fn plots(r: &Results) -> Vec<(String, String)> {
+    let x = Axis { label: "preserved memory (GiB, log scale)".into(), unit: Unit::GiB, log: true };
+    let by_workload = |f: &dyn Fn(&Point) -> f64| -> Vec<Series> {
+        Workload::ALL
+            .iter()
+            .map(|&w| Series {
+                name: w.name().into(),
+                points: r.growth.iter().filter(|p| p.workload == w).map(|p| (p.preserved as f64 / GIB, f(p))).collect(),
+            })
+            .collect()
+    };
+    let time_axis = |what: &str| Axis { label: format!("{what} (seconds, log scale)"), unit: Unit::Seconds, log: true };
+    let mut out = vec![
+        (
+            "preserve.svg".to_string(),
+            Plot {
+                title: "Preserve every block, one thread (kho-track on kho-sim)".into(),
+                x: x.clone(),
+                y: time_axis("preserve time"),
+                series: by_workload(&|p| p.preserve.as_secs_f64()),
+            },
+        ),
+        (
+            "walk-blocks.svg".to_string(),
+            Plot {
+                title: "Walk, one callback per block".into(),
+                x: x.clone(),
+                y: time_axis("walk time"),
+                series: by_workload(&|p| p.walk_blocks.as_secs_f64()),
+            },
+        ),
+        (
+            "walk-ranges.svg".to_string(),
+            Plot {
+                title: "Walk as coalesced ranges".into(),
+                x: x.clone(),
+                y: time_axis("walk time"),
+                series: by_workload(&|p| p.walk_ranges.as_secs_f64()),
+            },
+        ),
+    ];
+    for w in Workload::ALL {
+        let pts: Vec<&Point> = r.growth.iter().filter(|p| p.workload == w).collect();
+        let series = |name: &str, f: &dyn Fn(&Point) -> u64| Series {
+            name: name.into(),
+            points: pts.iter().map(|p| (p.preserved as f64 / GIB, f(p) as f64)).collect(),
+        };
+        out.push((
+            format!("metadata-{}.svg", w.slug()),
+            Plot {
+                title: format!("Metadata, {}", w.name()),
+                x: x.clone(),
+                y: Axis { label: "metadata (bytes, log scale)".into(), unit: Unit::Bytes, log: true },
+                series: vec![
+                    series("radix-v1 (measured)", &|p| p.radix_bytes),
+                    series("kho-v1 bitmaps (formula)", &|p| p.costs.v1_bytes()),
+                    series("range list (formula)", &|p| p.costs.range_list_bytes()),
+                ],
+            },
+        ));
+    }
+    out.into_iter().map(|(name, plot)| (name, plot.to_svg())).collect()
+}
+
+fn gib(bytes: u64) -> String {
+    fmt_bytes(bytes)
+}
+
+fn main_table(o: &mut String, rows: &[Row]) {
+    let _ = writeln!(o, "| area | measurement | kho | limit | ratio / value | target | met |");
+    let _ = writeln!(o, "|---|---|---:|---|---:|---:|:---:|");
+    for r in rows {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.area,
+            r.what,
+            r.ours,
+            r.limit,
+            r.value_cell(),
+            r.target_cell(),
+            r.met_cell()
+        );
+    }
+}
+
+/// `report.md`.
+pub fn markdown(r: &Results, svgs: &[(String, String)]) -> String {
+    let mut o = String::new();
+    let m = &r.machine;
+    let _ = writeln!(o, "# kho benchmark report\n");
+    let _ = writeln!(
+        o,
+        "Every figure below was measured in one run of `kho-bench` on the machine named here, and every \
+         ratio divides two figures of this run: kho's time by its limit's (a plain operation on the same \
+         memory with no structure around it, as the design's \"Performance targets\" define it). A ratio \
+         below 1 means faster than the limit.\n"
+    );
+    let _ = writeln!(o, "| | |\n|---|---|");
+    let _ = writeln!(o, "| CPU | {} |", m.cpu);
+    let _ = writeln!(o, "| cores | {} |", m.cores);
+    let _ = writeln!(o, "| RAM | {} |", m.ram.map_or("unknown".into(), fmt_bytes));
+    let _ = writeln!(o, "| kernel | Linux {} |", m.kernel);
+    let _ = writeln!(o, "| commit | `{}` |", r.commit);
+    let _ = writeln!(o, "| date | {} |", r.date);
+    let _ = writeln!(
+        o,
+        "| mode | {} |",
+        if r.quick {
+            "quick (small sizes, few repetitions, growth to 16 GiB): a smoke test, not for comparison"
+        } else {
+            "full"
+        }
+    );
+    let _ = writeln!(o, "| wall time | {:.0} s |", r.wall.as_secs_f64());
+    let _ = writeln!(o, "| reproduce | `{}` |\n", r.command);
+
+    let _ = writeln!(o, "## Summary\n");
+    main_table(&mut o, &r.rows);
+    let missed: Vec<&Row> = r.rows.iter().filter(|row| row.target.met(row.value) == Some(false)).collect();
+    if missed.is_empty() {
+        let _ = writeln!(o, "\nEvery target with a figure in this run is met.\n");
+    } else {
+        let _ = writeln!(o, "\nTargets missed in this run:\n");
+        for row in missed {
+            let _ = writeln!(o, "- {}: {} (target {})", row.what, row.value_cell(), row.target_cell());
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(
+        o,
+        "Targets are the design's; \"—\" marks a figure with no target, shown for orientation. Times are \
+         medians of repeated runs after a warm-up; each measurement and its limit run alternately. The \
+         two-thread rows only mean something on a machine with two idle cores.\n"
+    );
+
+    kernel_section(&mut o, &r.kernel);
+    metadata_section(&mut o, r);
+    growth_section(&mut o, r, svgs);
+    array_section(&mut o, &r.arrays);
+
+    let _ = writeln!(o, "## How it is measured\n");
+    let _ = writeln!(
+        o,
+        "- In process, with `std::time::Instant` around the measured work only (set-up, allocation of \
+         the limit's bitmap and tear-down stay outside); warm-up runs first, then the median of several \
+         runs.\n\
+         - The tracker runs on kho-sim: RAM is a sparse memfd, so machines of several TiB cost only the \
+         pages actually written (the tracker's own tree pages); preserved blocks are never touched. Tree \
+         pages come from the simulator's page allocator, as a kernel's would from its buddy allocator.\n\
+         - Every tracker also preserves its root FDT page, so each tree holds one key more than the \
+         workload; the formulas cost exactly the blocks the tree holds, so the formats compare over the \
+         same set.\n\
+         - Block sets and arrays preserve through kho-sim's `ModelTracker`; vmalloc areas through \
+         kho-track, against kho-track."
+    );
+    o
+}
+
+fn kernel_section(o: &mut String, k: &KernelCase) {
+    let _ = writeln!(o, "## The kernel's measured case: 2 GiB of order-0 pages\n");
+    let per_key = |d: Duration, n: u64| d.as_nanos() as f64 / n as f64;
+    let _ = writeln!(
+        o,
+        "The kernel's figure is from a QEMU guest (64 GiB, two 1 GiB memfds) walking its tree at boot with \
+         its own per-key work (reserving each block and marking its first page); ours is this machine \
+         walking the same number of order-0 keys, laid out as the memfd-runs workload, with a callback \
+         that folds each block into a sum. Different machines and different per-key work: orientation, \
+         not a ratio.\n"
+    );
+    let _ = writeln!(o, "| | kernel (reported) | kho (this run) |\n|---|---:|---:|");
+    let _ =
+        writeln!(o, "| keys | {} | {} (+1: the root FDT page) |", group(KERNEL_KEYS.into()), group(KERNEL_KEYS.into()));
+    let _ = writeln!(
+        o,
+        "| tree pages | {} ({}) | {} ({}) |",
+        KERNEL_TREE_PAGES,
+        fmt_bytes(KERNEL_TREE_PAGES * 4096),
+        k.tree_pages,
+        fmt_bytes(k.tree_pages * kho_abi::PAGE_SIZE as u64)
+    );
+    let _ = writeln!(
+        o,
+        "| walk, one callback per key | {} ({:.1} ns/key) | {} ({:.1} ns/key) |",
+        fmt_duration(KERNEL_WALK),
+        per_key(KERNEL_WALK, KERNEL_KEYS),
+        fmt_duration(k.walk_blocks),
+        per_key(k.walk_blocks, k.keys)
+    );
+    let _ = writeln!(
+        o,
+        "| walk as coalesced ranges | — (hands over {} blocks one by one) | {} ({:.1} ns/key), {} ranges |\n",
+        group(KERNEL_KEYS.into()),
+        fmt_duration(k.walk_ranges),
+        per_key(k.walk_ranges, k.keys),
+        group(k.ranges.into())
+    );
+}
+
+fn metadata_section(o: &mut String, r: &Results) {
+    let size = r.metadata_size;
+    let _ = writeln!(o, "## Metadata cost at {} of preserved memory\n", gib(size));
+    let _ = writeln!(
+        o,
+        "| workload | blocks | radix-v1, measured | % | kho-v1 bitmaps, formula | % | range list, formula | % | \
+         list entries |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for p in r.growth.iter().filter(|p| p.preserved == size) {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.workload.name(),
+            group(p.blocks.into()),
+            fmt_bytes(p.radix_bytes),
+            fmt_percent(p.radix_bytes, p.preserved),
+            fmt_bytes(p.costs.v1_bytes()),
+            fmt_percent(p.costs.v1_bytes(), p.preserved),
+            fmt_bytes(p.costs.range_list_bytes()),
+            fmt_percent(p.costs.range_list_bytes(), p.preserved),
+            group(p.costs.ranges().into()),
+        );
+    }
+    let _ = writeln!(o, "\nWorkloads:\n");
+    for w in Workload::ALL {
+        let _ = writeln!(o, "- **{}**: {}.", w.name(), w.description());
+    }
+    let _ = writeln!(
+        o,
+        "\nFormats:\n\n\
+         - **radix-v1** (kho, the kernel's `kho-v2`..`kho-v4` tree): the tree pages the tracker allocated, \
+         counted by walking the tree.\n\
+         - **kho-v1 bitmaps** (kernels v6.16 to v7.0, ABI.md section 6), by formula: one bitmap page of \
+         {} bits per order and per aligned window of that many blocks holding at least one block, plus \
+         chunk pages of {} bitmap references each, one order per chunk: (bitmaps + chunks) x {} bytes.\n\
+         - **range list** (a sorted list of `(start, size, info)` u64 triples, as proposed for a maple-tree \
+         tracker), by formula: one {}-byte entry per maximal run of physically contiguous blocks of the \
+         same order (the order lives in `info`); bytes of the entries, not rounded up to pages, no index \
+         or node overhead.\n",
+        kho_abi::GEOMETRY.bitmap_len,
+        kho_abi::GEOMETRY.v1_chunk_entries,
+        kho_abi::PAGE_SIZE,
+        RANGE_ENTRY_BYTES
+    );
+}
+
+fn growth_section(o: &mut String, r: &Results, svgs: &[(String, String)]) {
+    let max = r.growth.iter().map(|p| p.preserved).max().unwrap_or(0);
+    let _ = writeln!(o, "## Growth: 1 GiB to {} of preserved memory\n", gib(max));
+    let _ = writeln!(
+        o,
+        "Each point is a fresh simulated machine with the workload preserved on it by one thread. The \
+         sparse workload needs 512 times its preserved memory as RAM and stops at {} preserved ({} of \
+         simulated RAM). Walk times are the walk alone (a trivial callback).\n",
+        gib(SPARSE_MAX),
+        gib(SPARSE_MAX * 512)
+    );
+    for (name, _) in svgs {
+        let _ = writeln!(o, "![{name}]({name})\n");
+    }
+    let _ = writeln!(
+        o,
+        "| workload | preserved | blocks | radix-v1 | kho-v1 | range list | preserve | ns/block | walk blocks | \
+         walk ranges | ranges |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for p in &r.growth {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} ({}) | {} ({}) | {} ({}) | {} | {} | {} | {} | {} |",
+            p.workload.name(),
+            gib(p.preserved),
+            group(p.blocks.into()),
+            fmt_bytes(p.radix_bytes),
+            fmt_percent(p.radix_bytes, p.preserved),
+            fmt_bytes(p.costs.v1_bytes()),
+            fmt_percent(p.costs.v1_bytes(), p.preserved),
+            fmt_bytes(p.costs.range_list_bytes()),
+            fmt_percent(p.costs.range_list_bytes(), p.preserved),
+            fmt_duration(p.preserve),
+            fmt_num(p.preserve.as_nanos() as f64 / p.blocks as f64),
+            fmt_duration(p.walk_blocks),
+            fmt_duration(p.walk_ranges),
+            group(p.ranges.into()),
+        );
+    }
+    let _ = writeln!(o);
+}
+
+fn array_section(o: &mut String, arrays: &[ArrayFigures]) {
+    let _ = writeln!(o, "## Arrays (array-v1) beside the kernel RFC's layout\n");
+    let _ = writeln!(
+        o,
+        "Space: whole pages of the array per entry, beside the RFC's layout by formula (a 4 KiB page \
+         `{{next, startpos, entries[510]}}` covers 510 consecutive slots from its first entry; cost = pages \
+         x 4096). Writes: nanoseconds per entry, beside pushing the same `(position, entry)` pairs to a \
+         `Vec`.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| pattern | entries | array-v1 B/entry | RFC B/entry | RFC / array-v1 | push ns/entry | extend_raw ns/entry \
+         | Vec ns/entry |"
+    );
+    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for a in arrays {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            a.name,
+            group(a.entries.into()),
+            fmt_num(a.per_entry()),
+            fmt_num(a.rfc_per_entry()),
+            fmt_num(a.rfc_per_entry() / a.per_entry()),
+            a.ns_per_entry(a.push),
+            a.extend_raw.map_or("—".into(), |d| a.ns_per_entry(d)),
+            a.ns_per_entry(a.vec_push),
+        );
+    }
+    let _ = writeln!(o);
+}
