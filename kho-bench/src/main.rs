@@ -78,14 +78,14 @@ impl Plan {
             Plan {
                 quick,
                 tracker_pages: GIB / page,
-                tracker_reps: r(3, 15),
-                walk_reps: r(3, 21),
+                tracker_reps: r(3, 31),
+                walk_reps: r(3, 31),
                 block_bytes: 16 << 20,
-                block_reps: r(2, 15),
+                block_reps: r(2, 21),
                 vmalloc_pages: (GIB / page) as usize,
-                vmalloc_reps: r(1, 7),
+                vmalloc_reps: r(2, 11),
                 array_entries: 1_000_000,
-                array_reps: r(1, 5),
+                array_reps: r(1, 7),
                 growth_sizes: [1, 4, 16, 64, 256, 1024].iter().map(|g| g * GIB).collect(),
                 metadata_size: 16 * GIB,
             }
@@ -157,6 +157,7 @@ fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let plan = Plan::new(args.quick);
     let date = sysinfo::now_utc();
+    let load_before = sysinfo::load_average();
     let start = Instant::now();
     let patterns = primitives::patterns(plan.array_entries);
     let steps = 8 + patterns.len() + Workload::ALL.len();
@@ -205,8 +206,10 @@ fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
         }));
     }
     let wall = start.elapsed();
+    let mut machine = sysinfo::MachineInfo::probe();
+    machine.load = (load_before, sysinfo::load_average());
     let results = report::Results {
-        machine: sysinfo::MachineInfo::probe(),
+        machine,
         commit: sysinfo::commit(&workspace_dir()),
         date,
         command: command(argv),

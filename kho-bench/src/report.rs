@@ -144,6 +144,8 @@ pub fn markdown(r: &Results, svgs: &[(String, String)]) -> String {
     let _ = writeln!(o, "| cores | {} |", m.cores);
     let _ = writeln!(o, "| RAM | {} |", m.ram.map_or("unknown".into(), fmt_bytes));
     let _ = writeln!(o, "| kernel | Linux {} |", m.kernel);
+    let load = |l: Option<f64>| l.map_or("unknown".into(), |l| format!("{l:.2}"));
+    let _ = writeln!(o, "| load average (1 min), start / end | {} / {} |", load(m.load.0), load(m.load.1));
     let _ = writeln!(o, "| commit | `{}` |", r.commit);
     let _ = writeln!(o, "| date | {} |", r.date);
     let _ = writeln!(
@@ -157,6 +159,14 @@ pub fn markdown(r: &Results, svgs: &[(String, String)]) -> String {
     );
     let _ = writeln!(o, "| wall time | {:.0} s |", r.wall.as_secs_f64());
     let _ = writeln!(o, "| reproduce | `{}` |\n", r.command);
+    if m.load.0.is_some_and(|l| l >= 0.5) {
+        let _ = writeln!(
+            o,
+            "**Other processes were using the CPU when this run started** (load average {}): the \
+             figures, the two-thread ones above all, are less reliable than on an idle machine.\n",
+            load(m.load.0)
+        );
+    }
 
     let _ = writeln!(o, "## Summary\n");
     main_table(&mut o, &r.rows);
@@ -360,4 +370,113 @@ fn array_section(o: &mut String, arrays: &[ArrayFigures]) {
         );
     }
     let _ = writeln!(o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formulas::MapCosts;
+    use crate::rows::Target;
+
+    fn results() -> Results {
+        let ms = Duration::from_millis;
+        let mut growth = Vec::new();
+        for w in Workload::ALL {
+            for gib in [1u64, 4, 16] {
+                let mut costs = MapCosts::default();
+                for i in 0..gib * 4 {
+                    costs.add(i << 30, 0);
+                }
+                growth.push(Point {
+                    workload: w,
+                    preserved: gib << 30,
+                    blocks: costs.blocks(),
+                    ranges: costs.ranges(),
+                    radix_bytes: gib * 8192,
+                    costs,
+                    preserve: ms(gib),
+                    walk_blocks: ms(gib) / 2,
+                    walk_ranges: ms(gib) / 4,
+                });
+            }
+        }
+        Results {
+            machine: MachineInfo {
+                cpu: "Test CPU".into(),
+                cores: 2,
+                ram: Some(8 << 30),
+                kernel: "6.1.0".into(),
+                load: (Some(1.5), Some(0.1)),
+            },
+            commit: "0123abcd-dirty".into(),
+            date: "2026-01-01 00:00:00 UTC".into(),
+            command: "cargo run --release -p kho-bench -- --quick".into(),
+            quick: true,
+            wall: Duration::from_secs(12),
+            rows: vec![
+                Row::ratio("tracker", "preserve", ms(3), "bitmap", ms(1)).with_target(Target::AtMost(2.0)),
+                Row::ratio("block sets", "extend", ms(1), "memcpy", ms(1)).with_target(Target::AtMost(2.0)),
+            ],
+            kernel: KernelCase {
+                keys: KERNEL_KEYS + 1,
+                tree_pages: 25,
+                walk_blocks: ms(2),
+                walk_ranges: Duration::from_micros(70),
+                ranges: 2095,
+            },
+            arrays: vec![],
+            growth,
+            metadata_size: 16 << 30,
+        }
+    }
+
+    #[test]
+    fn report_states_machine_commit_and_command() {
+        let r = results();
+        let svgs = plots(&r);
+        let md = markdown(&r, &svgs);
+        for needle in [
+            "| CPU | Test CPU |",
+            "| cores | 2 |",
+            "| RAM | 8 GiB |",
+            "| kernel | Linux 6.1.0 |",
+            "| commit | `0123abcd-dirty` |",
+            "| date | 2026-01-01 00:00:00 UTC |",
+            "`cargo run --release -p kho-bench -- --quick`",
+            "Other processes were using the CPU",
+            "## The kernel's measured case",
+            "| keys | 526,386 |",
+            "## Metadata cost at 16 GiB",
+            "## Growth: 1 GiB to 16 GiB",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?}");
+        }
+        // The main table: a header, a separator and one line per row; the
+        // missed target is listed and marked.
+        let table: Vec<&str> =
+            md.lines().skip_while(|l| !l.starts_with("| area |")).take_while(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 4);
+        assert!(table[2].contains("3x") && table[2].contains("**no**"));
+        assert!(table[3].ends_with("| yes |"));
+        assert!(md.contains("Targets missed in this run"));
+        // The metadata table has one line per workload at 16 GiB.
+        let meta =
+            md.lines().skip_while(|l| !l.starts_with("| workload | blocks |")).take_while(|l| l.starts_with('|'));
+        assert_eq!(meta.count(), 2 + Workload::ALL.len());
+        // Every plot is linked and parses, with its axis labels.
+        assert_eq!(svgs.len(), 3 + Workload::ALL.len());
+        for (name, svg) in &svgs {
+            assert!(md.contains(&format!("]({name})")), "{name} not linked");
+            let doc = roxmltree::Document::parse(svg).expect("SVG parses");
+            let labels: Vec<&str> = doc
+                .descendants()
+                .filter(|n| matches!(n.attribute("class"), Some("xlabel" | "ylabel")))
+                .filter_map(|n| n.text())
+                .collect();
+            assert_eq!(labels.len(), 2, "{name}");
+            assert!(labels[0].contains("GiB"), "{name}: {labels:?}");
+            assert!(labels[1].contains("bytes") || labels[1].contains("seconds"), "{name}: {labels:?}");
+            assert!(doc.descendants().filter(|n| n.has_tag_name("polyline")).count() >= 3, "{name}");
+        }
+    }
 }

@@ -16,6 +16,8 @@ pub struct MachineInfo {
     pub ram: Option<u64>,
     /// Kernel release.
     pub kernel: String,
+    /// The 1-minute load average when the run started and when it ended.
+    pub load: (Option<f64>, Option<f64>),
 }
 
 impl MachineInfo {
@@ -31,8 +33,19 @@ impl MachineInfo {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ram: mem_total(&meminfo),
             kernel,
+            load: (None, None),
         }
     }
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+/// The first field of a `/proc/loadavg` text.
+pub fn parse_loadavg(s: &str) -> Option<f64> {
+    s.split_whitespace().next()?.parse().ok()
 }
 
 /// The first `model name` of a `/proc/cpuinfo` text (some architectures
@@ -125,6 +138,8 @@ mod tests {
         assert_eq!(cpu_model("flags: fpu\n"), None);
         assert_eq!(mem_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24_576_000 * 1024));
         assert_eq!(mem_total("MemFree: 1 kB\n"), None);
+        assert_eq!(parse_loadavg("2.11 1.91 1.45 3/210 6468\n"), Some(2.11));
+        assert_eq!(parse_loadavg(""), None);
     }
 
     #[test]

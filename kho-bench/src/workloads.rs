@@ -255,6 +255,31 @@ mod tests {
         assert_eq!(v, (0..100).collect::<Vec<_>>());
     }
 
+    fn rss() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    #[test]
+    fn a_machine_of_tibs_is_not_touched() {
+        // 4 TiB of simulated RAM through MachineConfig::with_ram: the RAM
+        // is a sparse memfd and the allocator's per-page state is only
+        // written once per largest-order block, so the process grows by
+        // far less than the RAM's 1/4096 (1 GiB) per-page state.
+        let before = rss();
+        let a = Arena::new(4 << 40, 18);
+        assert!(a.machine.ram_size() > 4 << 40);
+        let t = kho_track::Tracker::new(&a.machine, &[], Default::default()).expect("tracker");
+        let last = a.pa((4 << 40) / kho_abi::PAGE_SIZE as u64 - 1, 0);
+        t.preserve_folio(last, Order::ZERO).expect("preserve at the top");
+        let grown = rss().saturating_sub(before);
+        t.destroy();
+        assert!(grown < 300 << 20, "grew by {grown} bytes");
+    }
+
     #[test]
     fn arena_places_blocks_after_headroom() {
         let a = Arena::new(1 << 30, 10);
