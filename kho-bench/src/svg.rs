@@ -54,6 +54,8 @@ const LEFT: f64 = 95.0;
 const RIGHT: f64 = 640.0;
 const TOP: f64 = 50.0;
 const BOTTOM: f64 = 400.0;
+/// Dash patterns, so that lines lying on top of each other stay visible.
+const DASHES: [&str; 3] = ["none", "7 4", "2 3"];
 const COLORS: [&str; 10] =
     ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
@@ -264,7 +266,8 @@ impl Plot {
         for (i, s) in self.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let pts: Vec<String> = self.visible(s).map(|(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-            let _ = writeln!(o, r#"<g stroke="{color}"><title>{}</title>"#, escape(&s.name));
+            let dash = DASHES[i % DASHES.len()];
+            let _ = writeln!(o, r#"<g stroke="{color}" stroke-dasharray="{dash}"><title>{}</title>"#, escape(&s.name));
             if pts.len() > 1 {
                 let _ = writeln!(o, r#"<polyline points="{}"/>"#, pts.join(" "));
             }
@@ -281,9 +284,10 @@ impl Plot {
             let y = TOP + 24.0 + 20.0 * i as f64;
             let _ = writeln!(
                 o,
-                r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{color}" stroke-width="2"/>"#,
+                r#"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="{color}" stroke-width="2" stroke-dasharray="{}"/>"#,
                 RIGHT + 20.0,
-                RIGHT + 44.0
+                RIGHT + 44.0,
+                DASHES[i % DASHES.len()]
             );
             let _ = writeln!(o, r#"<circle cx="{}" cy="{y}" r="3" fill="{color}"/>"#, RIGHT + 32.0);
             let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, RIGHT + 50.0, y + 4.0, escape(&s.name));
