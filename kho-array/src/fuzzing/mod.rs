@@ -19,10 +19,11 @@
 //! [`run`] writes the pages, preserves the masked ones, kexecs (which
 //! poisons the rest), restores, and checks what a restore promises,
 //! panicking if something breaks: the outcome agrees with an independent
-//! reference decoder (written from the format description, on a copy of
+//! reference decoder (written from `DESIGN.md`'s description, on a copy of
 //! memory); on error nothing stays claimed; on success the array claims
 //! exactly its pages, reads back the reference's entries, accepts appended
-//! entries, and frees everything on destroy.
+//! entries (which the reference decoder then reads too), and frees
+//! everything on destroy.
 
 mod reference;
 pub mod seeds;
@@ -33,7 +34,7 @@ use kho_abi::{KhoData, Order, PageAlloc, PhysAddr, Preserve, WithTracker, read_p
 use kho_sim::{Machine, MachineConfig, ModelTracker};
 use zerocopy::FromBytes;
 
-use crate::format::{ArrayDesc, Entry, PAGE_WORDS};
+use crate::format::{ARRAY_PAGE_WORDS, ArrayDesc, Entry};
 use crate::{ArrayError, KhoArray};
 
 /// Pages an input describes.
@@ -124,8 +125,8 @@ pub fn run(data: &[u8]) -> Outcome {
         *pa = m.alloc_pages(Order::ZERO).expect("page");
     }
     for (page, word, words) in &input.segments {
-        let (page, word) = (usize::from(*page) % PAGES, usize::from(*word) % PAGE_WORDS);
-        for (i, w) in words.iter().take(PAGE_WORDS - word).enumerate() {
+        let (page, word) = (usize::from(*page) % PAGES, usize::from(*word) % ARRAY_PAGE_WORDS);
+        for (i, w) in words.iter().take(ARRAY_PAGE_WORDS - word).enumerate() {
             let at = PhysAddr::new(pas[page].as_u64() + ((word + i) * 8) as u64);
             write_phys(&m, at, w).expect("write");
         }
@@ -197,6 +198,14 @@ fn check(
     assert_eq!(again[..entries.len()], entries[..]);
     assert_eq!(again[entries.len()..], appended[..]);
     assert_eq!(array.len(), len + appended.len() as u64);
+    // What the writer appended, repacking the restored last page's
+    // descriptors, still follows the description.
+    let appended_image = reference::Image::chain(m2, array.descriptor().first, PAGES + 2);
+    assert_eq!(
+        appended_image.decode(&array.descriptor(), u64::MAX),
+        Some(again),
+        "the reference reads the appended array"
+    );
     array.destroy(p2).expect("destroy");
     assert_eq!(m2.outstanding_pages(), 0, "destroy frees appended pages");
     assert_eq!(m2.reserved_pages(), preserved - pages, "destroy frees the restored pages");

@@ -1,7 +1,10 @@
-//! An independent decoder for the fuzz harness: the format description of
-//! the crate docs implemented again, as plainly as possible, over a copy of
-//! the preserved pages. It shares no code with the crate's walk, so the two
-//! can only agree by both following the description.
+//! An independent decoder for the fuzz harness: the `array-v1` description
+//! of `DESIGN.md` implemented again, as plainly as possible, over a copy of
+//! the preserved pages. It shares only constants with the crate: no walk,
+//! no layout decoding and no stream arithmetic, so the two can only agree
+//! by both following the description. Positions are `u128`, so no sum
+//! wraps, and a page's descriptor stream is unpacked into a string of bits
+//! before any field is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::vec;
@@ -10,11 +13,34 @@ use std::vec::Vec;
 use kho_abi::PhysAddr;
 use kho_sim::Machine;
 
-use crate::format::{ARRAY_MAGIC, ARRAY_VERSION, ArrayDesc, PAGE_WORDS};
+use crate::format::{ARRAY_MAGIC, ARRAY_PAGE_WORDS, ARRAY_VERSION, ArrayDesc};
+
+/// Words of a page (`W` in the description).
+const W: usize = ARRAY_PAGE_WORDS;
+
+/// One past the highest position.
+const END: u128 = 1 << 64;
 
 /// The preserved pages of a machine, by PA.
 pub(crate) struct Image {
     pages: BTreeMap<u64, Vec<u64>>,
+}
+
+/// The descriptor stream of a page: bit `k` is bit `k mod 64` of word
+/// `W - 1 - k / 64`.
+fn stream_bits(page: &[u64]) -> Vec<bool> {
+    (0..W * 64).map(|k| (page[W - 1 - k / 64] >> (k % 64)) & 1 == 1).collect()
+}
+
+/// The `n`-bit field at stream bit `at`, least significant bit first.
+fn stream_value(bits: &[bool], at: usize, n: usize) -> u128 {
+    (0..n).map(|j| u128::from(bits[at + j]) << j).sum()
+}
+
+/// Whether `raw` is a storable entry: a tagged value or a non-zero pointer
+/// whose low three bits are clear.
+fn well_tagged(raw: u64) -> bool {
+    !raw.is_multiple_of(2) || (raw != 0 && raw.is_multiple_of(8))
 }
 
 impl Image {
@@ -22,7 +48,7 @@ impl Image {
     pub(crate) fn snapshot(m: &Machine, preserved: &[PhysAddr]) -> Image {
         let mut pages = BTreeMap::new();
         for &pa in preserved {
-            let mut bytes = vec![0u8; PAGE_WORDS * 8];
+            let mut bytes = vec![0u8; W * 8];
             m.read(pa, &mut bytes).expect("read a preserved page");
             let words = bytes.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes"))).collect();
             pages.insert(pa.as_u64(), words);
@@ -30,8 +56,23 @@ impl Image {
         Image { pages }
     }
 
-    /// The raw entries of the array `desc` describes, or `None` if any
-    /// rule is broken. Only preserved pages are reachable, each once.
+    /// Copies the chain of pages starting at `first` out of `m`, following
+    /// the links of a well-formed array (at most `limit` pages).
+    pub(crate) fn chain(m: &Machine, first: u64, limit: usize) -> Image {
+        let mut pa = first;
+        let mut pages = Vec::new();
+        while pa != 0 && pages.len() < limit {
+            pages.push(PhysAddr::new(pa));
+            let mut next = [0u8; 8];
+            m.read(PhysAddr::new(pa), &mut next).expect("read a link");
+            pa = u64::from_ne_bytes(next);
+        }
+        Image::snapshot(m, &pages)
+    }
+
+    /// The `(position, raw entry)` pairs of the array `desc` describes, or
+    /// `None` if any rule is broken. Only preserved pages are reachable,
+    /// each at most once, and at most `max_pages` of them.
     pub(crate) fn decode(&self, desc: &ArrayDesc, max_pages: u64) -> Option<Vec<(u64, u64)>> {
         if desc.magic != ARRAY_MAGIC || desc.version != ARRAY_VERSION || desc.reserved != 0 {
             return None;
@@ -39,53 +80,72 @@ impl Image {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         let mut link = desc.first;
-        // One past the last position so far: nothing may start below it.
-        let mut min: u128 = 0;
+        // The lowest position the next page may start at.
+        let mut base: u128 = 0;
         while link != 0 {
             if seen.len() as u64 >= max_pages || !seen.insert(link) {
                 return None;
             }
+            // Unaligned links, links outside RAM and unpreserved pages are
+            // all pages the image does not hold.
             let page = self.pages.get(&link)?;
-            let start = u128::from(page[1]);
-            if start < min {
-                return None;
-            }
-            let mut base = start;
-            let mut w = 2;
-            let mut runs = 0;
-            while w < PAGE_WORDS && page[w] != 0 {
-                let header = page[w];
-                let escape = header & 1;
-                let count = ((header >> 1) & 0x1fff) as usize;
-                let skip = header >> 14;
-                if count == 0 || (escape == 1 && skip != 0) {
-                    return None;
-                }
-                let first_entry = w + 1 + escape as usize;
-                if first_entry + count > PAGE_WORDS {
-                    return None;
-                }
-                let pos = if escape == 1 { u128::from(page[w + 1]) } else { base + u128::from(skip) };
-                if pos < base || pos + count as u128 > 1 << 64 {
-                    return None;
-                }
-                for (i, &e) in page[first_entry..first_entry + count].iter().enumerate() {
-                    let well_tagged = e & 1 == 1 || (e != 0 && e % 8 == 0);
-                    if !well_tagged {
-                        return None;
-                    }
-                    out.push(((pos + i as u128) as u64, e));
-                }
-                base = pos + count as u128;
-                w = first_entry + count;
-                runs += 1;
-            }
-            if runs == 0 || page[w.min(PAGE_WORDS)..].iter().any(|&x| x != 0) {
-                return None;
-            }
-            min = base;
+            base = Self::decode_page(page, base, &mut out)?;
             link = page[0];
         }
         Some(out)
+    }
+
+    /// Decodes one page whose `start` must be at or above `base` (and
+    /// below 2^64), appending its entries to `out`; returns the base after
+    /// its last run.
+    fn decode_page(page: &[u64], base: u128, out: &mut Vec<(u64, u64)>) -> Option<u128> {
+        let start = u128::from(page[1]);
+        if base >= END || start < base {
+            return None;
+        }
+        let layout = page[2];
+        let runs = (layout & 0xffff) as usize;
+        let count_bits = ((layout >> 16) & 0xff) as usize;
+        let skip_bits = ((layout >> 24) & 0xff) as usize;
+        if layout >> 32 != 0 || runs == 0 || count_bits > 16 || skip_bits > 64 {
+            return None;
+        }
+        let width = count_bits + skip_bits;
+        let stream_words = (runs * width).div_ceil(64);
+        if 3 + runs + stream_words > W {
+            return None;
+        }
+        let entries_end = W - stream_words;
+        let bits = stream_bits(page);
+
+        let mut base = start;
+        let mut word = 3;
+        for run in 0..runs {
+            let count = stream_value(&bits, run * width, count_bits) as usize + 1;
+            let skip = stream_value(&bits, run * width + count_bits, skip_bits);
+            if word + count > entries_end {
+                return None;
+            }
+            let first = base + skip;
+            if first + count as u128 > END {
+                return None;
+            }
+            for (i, &raw) in page[word..word + count].iter().enumerate() {
+                if !well_tagged(raw) {
+                    return None;
+                }
+                out.push((u64::try_from(first + i as u128).ok()?, raw));
+            }
+            base = first + count as u128;
+            word += count;
+        }
+        // The free words, and the stream's bits after the last descriptor.
+        if page[word..entries_end].iter().any(|&w| w != 0) {
+            return None;
+        }
+        if bits[runs * width..stream_words * 64].iter().any(|&b| b) {
+            return None;
+        }
+        Some(base)
     }
 }
