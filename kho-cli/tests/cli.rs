@@ -8,7 +8,10 @@ use std::path::Path;
 use common::*;
 use serde_json::{Value, json};
 
-const VECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/independent-v4.img");
+/// The independent writer's image (`tests/vectors/independent-v4.img.zst`).
+static VECTOR: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| vector("independent-v4.img").display().to_string());
+
 
 #[test]
 fn help_documents_commands_options_and_exit_codes() {
@@ -32,11 +35,11 @@ fn usage_errors_exit_1() {
     for args in [
         &[][..],
         &["inspect"][..],
-        &["inspect", VECTOR, "--fdt", "zz"][..],
-        &["inspect", VECTOR, "--max-order", "99"][..],
-        &["inspect", VECTOR, "--scratch", "0x1000"][..],
-        &["map", VECTOR][..],
-        &["frobnicate", VECTOR][..],
+        &["inspect", VECTOR.as_str(), "--fdt", "zz"][..],
+        &["inspect", VECTOR.as_str(), "--max-order", "99"][..],
+        &["inspect", VECTOR.as_str(), "--scratch", "0x1000"][..],
+        &["map", VECTOR.as_str()][..],
+        &["frobnicate", VECTOR.as_str()][..],
     ] {
         let run = kho(args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.all());
@@ -67,17 +70,17 @@ fn unreadable_images_exit_1() {
     assert_eq!(v["error"]["kind"], "image");
     assert!(v["image"].is_null());
     // An unwritable SVG path.
-    let run = kho(&["map", VECTOR, "--svg", "/nonexistent/dir/map.svg"]);
+    let run = kho(&["map", VECTOR.as_str(), "--svg", "/nonexistent/dir/map.svg"]);
     assert_eq!(run.code, 1, "{}", run.all());
 }
 
 #[test]
 fn numbers_take_hex_decimal_and_size_suffixes() {
     // The vector's own scratch area, named with --fdt and --scratch.
-    let (_, noted) = inspect_json(Path::new(VECTOR), &[]);
+    let (_, noted) = inspect_json(Path::new(VECTOR.as_str()), &[]);
     let fdt = noted["root"]["fdt_pa"].as_u64().unwrap();
     for scratch in ["0x8080_0000:4M", "2155872256:4194304", "0x80800000:4096K"] {
-        let (code, v) = inspect_json(Path::new(VECTOR), &["--fdt", &fdt.to_string(), "--scratch", scratch]);
+        let (code, v) = inspect_json(Path::new(VECTOR.as_str()), &["--fdt", &fdt.to_string(), "--scratch", scratch]);
         assert_eq!(code, 0, "{scratch}: {v}");
         assert_eq!(v["scratch"], json!([{ "pa": 0x8080_0000u64, "size": 4u64 << 20 }]), "{scratch}");
         assert_eq!(v["root"]["source"], "option");
@@ -124,7 +127,7 @@ fn schema_is_complete_and_closed() {
 /// departures from the schema.
 #[test]
 fn schema_check_rejects_departures() {
-    let (code, good) = inspect_json(Path::new(VECTOR), &[]);
+    let (code, good) = inspect_json(Path::new(VECTOR.as_str()), &[]);
     assert_eq!(code, 0);
     assert!(validate(&good).is_ok());
     let bad = |f: &dyn Fn(&mut Value)| {
@@ -163,7 +166,7 @@ fn a_closed_stdout_is_not_a_crash() {
     use std::process::{Command, Stdio};
     for json in [false, true] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kho"));
-        cmd.args(["inspect", VECTOR]).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(["inspect", VECTOR.as_str()]).stdout(Stdio::piped()).stderr(Stdio::piped());
         if json {
             cmd.arg("--json");
         }

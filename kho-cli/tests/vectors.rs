@@ -1,5 +1,5 @@
 //! The image written by an independent implementation from the ABI alone
-//! (`shared/vectors/independent-v4.img`, see its README).
+//! (`tests/vectors/independent-v4.img.zst`, see tests/vectors/README.md).
 
 mod common;
 
@@ -8,7 +8,10 @@ use std::path::Path;
 use common::*;
 use serde_json::Value;
 
-const IMAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/independent-v4.img");
+/// The independent writer's image (`tests/vectors/independent-v4.img.zst`).
+static IMAGE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| vector("independent-v4.img").display().to_string());
+
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap()
@@ -16,7 +19,7 @@ fn u(v: &Value) -> u64 {
 
 #[test]
 fn independent_v4_image_is_reported_as_written() {
-    let (code, v) = inspect_json(Path::new(IMAGE), &[]);
+    let (code, v) = inspect_json(Path::new(IMAGE.as_str()), &[]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["root"]["version"], "kho-v4");
     assert_eq!(v["root"]["source"], "note");
@@ -47,7 +50,7 @@ fn independent_v4_image_is_reported_as_written() {
 #[test]
 fn independent_v4_map_has_one_rect_per_run() {
     let svg = tmp("independent.svg");
-    let run = kho(&["map", IMAGE, "--svg", svg.to_str().unwrap()]);
+    let run = kho(&["map", IMAGE.as_str(), "--svg", svg.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.all());
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg "));
