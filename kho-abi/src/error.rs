@@ -212,7 +212,46 @@ impl ToErrno for AbiError {
             AbiError::UnsupportedFlags { .. } => Errno::OpNotSupp,
             AbiError::NotPreserved { .. } => Errno::NoEnt,
             AbiError::Forbidden { .. } => Errno::Busy,
-            _ => Errno::Inval,
+            AbiError::Short { .. }
+            | AbiError::BadMagic { .. }
+            | AbiError::BadVersion { .. }
+            | AbiError::BadCompatible { .. }
+            | AbiError::MalformedCompatible { .. }
+            | AbiError::ZeroAddress { .. }
+            | AbiError::Misaligned { .. }
+            | AbiError::ZeroKey { .. }
+            | AbiError::CountTooLarge { .. }
+            | AbiError::InvalidValue { .. }
+            | AbiError::Overflow { .. }
+            | AbiError::NotRam { .. } => Errno::Inval,
+        }
+    }
+}
+
+/// Stable names of the variants, for C callers and logs: they do not change
+/// when a message is reworded, and are never Rust `Debug` text.
+impl AbiError {
+    /// The variant's stable name (`"not_ram"`, `"misaligned"`, ...).
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            AbiError::Short { .. } => "short",
+            AbiError::BadMagic { .. } => "bad_magic",
+            AbiError::BadVersion { .. } => "bad_version",
+            AbiError::BadCompatible { .. } => "bad_compatible",
+            AbiError::MalformedCompatible { .. } => "malformed_compatible",
+            AbiError::ZeroAddress { .. } => "zero_address",
+            AbiError::Misaligned { .. } => "misaligned",
+            AbiError::OrderTooLarge { .. } => "order_too_large",
+            AbiError::KeyTooWide { .. } => "key_too_wide",
+            AbiError::ZeroKey { .. } => "zero_key",
+            AbiError::CountTooLarge { .. } => "count_too_large",
+            AbiError::InvalidValue { .. } => "invalid_value",
+            AbiError::UnsupportedFlags { .. } => "unsupported_flags",
+            AbiError::Overflow { .. } => "overflow",
+            AbiError::NotRam { .. } => "not_ram",
+            AbiError::NoMemory { .. } => "no_memory",
+            AbiError::NotPreserved { .. } => "not_preserved",
+            AbiError::Forbidden { .. } => "forbidden",
         }
     }
 }
@@ -231,6 +270,38 @@ mod tests {
         assert_eq!(Errno::NoSpc.code(), 28);
         assert_eq!(Errno::Range.code(), 34);
         assert_eq!(Errno::OpNotSupp.neg(), -95);
+    }
+
+    #[test]
+    fn kinds_are_distinct_snake_case_names() {
+        let pa = PhysAddr::new(0x1000);
+        let all = [
+            AbiError::Short { what: "x", need: 1, have: 0 },
+            AbiError::BadMagic { what: "x", found: 1, expected: 2 },
+            AbiError::BadVersion { what: "x", found: 1 },
+            AbiError::BadCompatible { what: "x", expected: "y" },
+            AbiError::MalformedCompatible { what: "x", offset: 0 },
+            AbiError::ZeroAddress { what: "x" },
+            AbiError::Misaligned { what: "x", pa, align: 8 },
+            AbiError::OrderTooLarge { what: "x", order: 60, max: 52 },
+            AbiError::KeyTooWide { what: "x", key: 1, bits: 53 },
+            AbiError::ZeroKey { what: "x" },
+            AbiError::CountTooLarge { what: "x", count: 2, max: 1 },
+            AbiError::InvalidValue { what: "x", value: 1 },
+            AbiError::UnsupportedFlags { what: "x", flags: 4 },
+            AbiError::Overflow { what: "x" },
+            AbiError::NotRam { pa, len: 1 },
+            AbiError::NoMemory { order: 0 },
+            AbiError::NotPreserved { pa, order: 0 },
+            AbiError::Forbidden { pa, order: 0, why: "scratch" },
+        ];
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.kind().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", a.kind());
+            for b in &all[i + 1..] {
+                assert_ne!(a.kind(), b.kind());
+            }
+        }
+        assert_eq!(AbiError::NotRam { pa, len: 1 }.kind(), "not_ram");
     }
 
     #[test]

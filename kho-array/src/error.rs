@@ -263,7 +263,62 @@ impl ToErrno for ArrayError {
             ArrayError::PositionOverflow | ArrayError::ValueTooLarge { .. } => Errno::Range,
             ArrayError::AlreadyPreserved => Errno::Exist,
             ArrayError::NotPreserved => Errno::NoEnt,
-            _ => Errno::Inval,
+            ArrayError::Descriptor { .. }
+            | ArrayError::Page { .. }
+            | ArrayError::Run { .. }
+            | ArrayError::NotAscending { .. }
+            | ArrayError::InvalidEntry { .. } => Errno::Inval,
+        }
+    }
+}
+
+/// Stable names of the variants, for C callers and logs: they do not change
+/// when a message is reworded, and are never Rust `Debug` text.
+impl ArrayError {
+    /// The variant's stable name; for a bad page or run, its fault's
+    /// (`"page_cycle"`, `"run_zero_entry"`, ...); for a platform error,
+    /// [`AbiError::kind`].
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            ArrayError::Descriptor { .. } => "descriptor",
+            ArrayError::Page { fault, .. } => fault.kind(),
+            ArrayError::Run { fault, .. } => fault.kind(),
+            ArrayError::NotAscending { .. } => "not_ascending",
+            ArrayError::PositionOverflow => "position_overflow",
+            ArrayError::InvalidEntry { .. } => "invalid_entry",
+            ArrayError::ValueTooLarge { .. } => "value_too_large",
+            ArrayError::Platform { source, .. } => source.kind(),
+            ArrayError::AlreadyPreserved => "already_preserved",
+            ArrayError::NotPreserved => "not_preserved",
+        }
+    }
+}
+
+impl PageFault {
+    /// The fault's stable name, as [`ArrayError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            PageFault::Misaligned => "page_misaligned",
+            PageFault::NotRam(_) => "page_not_ram",
+            PageFault::NotClaimable(_) => "page_not_claimable",
+            PageFault::TooManyPages { .. } => "page_too_many",
+            PageFault::Cycle => "page_cycle",
+            PageFault::Layout { .. } => "page_layout",
+            PageFault::NotAscending { .. } => "page_not_ascending",
+            PageFault::AfterMax => "page_after_max",
+        }
+    }
+}
+
+impl RunFault {
+    /// The fault's stable name, as [`ArrayError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            RunFault::Overruns { .. } => "run_overruns",
+            RunFault::Overflow => "run_overflow",
+            RunFault::ZeroEntry { .. } => "run_zero_entry",
+            RunFault::BadEntry { .. } => "run_bad_entry",
+            RunFault::NotZero { .. } => "run_not_zero",
         }
     }
 }

@@ -161,6 +161,41 @@ impl ToErrno for BlockError {
     }
 }
 
+/// Stable names of the variants, for C callers and logs: they do not change
+/// when a message is reworded, and are never Rust `Debug` text.
+impl BlockError {
+    /// The variant's stable name; for a corrupt chain, its fault's
+    /// (`"chain_cycle"`, `"count_zero"`, ...); for a platform error,
+    /// [`AbiError::kind`].
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            BlockError::EntrySize { .. } => "entry_size",
+            BlockError::EntryLength { .. } => "entry_length",
+            BlockError::NoSpace { .. } => "no_space",
+            BlockError::ChainFull { .. } => "chain_full",
+            BlockError::ShrinkTooFar { .. } => "shrink_too_far",
+            BlockError::Chain(c) => c.fault.kind(),
+            BlockError::Platform(e) => e.kind(),
+        }
+    }
+}
+
+impl Fault {
+    /// The fault's stable name, as [`BlockError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Fault::Misaligned => "block_misaligned",
+            Fault::NotRam(_) => "block_not_ram",
+            Fault::NotPreserved(_) => "block_not_preserved",
+            Fault::Cycle { .. } => "chain_cycle",
+            Fault::ChainTooLong { .. } => "chain_too_long",
+            Fault::Ended => "chain_ended",
+            Fault::CountZero => "count_zero",
+            Fault::CountTooLarge { .. } => "count_too_large",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

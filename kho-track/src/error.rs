@@ -147,7 +147,76 @@ impl ToErrno for TrackError {
             TrackError::SubtreeExists { .. } => Errno::Exist,
             TrackError::Tree { fault: TreeFault::KeyTooWide, .. } => Errno::Range,
             TrackError::Block { fault: BlockFault::OrderTooLarge, .. } => Errno::Range,
-            _ => Errno::Inval,
+            TrackError::Tree {
+                fault:
+                    TreeFault::Misaligned
+                    | TreeFault::NotRam
+                    | TreeFault::Shared
+                    | TreeFault::InScratch
+                    | TreeFault::InPreservedBlock
+                    | TreeFault::ZeroKey,
+                ..
+            }
+            | TrackError::Block { fault: BlockFault::NotRam | BlockFault::InScratch | BlockFault::Overlaps, .. }
+            | TrackError::EmptyRange { .. }
+            | TrackError::Fdt { .. }
+            | TrackError::FdtSize { .. }
+            | TrackError::BadProperty { .. }
+            | TrackError::SubtreeInvalid { .. }
+            | TrackError::BadName { .. }
+            | TrackError::Stopped(_) => Errno::Inval,
+        }
+    }
+}
+
+/// Stable names of the variants, for C callers and logs: they do not change
+/// when a message is reworded, and are never Rust `Debug` text.
+impl TrackError {
+    /// The variant's stable name; for a tree or block fault, the fault's
+    /// (`"tree_node_shared"`, `"block_overlaps"`, ...); for a wire-layer
+    /// error, [`AbiError::kind`].
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            TrackError::Abi(e) => e.kind(),
+            TrackError::EmptyRange { .. } => "empty_range",
+            TrackError::Fdt { .. } => "fdt_parse",
+            TrackError::FdtSize { .. } => "fdt_size",
+            TrackError::FdtFull { .. } => "fdt_full",
+            TrackError::BadProperty { .. } => "bad_property",
+            TrackError::SubtreeNotFound { .. } => "subtree_not_found",
+            TrackError::SubtreeExists { .. } => "subtree_exists",
+            TrackError::SubtreeInvalid { .. } => "subtree_invalid",
+            TrackError::BadName { .. } => "bad_name",
+            TrackError::Tree { fault, .. } => fault.kind(),
+            TrackError::Block { fault, .. } => fault.kind(),
+            TrackError::Stopped(_) => "stopped",
+        }
+    }
+}
+
+impl TreeFault {
+    /// The fault's stable name, as [`TrackError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            TreeFault::Misaligned => "tree_node_misaligned",
+            TreeFault::NotRam => "tree_node_not_ram",
+            TreeFault::Shared => "tree_node_shared",
+            TreeFault::KeyTooWide => "tree_key_too_wide",
+            TreeFault::InScratch => "tree_node_in_scratch",
+            TreeFault::InPreservedBlock => "tree_node_in_preserved_block",
+            TreeFault::ZeroKey => "tree_zero_key",
+        }
+    }
+}
+
+impl BlockFault {
+    /// The fault's stable name, as [`TrackError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            BlockFault::NotRam => "block_not_ram",
+            BlockFault::OrderTooLarge => "block_order_too_large",
+            BlockFault::InScratch => "block_in_scratch",
+            BlockFault::Overlaps => "block_overlaps",
         }
     }
 }

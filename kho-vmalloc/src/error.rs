@@ -265,6 +265,37 @@ impl ToErrno for VmallocError {
     }
 }
 
+/// Stable names of the variants, for C callers and logs: they do not change
+/// when a message is reworded, and are never Rust `Debug` text.
+impl VmallocError {
+    /// The variant's stable name (`"chain_cycle"`, `"zero_entry"`, ...); for
+    /// a descriptor error, `"descriptor_"` and the wire-layer kind.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            VmallocError::UnsupportedFlags { .. } => "unsupported_flags",
+            VmallocError::OrderTooLarge { .. } => "order_too_large",
+            VmallocError::BadBlock { .. } => "bad_block",
+            VmallocError::TooManyPages { .. } => "too_many_pages",
+            VmallocError::NoMemory { .. } => "no_memory",
+            VmallocError::PreserveFailed { .. } => "preserve_failed",
+            VmallocError::UnpreserveFailed { .. } => "unpreserve_failed",
+            VmallocError::Descriptor(_) => "descriptor",
+            VmallocError::ChunkMisaligned { .. } => "chunk_misaligned",
+            VmallocError::ChunkNotRam { .. } => "chunk_not_ram",
+            VmallocError::ChunkNotPreserved { .. } => "chunk_not_preserved",
+            VmallocError::ChainCycle { .. } => "chain_cycle",
+            VmallocError::ChainTooLong { .. } => "chain_too_long",
+            VmallocError::ZeroEntry { .. } => "zero_entry",
+            VmallocError::TooManyBlocks { .. } => "too_many_blocks",
+            VmallocError::TooFewBlocks { .. } => "too_few_blocks",
+            VmallocError::BlockMisaligned { .. } => "block_misaligned",
+            VmallocError::BlockNotRam { .. } => "block_not_ram",
+            VmallocError::BlockNotPreserved { .. } => "block_not_preserved",
+            VmallocError::OutputTooSmall { .. } => "output_too_small",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
