@@ -68,8 +68,22 @@ pub(crate) struct Load {
     pub(crate) filesz: u64,
 }
 
+/// What the headers of a core file say.
+pub(crate) struct Headers {
+    /// The `PT_LOAD` segments with memory, as read.
+    pub(crate) loads: Vec<Load>,
+    /// The `"KHO"` note.
+    pub(crate) note: KhoNote,
+    /// `e_machine`.
+    pub(crate) machine: u16,
+}
+
 /// Reads the ELF header, the `PT_LOAD` segments and the `"KHO"` note.
-pub(crate) fn parse_headers(data: &[u8], file_len: u64) -> Result<(Vec<Load>, KhoNote), ImageError> {
+/// `data` holds the file's first bytes (at least its headers and notes);
+/// `file_len` is the file's length. With `kcore`, segments whose `p_paddr`
+/// is all ones (a kernel's `/proc/kcore` gives no PA for vmalloc and
+/// module space) are left out.
+pub(crate) fn parse_headers(data: &[u8], file_len: u64, kcore: bool) -> Result<Headers, ImageError> {
     let ehdr = elf::FileHeader64::<LE>::parse(data).map_err(|e| format_err(format!("ELF header: {e}")))?;
     if ehdr.e_type.get(LE) != elf::ET_CORE {
         return Err(format_err(format!("e_type {} is not ET_CORE", ehdr.e_type.get(LE))));
@@ -85,6 +99,9 @@ pub(crate) fn parse_headers(data: &[u8], file_len: u64) -> Result<(Vec<Load>, Kh
         match ph.p_type(LE) {
             elf::PT_LOAD => {
                 let (paddr, memsz) = (ph.p_paddr(LE), ph.p_memsz(LE));
+                if kcore && paddr == u64::MAX {
+                    continue;
+                }
                 if filesz > memsz {
                     return Err(format_err(format!("PT_LOAD {i}: p_filesz {filesz:#x} above p_memsz {memsz:#x}")));
                 }
@@ -112,7 +129,7 @@ pub(crate) fn parse_headers(data: &[u8], file_len: u64) -> Result<(Vec<Load>, Kh
     if loads.is_empty() {
         return Err(format_err("no PT_LOAD segment"));
     }
-    Ok((loads, note))
+    Ok(Headers { loads, note, machine: ehdr.e_machine.get(LE) })
 }
 
 /// Records the `"KHO"` notes of one note segment into `note`.

@@ -57,8 +57,7 @@ pub struct Root {
     pub data: KhoData,
     /// Where it came from.
     pub source: Source,
-    /// For a scan: every PA that held a `kho-v*` FDT (the first one that
-    /// parses is used).
+    /// For a scan: every PA that held a `kho-v*` FDT, ascending.
     pub candidates: Vec<u64>,
 }
 
@@ -109,28 +108,39 @@ impl std::fmt::Display for FindError {
 
 impl std::error::Error for FindError {}
 
-/// Finds the root of the handover in `image`.
+/// Finds the root of the handover in `image`. For a scan, the root is the
+/// lowest candidate; [`crate::choose::choose`] validates them all and picks
+/// the live one.
 pub fn find_root(image: &Image, opts: &FindOptions, progress: &Progress) -> Result<Root, FindError> {
-    let (fdt, source, candidates) = match (opts.fdt, image.note()) {
-        (Some(pa), _) => (pa, Source::Option, Vec::new()),
+    match (opts.fdt, image.note()) {
+        (Some(pa), _) => root_at(image, pa, Source::Option, opts, &[]),
         (None, KhoNote::Present(data)) => {
             if !opts.scratch.is_empty() {
                 return Err(FindError::ScratchWithNote);
             }
-            return Ok(Root { data: *data, source: Source::Note, candidates: Vec::new() });
+            Ok(Root { data: *data, source: Source::Note, candidates: Vec::new() })
         }
-        (None, KhoNote::Malformed { what }) => return Err(FindError::BadNote(what.clone())),
+        (None, KhoNote::Malformed { what }) => Err(FindError::BadNote(what.clone())),
         (None, KhoNote::Absent) => {
-            let candidates = scan(image, progress).map_err(FindError::Image)?;
-            let scanned = candidates.1;
-            let candidates = candidates.0;
-            let pick = candidates.iter().find(|&&pa| parses(image, pa)).or(candidates.first());
-            match pick {
-                Some(&pa) => (pa, Source::Scan, candidates),
-                None => return Err(FindError::NotFound { scanned }),
+            let (candidates, scanned) = scan(image, progress).map_err(FindError::Image)?;
+            match candidates.first() {
+                Some(&pa) => root_at(image, pa, Source::Scan, opts, &candidates),
+                None => Err(FindError::NotFound { scanned }),
             }
         }
-    };
+    }
+}
+
+/// The root at `fdt` (found by `source`): a `kho_data` made up with the
+/// FDT's PA, the rest of its page as its size, and the scratch areas of
+/// `opts`, whose array is placed in the image's private pages.
+pub fn root_at(
+    image: &Image,
+    fdt: u64,
+    source: Source,
+    opts: &FindOptions,
+    candidates: &[u64],
+) -> Result<Root, FindError> {
     let mut data = KhoData { fdt_addr: fdt, fdt_size: PAGE - fdt % PAGE, scratch_addr: 0, scratch_size: 0 };
     if !opts.scratch.is_empty() {
         let bytes = (opts.scratch.len() * size_of::<KhoScratch>()) as u64;
@@ -142,7 +152,7 @@ pub fn find_root(image: &Image, opts: &FindOptions, progress: &Progress) -> Resu
         data.scratch_addr = array.as_u64();
         data.scratch_size = bytes;
     }
-    Ok(Root { data, source, candidates })
+    Ok(Root { data, source, candidates: candidates.to_vec() })
 }
 
 /// The root compatible of an FDT at the start of `page`, if it is one.
@@ -152,12 +162,6 @@ fn kho_compatible(page: &[u8]) -> Option<Vec<u8>> {
     let prop = fdt.root().property("compatible")?;
     let value = prop.value();
     value.starts_with(b"kho-v").then(|| value.to_vec())
-}
-
-/// Whether the FDT at `pa` passes kho's root checks.
-fn parses(image: &Image, pa: u64) -> bool {
-    let mut page = vec![0u8; PAGE_SIZE];
-    image.read_original(pa, &mut page).is_some() && kho_track::fdt::RootFdt::parse(PhysAddr::new(pa), page).is_ok()
 }
 
 /// Every page-aligned PA holding an FDT whose compatible starts with

@@ -51,6 +51,70 @@ pub struct RamRange {
     pub end: u64,
 }
 
+/// How the file's bytes are reached.
+enum FileSource {
+    /// A private mapping of the whole file (`base` points into it).
+    Mapped {
+        /// Owns the mapping `base` points into.
+        _map: MmapMut,
+        base: NonNull<u8>,
+    },
+    /// Positioned reads, for files that cannot be mapped (a kernel's
+    /// `/proc/kcore`, whose size is nominal): every segment is a shadow.
+    Pread,
+}
+
+/// How the image's RAM was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RamSource {
+    /// Every `PT_LOAD` is RAM (images that carry only RAM, as kho-sim's
+    /// and a kernel's `/proc/kcore`).
+    Segments,
+    /// An x86-64 image without a statement of its RAM (QEMU's
+    /// `dump-guest-memory` also dumps device memory, such as the VGA BAR
+    /// at `0xfd00_0000` and the BIOS ROM at `0xfffc_0000`): every
+    /// `PT_LOAD` except what lies in the 32-bit device window
+    /// `0xe000_0000..0x1_0000_0000`, where PC firmware and QEMU never put
+    /// RAM.
+    SegmentsLessDeviceWindow,
+    /// Named with `--ram`: RAM is where the segments and the named ranges
+    /// meet.
+    Given,
+}
+
+impl RamSource {
+    /// How the source reads in a report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RamSource::Segments => "every PT_LOAD is RAM",
+            RamSource::SegmentsLessDeviceWindow => {
+                "the image does not say which ranges are RAM: every PT_LOAD but the x86 device window \
+                 0xe0000000..0x100000000 (name RAM with --ram PA:SIZE)"
+            }
+            RamSource::Given => "RAM as named with --ram",
+        }
+    }
+}
+
+/// The x86 32-bit device window: never RAM on a PC.
+const X86_DEVICE_WINDOW: RamRange = RamRange { start: 0xe000_0000, end: 0x1_0000_0000 };
+
+/// How to open an image.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// What [`PageAlloc::max_order`] reports (blocks above it are
+    /// rejected by kho's import).
+    pub max_order: Order,
+    /// RAM named by the user (`--ram`); empty to decide from the image.
+    pub ram: Vec<RamRange>,
+}
+
+/// Linux's procfs magic number, as `fstatfs` reports it.
+const PROC_SUPER_MAGIC: u64 = 0x9fa0;
+/// Bytes read for the headers of a file that is not mapped.
+const PREAD_HEADERS: usize = 1 << 20;
+
 /// How a segment's PAs reach memory.
 enum Backing {
     /// Straight into the file mapping at its one piece's file offset.
@@ -59,7 +123,7 @@ enum Backing {
     Shadow(Shadow),
 }
 
-/// A private anonymous copy of a segment.
+/// A private anonymous copy of a segment, filled from the file.
 ///
 /// # Invariants
 ///
@@ -133,10 +197,13 @@ struct Arena {
 pub struct Image {
     path: PathBuf,
     file: File,
-    /// Owns the mapping `base` points into.
-    _file_map: MmapMut,
-    base: NonNull<u8>,
+    /// How file bytes are read.
+    source: FileSource,
     segments: Vec<Segment>,
+    /// What of the segments is RAM, ascending, adjacent ranges joined.
+    ram: Vec<RamRange>,
+    /// How `ram` was decided.
+    ram_source: RamSource,
     loads: usize,
     note: KhoNote,
     arena: Arena,
@@ -159,33 +226,69 @@ impl Image {
     /// [`PageAlloc::max_order`] reports (blocks above it are rejected by
     /// kho's import).
     pub fn open(path: &Path, max_order: Order) -> Result<Image, ImageError> {
-        let file = File::open(path)?;
-        let file_len = file.metadata()?.len();
+        Image::open_with(path, &OpenOptions { max_order, ram: Vec::new() })
+    }
+
+    /// Opens the image at `path` as `opts` say. A file on procfs (a
+    /// running kernel's `/proc/kcore`) is read with positioned reads
+    /// instead of being mapped, its segments without a PA are left out,
+    /// and a segment lying inside another (the kernel text's alias of
+    /// RAM) is dropped. I/O errors name the path.
+    pub fn open_with(path: &Path, opts: &OpenOptions) -> Result<Image, ImageError> {
+        let named =
+            |e: std::io::Error| ImageError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display())));
+        let file = File::open(path).map_err(named)?;
+        let file_len = file.metadata().map_err(named)?.len();
+        let on_procfs = rustix::fs::fstatfs(&file).is_ok_and(|s| s.f_type as u64 == PROC_SUPER_MAGIC);
         if file_len < size_of::<elf::FileHeader64<LE>>() as u64 {
             return Err(format_err(format!("{file_len} bytes, too short for an ELF header")));
         }
-        let len = usize::try_from(file_len).map_err(|_| format_err("file too large to map"))?;
-        // SAFETY: the mapping is private (copy-on-write) and read through
-        // raw pointers only; the image must not be truncated while the
-        // tool runs (a truncated mapping faults, as for any mapped file),
-        // which is documented for users.
-        let mut file_map = unsafe { MmapOptions::new().len(len).no_reserve_swap().map_copy(&file)? };
-        let (loads, note) = parse_headers(&file_map, file_len)?;
+        let (source, headers) = if on_procfs {
+            use std::os::unix::fs::FileExt;
+            let mut head = vec![0u8; PREAD_HEADERS.min(usize::try_from(file_len).unwrap_or(PREAD_HEADERS))];
+            let mut got = 0;
+            while got < head.len() {
+                match file.read_at(&mut head[got..], got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(named(e)),
+                }
+            }
+            head.truncate(got);
+            let headers = parse_headers(&head, file_len, true)?;
+            (FileSource::Pread, headers)
+        } else {
+            let len = usize::try_from(file_len).map_err(|_| format_err("file too large to map"))?;
+            // SAFETY: the mapping is private (copy-on-write) and read through
+            // raw pointers only; the image must not be truncated while the
+            // tool runs (a truncated mapping faults, as for any mapped file),
+            // which is documented for users.
+            let mut map = unsafe { MmapOptions::new().len(len).no_reserve_swap().map_copy(&file) }.map_err(named)?;
+            let headers = parse_headers(&map, file_len, false)?;
+            let base = NonNull::new(map.as_mut_ptr()).ok_or_else(|| format_err("empty mapping"))?;
+            (FileSource::Mapped { _map: map, base }, headers)
+        };
+        let mut loads = headers.loads;
+        if on_procfs {
+            drop_contained(&mut loads);
+        }
         let nloads = loads.len();
-        let segments = build_segments(loads)?;
+        let segments = build_segments(loads, matches!(source, FileSource::Mapped { .. }))?;
+        let (ram, ram_source) = decide_ram(&segments, headers.machine, &opts.ram, on_procfs);
         let top = segments.last().map_or(0, |s| s.end);
         let arena = Arena::new(top)?;
-        let base = NonNull::new(file_map.as_mut_ptr()).ok_or_else(|| format_err("empty mapping"))?;
         Ok(Image {
             path: path.to_path_buf(),
             file,
-            _file_map: file_map,
-            base,
+            source,
             segments,
+            ram,
+            ram_source,
             loads: nloads,
-            note,
+            note: headers.note,
             arena,
-            max_order,
+            max_order: opts.max_order,
             reads: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -195,9 +298,32 @@ impl Image {
         &self.path
     }
 
-    /// The image's RAM: its segments, adjacent ones joined, ascending.
+    /// The image's RAM, adjacent ranges joined, ascending.
     pub fn ram(&self) -> Vec<RamRange> {
-        self.segments.iter().map(|s| RamRange { start: s.start, end: s.end }).collect()
+        self.ram.clone()
+    }
+
+    /// How the RAM was decided.
+    pub fn ram_source(&self) -> RamSource {
+        self.ram_source
+    }
+
+    /// The parts of the segments that are not RAM, ascending.
+    pub fn not_ram(&self) -> Vec<RamRange> {
+        let mut out = Vec::new();
+        for s in &self.segments {
+            let mut pos = s.start;
+            for r in self.ram.iter().filter(|r| r.end > s.start && r.start < s.end) {
+                if r.start > pos {
+                    out.push(RamRange { start: pos, end: r.start });
+                }
+                pos = pos.max(r.end);
+            }
+            if pos < s.end {
+                out.push(RamRange { start: pos, end: s.end });
+            }
+        }
+        out
     }
 
     /// Number of `PT_LOAD` segments in the file.
@@ -207,7 +333,7 @@ impl Image {
 
     /// Total bytes of RAM.
     pub fn ram_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.end - s.start).sum()
+        self.ram.iter().map(|r| r.end - r.start).sum()
     }
 
     /// What the `"KHO"` note holds.
@@ -222,21 +348,11 @@ impl Image {
     }
 
     /// Whether `[pa, pa + len)` is entirely the image's RAM (the arena is
-    /// not). Adjacent segments count as one range.
+    /// not).
     pub fn in_image_ram(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else { return false };
-        let mut pos = pa;
-        let first = self.segments.partition_point(|s| s.end <= pa);
-        for s in &self.segments[first..] {
-            if s.start > pos {
-                return false;
-            }
-            pos = pos.max(s.end);
-            if pos >= end {
-                return true;
-            }
-        }
-        len == 0 && pos >= end
+        let i = self.ram.partition_point(|r| r.end <= pa);
+        self.ram.get(i).is_some_and(|r| r.start <= pa && end <= r.end)
     }
 
     /// Copies the image's bytes for `pa..pa + buf.len()` into `buf` from the
@@ -248,24 +364,22 @@ impl Image {
         let seg = self.segment_of(pa).filter(|s| end <= s.end)?;
         buf.fill(0);
         for (at, off, len) in seg.file_parts(pa, end) {
-            let dst = &mut buf[(at - pa) as usize..][..len as usize];
-            let src = self.file_ptr(off);
-            // SAFETY: a piece's file bytes lie inside the file (checked when
-            // the headers were read), so `off + len` is inside the mapping;
-            // `dst` is a distinct allocation of `len` bytes.
-            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), dst.len()) };
+            self.read_file(off, &mut buf[(at - pa) as usize..][..len as usize]);
         }
         Some(())
     }
 
     /// The ranges of the image's RAM whose file bytes the file system
-    /// reports as data (`SEEK_DATA`), as PA ranges, ascending; file holes
-    /// and zero-fill read as zero and are left out.
+    /// reports as data (`SEEK_DATA`), as PA ranges, ascending; file holes,
+    /// zero-fill and memory that is not RAM are left out.
     pub fn data_ranges(&self) -> Result<Vec<RamRange>, ImageError> {
         let mut out = Vec::new();
         for p in self.segments.iter().flat_map(|s| &s.pieces) {
             for (a, b) in file_data(&self.file, p.file_offset, p.file_offset + p.file_len)? {
-                out.push(RamRange { start: p.start + (a - p.file_offset), end: p.start + (b - p.file_offset) });
+                let (start, end) = (p.start + (a - p.file_offset), p.start + (b - p.file_offset));
+                for r in self.ram.iter().filter(|r| r.start < end && start < r.end) {
+                    out.push(RamRange { start: start.max(r.start), end: end.min(r.end) });
+                }
             }
         }
         Ok(out)
@@ -284,16 +398,47 @@ impl Image {
         self.segments.get(i).filter(|s| pa < s.end)
     }
 
-    fn file_ptr(&self, offset: u64) -> NonNull<u8> {
-        // SAFETY: callers pass offsets at most the file's length, the length
-        // of the mapping at `base` (type invariant), so the result is in
-        // bounds or one past the end.
-        unsafe { self.base.add(offset as usize) }
+    /// A pointer to file offset `offset` in the mapping; `None` for a
+    /// file read with positioned reads.
+    fn file_ptr(&self, offset: u64) -> Option<NonNull<u8>> {
+        match &self.source {
+            // SAFETY: callers pass offsets at most the file's length, the
+            // length of the mapping at `base`, so the result is in bounds or
+            // one past the end.
+            FileSource::Mapped { base, .. } => Some(unsafe { base.add(offset as usize) }),
+            FileSource::Pread => None,
+        }
+    }
+
+    /// Copies the file's bytes at `offset` into `dst`, which lie inside the
+    /// file (a piece's bytes, checked when the headers were read). Bytes a
+    /// positioned read cannot get (a kernel refusing a page of
+    /// `/proc/kcore`) read as zero.
+    fn read_file(&self, offset: u64, dst: &mut [u8]) {
+        match self.file_ptr(offset) {
+            // SAFETY: `offset + dst.len()` is inside the file, hence inside
+            // the mapping; `dst` is distinct memory of `dst.len()` bytes.
+            Some(src) => unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), dst.len()) },
+            None => {
+                use std::os::unix::fs::FileExt;
+                let mut got = 0;
+                while got < dst.len() {
+                    match self.file.read_at(&mut dst[got..], offset + got as u64) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                dst[got..].fill(0);
+            }
+        }
     }
 
     fn segment_ptr(&self, seg: &Segment, pa: u64, end: u64) -> NonNull<u8> {
         match &seg.backing {
-            Backing::File => self.file_ptr(seg.pieces[0].file_offset + (pa - seg.start)),
+            // PANICS: none; `File` backing is only chosen for a mapped file.
+            Backing::File => self.file_ptr(seg.pieces[0].file_offset + (pa - seg.start)).expect("mapped"),
             Backing::Shadow(sh) => {
                 let first = seg.start & !(PAGE - 1);
                 let mut filled = sh.filled.lock().unwrap_or_else(|e| e.into_inner());
@@ -319,14 +464,13 @@ impl Image {
         let first = seg.start & !(PAGE - 1);
         let (a, b) = (page_pa.max(seg.start), (page_pa + PAGE).min(seg.end));
         for (at, off, len) in seg.file_parts(a, b) {
-            let src = self.file_ptr(off);
-            // SAFETY: the source lies in a piece's file bytes, inside the
-            // file mapping; the destination `at - first ..+ len` lies in the
+            // SAFETY: the destination `at - first ..+ len` lies in the
             // shadow (`at + len <= seg.end`), in a page whose bit is clear,
-            // so no pointer into it has been handed out (`Shadow` invariant).
-            unsafe {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), sh.ptr.add((at - first) as usize).as_ptr(), len as usize)
-            };
+            // so no pointer into it has been handed out (`Shadow`
+            // invariant) and no other reference to it exists.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(sh.ptr.add((at - first) as usize).as_ptr(), len as usize) };
+            self.read_file(off, dst);
         }
     }
 }
@@ -349,7 +493,11 @@ unsafe impl PhysMem for Image {
         let p = pa.as_u64();
         let end = p.checked_add(len).ok_or(not_ram)?;
         if let Some(seg) = self.segment_of(p) {
-            return if end <= seg.end { Ok(self.segment_ptr(seg, p, end)) } else { Err(not_ram) };
+            return if end <= seg.end && self.in_image_ram(p, len) {
+                Ok(self.segment_ptr(seg, p, end))
+            } else {
+                Err(not_ram)
+            };
         }
         self.arena.pointer(p, end).ok_or(not_ram)
     }
@@ -406,7 +554,7 @@ impl Arena {
 /// into one segment, and picks each segment's backing: the file mapping
 /// when the segment is one run of file bytes as long as the segment whose
 /// offset keeps the PA's alignment modulo 8, else a shadow.
-fn build_segments(mut loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
+fn build_segments(mut loads: Vec<Load>, mapped: bool) -> Result<Vec<Segment>, ImageError> {
     loads.sort_unstable_by_key(|l| l.paddr);
     let mut segs: Vec<Segment> = Vec::with_capacity(loads.len());
     for l in loads {
@@ -434,7 +582,7 @@ fn build_segments(mut loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
             joined
         });
         let p = s.pieces[0];
-        let direct = s.pieces.len() == 1 && p.file_len == s.end - s.start && p.file_offset % 8 == s.start % 8;
+        let direct = mapped && s.pieces.len() == 1 && p.file_len == s.end - s.start && p.file_offset % 8 == s.start % 8;
         if !direct {
             let first = s.start & !(PAGE - 1);
             let span = usize::try_from(s.end - first).map_err(|_| format_err("segment too large"))?;
@@ -447,9 +595,99 @@ fn build_segments(mut loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
     Ok(segs)
 }
 
+/// Drops every load that lies inside another (a kernel's `/proc/kcore`
+/// shows the kernel text a second time, inside RAM).
+fn drop_contained(loads: &mut Vec<Load>) {
+    // Sorted by start, longest first: a load lies inside an earlier one
+    // exactly when it ends no later than the furthest end so far.
+    loads.sort_unstable_by_key(|l| (l.paddr, std::cmp::Reverse(l.memsz)));
+    let mut furthest = 0u64;
+    let mut first = true;
+    loads.retain(|l| {
+        let end = l.paddr + l.memsz;
+        let keep = first || end > furthest;
+        first = false;
+        furthest = furthest.max(end);
+        keep
+    });
+}
+
+/// The RAM of an image: the segments, less the x86 device window for an
+/// x86-64 image that does not say what is RAM, or met with the ranges the
+/// user named. Ascending, adjacent ranges joined.
+fn decide_ram(segments: &[Segment], machine: u16, given: &[RamRange], all_ram: bool) -> (Vec<RamRange>, RamSource) {
+    let segs = segments.iter().map(|s| RamRange { start: s.start, end: s.end });
+    let (mut ram, source): (Vec<RamRange>, RamSource) = if !given.is_empty() {
+        let mut out = Vec::new();
+        for s in segs {
+            for g in given {
+                let (a, b) = (s.start.max(g.start), s.end.min(g.end));
+                if a < b {
+                    out.push(RamRange { start: a, end: b });
+                }
+            }
+        }
+        (out, RamSource::Given)
+    } else if machine == elf::EM_X86_64 && !all_ram {
+        let w = X86_DEVICE_WINDOW;
+        let mut out = Vec::new();
+        for s in segs {
+            for (a, b) in [(s.start, s.end.min(w.start)), (s.start.max(w.end), s.end)] {
+                if a < b {
+                    out.push(RamRange { start: a, end: b });
+                }
+            }
+        }
+        (out, RamSource::SegmentsLessDeviceWindow)
+    } else {
+        (segs.collect(), RamSource::Segments)
+    };
+    ram.sort_unstable_by_key(|r| r.start);
+    let mut joined: Vec<RamRange> = Vec::with_capacity(ram.len());
+    for r in ram {
+        match joined.last_mut() {
+            Some(p) if r.start <= p.end => p.end = p.end.max(r.end),
+            _ => joined.push(r),
+        }
+    }
+    (joined, source)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn build_segments_mapped(loads: Vec<Load>) -> Result<Vec<Segment>, ImageError> {
+        build_segments(loads, true)
+    }
+
+    #[test]
+    fn kcore_aliases_are_dropped_and_ram_is_decided() {
+        let mut loads =
+            vec![seg(0x100_0000, 0x200_0000, 0x5000, 0x100_0000), seg(0x1000, 0x4000_0000, 0x9000, 0x3fff_f000)];
+        drop_contained(&mut loads);
+        assert_eq!(loads.len(), 1);
+        assert_eq!(loads[0].paddr, 0x1000);
+        let segs = build_segments(loads, false).unwrap();
+        assert!(matches!(segs[0].backing, Backing::Shadow(_)), "an unmapped file is read into shadows");
+
+        let segs = build_segments_mapped(vec![
+            seg(0, 0x4000_0000, 0x1000, 0x4000_0000),
+            seg(0xfd00_0000, 0xfe00_0000, 0x4000_1000, 0x100_0000),
+        ])
+        .unwrap();
+        let (ram, src) = decide_ram(&segs, elf::EM_X86_64, &[], false);
+        assert_eq!(src, RamSource::SegmentsLessDeviceWindow);
+        assert_eq!(ram, vec![RamRange { start: 0, end: 0x4000_0000 }]);
+        let (ram, src) = decide_ram(&segs, elf::EM_AARCH64, &[], false);
+        assert_eq!(src, RamSource::Segments);
+        assert_eq!(ram.len(), 2);
+        let given =
+            [RamRange { start: 0x10_0000, end: 0x2000_0000 }, RamRange { start: 0x1000_0000, end: 0x3000_0000 }];
+        let (ram, src) = decide_ram(&segs, elf::EM_X86_64, &given, false);
+        assert_eq!(src, RamSource::Given);
+        assert_eq!(ram, vec![RamRange { start: 0x10_0000, end: 0x3000_0000 }]);
+    }
 
     fn seg(start: u64, end: u64, file_offset: u64, file_len: u64) -> Load {
         Load { paddr: start, memsz: end - start, offset: file_offset, filesz: file_len }
@@ -457,25 +695,30 @@ mod tests {
 
     #[test]
     fn adjacent_segments_join_and_overlaps_fail() {
-        let s = build_segments(vec![seg(0x2000, 0x3000, 0x2000, 0x1000), seg(0x1000, 0x2000, 0x1000, 0x1000)]).unwrap();
+        let s = build_segments_mapped(vec![seg(0x2000, 0x3000, 0x2000, 0x1000), seg(0x1000, 0x2000, 0x1000, 0x1000)])
+            .unwrap();
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].start, s[0].end, s[0].pieces.len()), (0x1000, 0x3000, 1));
         assert!(matches!(s[0].backing, Backing::File));
         // Adjacent in PA but not in the file: one segment, two pieces.
-        let s = build_segments(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x2000, 0x3000, 0x9000, 0x1000)]).unwrap();
+        let s = build_segments_mapped(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x2000, 0x3000, 0x9000, 0x1000)])
+            .unwrap();
         assert_eq!((s.len(), s[0].pieces.len()), (1, 2));
         assert!(matches!(s[0].backing, Backing::Shadow(_)));
         let parts: Vec<_> = s[0].file_parts(0x1800, 0x2800).collect();
         assert_eq!(parts, [(0x1800, 0x1800, 0x800), (0x2000, 0x9000, 0x800)]);
         // A hole between segments keeps them apart.
-        let s = build_segments(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x3000, 0x4000, 0x2000, 0x1000)]).unwrap();
+        let s = build_segments_mapped(vec![seg(0x1000, 0x2000, 0x1000, 0x1000), seg(0x3000, 0x4000, 0x2000, 0x1000)])
+            .unwrap();
         assert_eq!(s.len(), 2);
-        assert!(build_segments(vec![seg(0x1000, 0x3000, 0, 0x2000), seg(0x2000, 0x4000, 0x2000, 0x2000)]).is_err());
+        assert!(
+            build_segments_mapped(vec![seg(0x1000, 0x3000, 0, 0x2000), seg(0x2000, 0x4000, 0x2000, 0x2000)]).is_err()
+        );
     }
 
     #[test]
     fn misaligned_or_zero_filled_segments_are_shadowed() {
-        let s = build_segments(vec![
+        let s = build_segments_mapped(vec![
             seg(0x1000, 0x2000, 0x1004, 0x1000),
             seg(0x4000, 0x6000, 0x3000, 0x1000),
             seg(0x8000, 0x9000, 0x5008, 0x1000),

@@ -182,6 +182,8 @@ pub fn image_info(image: &Image) -> ImageInfo {
         load_segments: image.load_segments(),
         ram: image.ram().iter().map(|r| Span { pa: r.start, size: r.end - r.start }).collect(),
         ram_bytes: image.ram_bytes(),
+        ram_source: image.ram_source(),
+        not_ram: image.not_ram().iter().map(|r| Span { pa: r.start, size: r.end - r.start }).collect(),
     }
 }
 
@@ -294,7 +296,8 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
             legacy,
             memory_map_pa: inc.fdt().memory_map().as_u64(),
             fdt_page_preserved,
-            scan_candidates: root.candidates.clone(),
+            candidates: Vec::new(),
+            ambiguous: false,
         },
         subtrees,
         scratch: inc.scratch().iter().map(|s| Span { pa: s.addr, size: s.size }).collect(),

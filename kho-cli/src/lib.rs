@@ -7,6 +7,8 @@
 //!   copy-on-write, read only as far as kho walks).
 //! - [`find`]: where the handover root is (the `"KHO"` note, `--fdt`, or a
 //!   scan).
+//! - [`choose`]: validating every root a scan found and picking the live
+//!   one (a KHO-booted kernel keeps its predecessor's root in memory).
 //! - [`inspect`]: validation through kho-track's incoming side and what
 //!   a report needs; [`report`]: the text and JSON reports.
 //! - [`svg`]: the address-space map.
@@ -14,6 +16,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these modules.
 
+pub mod choose;
 pub mod elf;
 pub mod find;
 pub mod image;

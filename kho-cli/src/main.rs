@@ -14,11 +14,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kho_abi::{KhoScratch, Order};
-use kho_cli::find::{FindOptions, find_root};
-use kho_cli::image::Image;
+use kho_cli::choose::{CandidateInfo, choose};
+use kho_cli::find::{FindOptions, Source, find_root};
+use kho_cli::image::{Image, OpenOptions, RamRange};
 use kho_cli::inspect::{Analysis, Failure, analyze, image_info};
 use kho_cli::progress::Progress;
-use kho_cli::report::{ErrorReport, failure_text, human, text};
+use kho_cli::report::{ErrorReport, candidates_text, failure_text, human, text};
 use kho_cli::svg::{MapInput, render};
 
 const EXIT_CODES: &str = "\
@@ -92,6 +93,12 @@ struct RootArgs {
     /// K, M or G suffixes (KiB, MiB, GiB).
     #[arg(long, value_name = "PA:SIZE", value_parser = parse_scratch)]
     scratch: Vec<KhoScratch>,
+    /// A range of the image that is RAM. Repeatable. Without it every
+    /// PT_LOAD is RAM, except, in an x86-64 image, the device window
+    /// 0xe0000000..0x100000000 (QEMU's dumps also hold device memory
+    /// there). SIZE takes K, M or G suffixes.
+    #[arg(long, value_name = "PA:SIZE", value_parser = parse_ram)]
+    ram: Vec<RamRange>,
     /// The largest block order the next kernel accepts; larger blocks are
     /// reported as corrupt (OrderTooLarge). The kernel's MAX_PAGE_ORDER is
     /// 10 on x86-64, but kernels with huge folios preserve larger ones
@@ -130,6 +137,13 @@ fn parse_scratch(s: &str) -> Result<KhoScratch, String> {
     Ok(KhoScratch { addr: parse_u64(pa)?, size: parse_size(size)? })
 }
 
+fn parse_ram(s: &str) -> Result<RamRange, String> {
+    let (pa, size) = s.split_once(':').ok_or_else(|| format!("{s:?} is not PA:SIZE"))?;
+    let (start, size) = (parse_u64(pa)?, parse_size(size)?);
+    let end = start.checked_add(size).filter(|_| size > 0).ok_or_else(|| format!("{s:?} is empty or overflows"))?;
+    Ok(RamRange { start, end })
+}
+
 fn parse_order(s: &str) -> Result<u32, String> {
     let n = parse_u64(s)?;
     Order::new(n, "--max-order").map(|o| o.get()).map_err(|e| e.to_string())
@@ -155,13 +169,29 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
     let progress = Progress::new(args.progress);
     // `parse_order` accepted only valid orders: the fallback is never taken.
     let max_order = Order::new(u64::from(args.max_order), "--max-order").unwrap_or(Order::ZERO);
-    let image = Image::open(&args.image, max_order).map_err(|e| fail(&Failure::Image(e), None, json))?;
+    let open = OpenOptions { max_order, ram: args.ram.clone() };
+    let image = Image::open_with(&args.image, &open).map_err(|e| fail(&Failure::Image(e), None, &[], json))?;
     let opts = FindOptions { fdt: args.fdt, scratch: args.scratch.clone() };
-    let root = find_root(&image, &opts, &progress).map_err(|e| fail(&e.into(), Some(&image), json))?;
+    let root = find_root(&image, &opts, &progress).map_err(|e| fail(&e.into(), Some(&image), &[], json))?;
+    if root.source == Source::Scan {
+        let choice = choose(&args.image, &open, &opts, &root.candidates, want_runs, &progress);
+        return match choice.result {
+            Ok((image, mut a)) => {
+                a.report.root.candidates = choice.candidates;
+                a.report.root.ambiguous = choice.ambiguous;
+                Ok((image, a))
+            }
+            Err(f) => {
+                let code = fail(&f, Some(&image), &choice.candidates, json);
+                eprint!("{}", candidates_text(&choice.candidates));
+                Err(code)
+            }
+        };
+    }
     match analyze(&image, &root, want_runs, &progress) {
         Ok(a) => Ok((image, a)),
         Err(f) => {
-            let code = fail(&f, Some(&image), json);
+            let code = fail(&f, Some(&image), &[], json);
             let fdt = root.data.fdt_addr;
             eprintln!("  root:    FDT at {fdt:#x}, {}, in {}", root.source.describe(), args.image.display());
             Err(code)
@@ -169,10 +199,10 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
     }
 }
 
-fn fail(f: &Failure, image: Option<&Image>, json: bool) -> u8 {
+fn fail(f: &Failure, image: Option<&Image>, candidates: &[CandidateInfo], json: bool) -> u8 {
     eprint!("{}", failure_text(f));
     if json {
-        let report = ErrorReport::new(f, image.map(image_info));
+        let report = ErrorReport::new(f, image.map(image_info), candidates.to_vec());
         let _ = emit(serde_json::to_string_pretty(&report).map(|s| s + "\n"));
     }
     f.exit_code()

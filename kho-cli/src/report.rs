@@ -10,11 +10,13 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
+use crate::choose::{CandidateInfo, Verdict};
 use crate::find::Source;
+use crate::image::RamSource;
 use crate::inspect::{Failure, errno_name, explain};
 
 /// The version of the JSON layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A PA range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -38,6 +40,10 @@ pub struct ImageInfo {
     pub ram: Vec<Span>,
     /// Total RAM.
     pub ram_bytes: u64,
+    /// How the RAM was decided.
+    pub ram_source: RamSource,
+    /// Memory the image holds that is not taken as RAM (device memory).
+    pub not_ram: Vec<Span>,
 }
 
 /// The handover root.
@@ -59,8 +65,11 @@ pub struct RootInfo {
     pub memory_map_pa: u64,
     /// Whether the root FDT's own page is a preserved block.
     pub fdt_page_preserved: bool,
-    /// For a scan: every page holding an FDT with a `kho-v*` compatible.
-    pub scan_candidates: Vec<u64>,
+    /// For a scan: every page holding an FDT with a `kho-v*` compatible,
+    /// ascending, each with its verdict.
+    pub candidates: Vec<CandidateInfo>,
+    /// Whether the scan found two or more candidates equally good.
+    pub ambiguous: bool,
 }
 
 /// One subtree.
@@ -182,11 +191,13 @@ pub struct ErrorReport {
     pub error: ErrorInfo,
     /// The image, when it could be read.
     pub image: Option<ImageInfo>,
+    /// For a scan: every root found, with its verdict.
+    pub candidates: Vec<CandidateInfo>,
 }
 
 impl ErrorReport {
     /// The report of `failure`.
-    pub fn new(failure: &Failure, image: Option<ImageInfo>) -> ErrorReport {
+    pub fn new(failure: &Failure, image: Option<ImageInfo>, candidates: Vec<CandidateInfo>) -> ErrorReport {
         let (detail, errno) = match failure {
             Failure::Corrupt { detail, errno, .. } => (Some(detail.clone()), errno.map(errno_name)),
             _ => (None, None),
@@ -197,6 +208,7 @@ impl ErrorReport {
             exit_code: failure.exit_code(),
             error: ErrorInfo { kind: failure.kind(), message: failure.message(), detail, errno },
             image,
+            candidates,
         }
     }
 }
@@ -235,6 +247,12 @@ pub fn text(r: &Report) -> String {
     for m in &i.ram {
         let _ = writeln!(s, "           {:#x}..{:#x}  {}", m.pa, m.pa + m.size, human(m.size));
     }
+    if i.ram_source != RamSource::Segments {
+        let _ = writeln!(s, "           RAM: {}", i.ram_source.describe());
+    }
+    for m in &i.not_ram {
+        let _ = writeln!(s, "           {:#x}..{:#x}  {}  not RAM", m.pa, m.pa + m.size, human(m.size));
+    }
     let root = &r.root;
     let _ = writeln!(s, "root       FDT at {:#x} (+{:#x}), {}", root.fdt_pa, root.fdt_size, root.source.describe());
     let legacy = if root.legacy { ", legacy chunk-list memory map" } else { "" };
@@ -244,9 +262,11 @@ pub fn text(r: &Report) -> String {
         root.compatible, root.version, root.memory_map_pa
     );
     let _ = writeln!(s, "           root FDT page preserved: {}", yes(root.fdt_page_preserved));
-    if root.scan_candidates.len() > 1 {
-        let list: Vec<String> = root.scan_candidates.iter().map(|p| format!("{p:#x}")).collect();
-        let _ = writeln!(s, "           scan found {} candidates: {}", list.len(), list.join(", "));
+    if root.candidates.len() > 1 {
+        s.push_str(&candidates_text(&root.candidates));
+        if root.ambiguous {
+            let _ = writeln!(s, "           AMBIGUOUS: more than one root is equally good; the lowest PA was taken");
+        }
     }
     let _ = writeln!(s, "subtrees   {}", r.subtrees.len());
     let width = r.subtrees.iter().map(|t| t.name.len()).max().unwrap_or(0);
@@ -305,6 +325,24 @@ pub fn text(r: &Report) -> String {
     let _ = writeln!(s, "tree       {}: {} pages ({})", r.tree.format, r.tree.pages, human(r.tree.bytes));
     let verdict = if r.ok { "well formed" } else { "NOT well formed: invalid subtree nodes (see above)" };
     let _ = writeln!(s, "result     {verdict}");
+    s
+}
+
+/// The scan's candidates, one line each.
+pub fn candidates_text(list: &[CandidateInfo]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "           scan found {} root FDTs:", list.len());
+    for c in list {
+        let verdict = match c.verdict {
+            Verdict::Chosen => "chosen",
+            Verdict::Stale => "stale",
+            Verdict::Corrupt => "corrupt",
+        };
+        let blocks = c.blocks.map_or(String::new(), |b| format!(", {b} blocks"));
+        let count = c.kexec_count.map_or(String::new(), |n| format!(", kexec count {n}"));
+        let why = c.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+        let _ = writeln!(s, "             {:#x}  {verdict}{blocks}{count}{why}", c.fdt_pa);
+    }
     s
 }
 

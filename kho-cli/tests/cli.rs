@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 static VECTOR: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| vector("independent-v4.img").display().to_string());
 
-
 #[test]
 fn help_documents_commands_options_and_exit_codes() {
     let run = kho(&["--help"]);
@@ -120,7 +119,7 @@ fn schema_is_complete_and_closed() {
     let mut objects = 0;
     walk(&schema, &schema, "#", &mut objects);
     assert!(objects >= 10, "{objects}");
-    assert_eq!(schema["$defs"]["report"]["properties"]["schema_version"]["const"], 1);
+    assert_eq!(schema["$defs"]["report"]["properties"]["schema_version"]["const"], 2);
 }
 
 /// The checker used on every JSON output in these tests does catch
@@ -144,13 +143,13 @@ fn schema_check_rejects_departures() {
     assert!(bad(&|v| v["extra"] = json!(1)).contains("unexpected member \"extra\""));
     assert!(bad(&|v| v["scratch"][0]["pa"] = json!("0x80800000")).contains("$.scratch[0].pa"));
     assert!(bad(&|v| v["root"]["version"] = json!("kho-v5")).contains("$.root.version"));
-    assert!(bad(&|v| v["schema_version"] = json!(2)).contains("oneOf"));
+    assert!(bad(&|v| v["schema_version"] = json!(1)).contains("oneOf"));
     assert!(bad(&|v| v["preserved"]["blocks"] = json!(-1)).contains("below 0"));
     assert!(bad(&|v| v["subtrees"][0]["size"] = json!(true)).contains("$.subtrees[0].size"));
     let err = json!({
-        "schema_version": 1, "ok": false, "exit_code": 2,
+        "schema_version": 2, "ok": false, "exit_code": 2,
         "error": { "kind": "corrupt", "message": "m", "detail": "d", "errno": "EINVAL" },
-        "image": null,
+        "image": null, "candidates": [],
     });
     assert!(validate(&err).is_ok());
     let mut wrong = err.clone();

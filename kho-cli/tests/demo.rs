@@ -74,7 +74,7 @@ fn inspect_json_matches_what_kernel_a_preserved() {
     let (code, v) = inspect_json(&d.path, &[]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["ok"], true);
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     assert_eq!(v["root"]["source"], "note");
     assert_eq!(v["root"]["compatible"], "kho-v4");
     assert_eq!(v["root"]["version"], "kho-v4");

@@ -45,7 +45,8 @@ fn essence(v: &Value) -> Value {
     let root = o["root"].as_object_mut().unwrap();
     root.remove("source");
     root.remove("fdt_size");
-    root.remove("scan_candidates");
+    root.remove("candidates");
+    root.remove("ambiguous");
     v
 }
 
@@ -66,7 +67,9 @@ fn fdt_option_and_scan_find_the_root_without_the_note() {
     let (code, by_scan) = inspect_json(&p.path, &["--scratch", &scratch]);
     assert_eq!(code, 0, "{by_scan}");
     assert_eq!(by_scan["root"]["source"], "scan");
-    assert_eq!(by_scan["root"]["scan_candidates"], serde_json::json!([p.fdt]));
+    assert_eq!(by_scan["root"]["candidates"][0]["fdt_pa"], p.fdt);
+    assert_eq!(by_scan["root"]["candidates"][0]["verdict"], "chosen");
+    assert_eq!(by_scan["root"]["ambiguous"], false);
     assert_eq!(essence(&by_scan), essence(&noted));
 
     // Without --scratch the areas are unknown (and said to be).
@@ -139,7 +142,8 @@ fn scan_prefers_a_root_that_parses_and_lists_candidates() {
     assert_eq!(code, 0, "{v}");
     let base = segs[0].pa;
     assert_eq!(v["root"]["fdt_pa"].as_u64(), Some(p.fdt));
-    let cands: Vec<u64> = v["root"]["scan_candidates"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+    let cands: Vec<u64> =
+        v["root"]["candidates"].as_array().unwrap().iter().filter_map(|c| c["fdt_pa"].as_u64()).collect();
     let mut want = vec![base + (20 << 20), p.fdt];
     want.sort_unstable();
     assert_eq!(cands, want);
@@ -247,4 +251,127 @@ fn map_shows_holes_and_gaps_in_ram() {
     let rows = doc.descendants().filter(|n| n.attribute("class") == Some("hole")).count();
     assert_eq!(rows, 7);
     assert_eq!(doc.descendants().filter(|n| n.attribute("class") == Some("ram")).count(), 8);
+}
+
+/// A handover on `m` with one order-2 folio, a blob subtree and, when
+/// `count` is given, a `kexec-metadata` subtree (version 1) with that count.
+fn handover_on(m: &kho_sim::Machine, count: Option<u32>) -> KhoData {
+    let mut t = tracker(m);
+    let block = alloc(m, 2);
+    m.fill_random(block, 4 * PAGE, 9).unwrap();
+    t.preserve_folio(block, order(2)).unwrap();
+    let blob = alloc(m, 0);
+    m.write(blob, b"blob").unwrap();
+    t.preserve_folio(blob, Order::ZERO).unwrap();
+    t.add_subtree("blob", blob, 4).unwrap();
+    if let Some(n) = count {
+        let meta = alloc(m, 0);
+        let mut bytes = [0u8; 73];
+        bytes[..4].copy_from_slice(&1u32.to_ne_bytes());
+        bytes[4..10].copy_from_slice(b"7.2.13");
+        bytes[69..].copy_from_slice(&n.to_ne_bytes());
+        m.write(meta, &bytes).unwrap();
+        t.preserve_folio(meta, Order::ZERO).unwrap();
+        t.add_subtree("kexec-metadata", meta, 73).unwrap();
+    }
+    // The tracker's pages stay in the machine's RAM after it is dropped.
+    t.finish().unwrap()
+}
+
+fn verdicts(v: &Value) -> Vec<(u64, String)> {
+    v["root"]["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["fdt_pa"].as_u64().unwrap(), c["verdict"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn two_good_roots_are_ambiguous_unless_a_kexec_count_decides() {
+    // Two complete handovers in one RAM, neither with kexec metadata.
+    let m = machine(64);
+    let a = handover_on(&m, None);
+    let b = handover_on(&m, None);
+    let path = tmp("two-roots.img");
+    m.save_image_with(&path, None).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["root"]["ambiguous"], true, "{v}");
+    let low = a.fdt_addr.min(b.fdt_addr);
+    assert_eq!(v["root"]["fdt_pa"].as_u64(), Some(low));
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert!(run.stdout.contains("AMBIGUOUS"), "{}", run.stdout);
+
+    // The same with kexec metadata: the higher count is the later kernel's.
+    let m = machine(64);
+    let older = handover_on(&m, Some(1));
+    let newer = handover_on(&m, Some(2));
+    let path = tmp("two-roots-counted.img");
+    m.save_image_with(&path, None).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["root"]["ambiguous"], false, "{v}");
+    assert_eq!(v["root"]["fdt_pa"].as_u64(), Some(newer.fdt_addr), "{v}");
+    let mut want = vec![(older.fdt_addr, "stale".to_string()), (newer.fdt_addr, "chosen".to_string())];
+    want.sort_unstable();
+    assert_eq!(verdicts(&v), want);
+    let stale = v["root"]["candidates"].as_array().unwrap().iter().find(|c| c["verdict"] == "stale").unwrap();
+    assert!(stale["reason"].as_str().unwrap().contains("lower kexec count"), "{stale}");
+    assert_eq!(stale["kexec_count"], 1);
+}
+
+/// A predecessor's root kept in memory whose tree pages were freed and
+/// zeroed: it imports but preserves nothing. It must lose to the live root
+/// wherever it lies, and a run never calls it well formed.
+#[test]
+fn a_stale_root_with_an_emptied_tree_loses() {
+    let p = image("stale-empty", false);
+    let mut segs = read_segments(&p.path);
+    let base = segs[0].pa;
+    // A root FDT in a free page whose memory map names a zeroed page: an
+    // empty tree.
+    let (stale_off, empty_off) = (3usize << 20, 5usize << 20);
+    for off in [stale_off, empty_off] {
+        assert!(segs[0].bytes[off..off + PAGE as usize].iter().all(|&b| b == 0), "page in use");
+    }
+    let stale = kho_track::fdt::build("kho-v4", PhysAddr::new(base + empty_off as u64), &[]).unwrap();
+    segs[0].bytes[stale_off..stale_off + stale.len()].copy_from_slice(&stale);
+    let path = tmp("stale-empty-rewritten.img");
+    write_elf(&path, &segs, &[], 0);
+
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["root"]["fdt_pa"].as_u64(), Some(p.fdt), "{v}");
+    assert_ne!(v["preserved"]["blocks"], 0);
+    let stale_pa = base + stale_off as u64;
+    let mut want = vec![(stale_pa, "stale".to_string()), (p.fdt, "chosen".to_string())];
+    want.sort_unstable();
+    assert_eq!(verdicts(&v), want);
+    let stale = v["root"]["candidates"].as_array().unwrap().iter().find(|c| c["verdict"] == "stale").unwrap();
+    assert!(stale["reason"].as_str().unwrap().contains("root FDT page is not preserved"), "{stale}");
+    assert_eq!(stale["blocks"], 0);
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert!(run.stdout.contains(&format!("{stale_pa:#x}  stale, 0 blocks")), "{}", run.stdout);
+}
+
+/// When no candidate imports, the failure names them all, in JSON too.
+#[test]
+fn no_candidate_importing_lists_them_all() {
+    let p = image("all-corrupt", false);
+    let mut segs = read_segments(&p.path);
+    let base = segs[0].pa;
+    // Replace the live root by one whose map is a page of garbage.
+    let off = (p.fdt - base) as usize;
+    let junk_off = 7 << 20;
+    segs[0].bytes[junk_off..junk_off + PAGE as usize].fill(0xa5);
+    let bad = kho_track::fdt::build("kho-v4", PhysAddr::new(base + junk_off as u64), &[]).unwrap();
+    segs[0].bytes[off..off + PAGE as usize].fill(0);
+    segs[0].bytes[off..off + bad.len()].copy_from_slice(&bad);
+    let path = tmp("all-corrupt-rewritten.img");
+    write_elf(&path, &segs, &[], 0);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["candidates"][0]["verdict"], "corrupt", "{v}");
+    assert!(v["candidates"][0]["reason"].as_str().unwrap().starts_with("does not import"), "{v}");
 }

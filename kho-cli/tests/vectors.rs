@@ -12,7 +12,6 @@ use serde_json::Value;
 static IMAGE: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| vector("independent-v4.img").display().to_string());
 
-
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap()
 }
