@@ -79,9 +79,9 @@ impl<'a, P: PhysMem + PageAlloc + Claim + ?Sized> Probe<'a, P> {
     }
 }
 
-#[allow(unsafe_code)] // the one impl of an unsafe trait; no unsafe block
 // SAFETY: every pointer comes from `P::phys_to_virt`, whose guarantees are
 // passed through unchanged.
+#[allow(unsafe_code)] // the one impl of an unsafe trait; no unsafe block
 unsafe impl<P: PhysMem + ?Sized> PhysMem for Probe<'_, P> {
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.inner.phys_to_virt(pa, len)
@@ -123,6 +123,86 @@ impl<P: Claim + ?Sized> Claim for Probe<'_, P> {
     }
 }
 
+/// A platform wrapper that holds back `free_pages` until the caller knows
+/// whether the whole restore succeeded.
+///
+/// Lower layers (a vmalloc area's restore) free pages they no longer need
+/// once their own part succeeded, as the kernel does; a layer above that
+/// can still fail afterwards must be able to hand those pages back
+/// unclaimed instead. Through `DeferFree`, such frees are recorded:
+/// [`commit`](DeferFree::commit) performs them, [`undo`](DeferFree::undo)
+/// unclaims them.
+#[derive(Debug)]
+pub struct DeferFree<'a, P: ?Sized> {
+    inner: &'a P,
+    freed: RefCell<Vec<(PhysAddr, Order)>>,
+}
+
+impl<'a, P: PhysMem + PageAlloc + Claim + ?Sized> DeferFree<'a, P> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a P) -> Self {
+        DeferFree { inner, freed: RefCell::new(Vec::new()) }
+    }
+
+    /// The frees held back so far, in order.
+    pub fn pending(&self) -> Vec<(PhysAddr, Order)> {
+        self.freed.borrow().clone()
+    }
+
+    /// Frees what was freed through the wrapper.
+    pub fn commit(self) {
+        for (pa, order) in self.freed.into_inner() {
+            self.inner.free_pages(pa, order);
+        }
+    }
+
+    /// Gives what was freed through the wrapper back unclaimed (it was
+    /// claimed before it was freed).
+    pub fn undo(self) {
+        for (pa, order) in self.freed.into_inner().into_iter().rev() {
+            self.inner.unclaim(pa, order);
+        }
+    }
+}
+
+// SAFETY: every pointer comes from `P::phys_to_virt`, whose guarantees are
+// passed through unchanged.
+#[allow(unsafe_code)] // the one impl of an unsafe trait; no unsafe block
+unsafe impl<P: PhysMem + ?Sized> PhysMem for DeferFree<'_, P> {
+    fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+        self.inner.phys_to_virt(pa, len)
+    }
+
+    fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
+        self.inner.crosses_node(pa, order)
+    }
+}
+
+impl<P: PageAlloc + ?Sized> PageAlloc for DeferFree<'_, P> {
+    fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
+        self.inner.alloc_pages(order)
+    }
+
+    /// Recorded, performed by [`DeferFree::commit`].
+    fn free_pages(&self, pa: PhysAddr, order: Order) {
+        self.freed.borrow_mut().push((pa, order));
+    }
+
+    fn max_order(&self) -> Order {
+        self.inner.max_order()
+    }
+}
+
+impl<P: Claim + ?Sized> Claim for DeferFree<'_, P> {
+    fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+        self.inner.claim(pa, order)
+    }
+
+    fn unclaim(&self, pa: PhysAddr, order: Order) {
+        self.inner.unclaim(pa, order)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +220,7 @@ mod tests {
         t.preserve(b, Order::new(2, "o").unwrap()).unwrap();
         let blocks = t.blocks();
         let m2 = m.kexec(KhoData::default());
+        m2.boot_done(&mut blocks.iter().copied()).unwrap();
         let t2 = ModelTracker::incoming(blocks);
         let p2 = WithTracker::new(&m2, &t2);
         let probe = Probe::new(&p2);
@@ -155,5 +236,19 @@ mod tests {
         probe.free_pages(b, Order::new(2, "o").unwrap());
         assert_eq!(probe.release(), 1);
         assert!(t2.claimed().is_empty());
+
+        // DeferFree: a free is held back, then undone or performed.
+        let d = DeferFree::new(&p2);
+        d.claim(a, Order::ZERO).unwrap();
+        d.free_pages(a, Order::ZERO);
+        assert_eq!(t2.claimed().len(), 1);
+        d.undo();
+        assert!(t2.claimed().is_empty());
+        let outstanding = m2.outstanding_pages();
+        let d = DeferFree::new(&p2);
+        d.claim(a, Order::ZERO).unwrap();
+        d.free_pages(a, Order::ZERO);
+        d.commit();
+        assert_eq!(m2.outstanding_pages(), outstanding);
     }
 }
