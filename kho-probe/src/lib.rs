@@ -14,6 +14,11 @@
 //! as it started. The same reader code therefore serves both the next
 //! kernel and the inspector: there is one set of rules.
 //!
+//! [`DeferFree`] holds back the frees of a lower layer until the layer
+//! above knows its whole restore succeeded, and [`fdt::SwFdt`] lays out
+//! the small FDT blobs some layers write exactly as the kernel's libfdt
+//! does.
+//!
 //! ```
 //! use kho_abi::{Claim, KhoData, Order, PageAlloc, Preserve, WithTracker};
 //! use kho_probe::Probe;
@@ -39,6 +44,8 @@
 #![deny(unsafe_code)]
 
 extern crate alloc;
+
+pub mod fdt;
 
 use alloc::vec::Vec;
 use core::cell::RefCell;
