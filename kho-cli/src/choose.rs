@@ -67,6 +67,9 @@ pub struct Choice {
     pub ambiguous: bool,
 }
 
+/// A candidate's image and analysis, or why it does not import.
+type Attempt = Result<(Image, Analysis), Failure>;
+
 /// How a candidate ranks: higher is better, compared in field order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
@@ -114,7 +117,7 @@ pub fn choose(
     want_runs: bool,
     progress: &Progress,
 ) -> Choice {
-    let mut tried: Vec<(u64, Result<(Image, Analysis), Failure>)> = Vec::new();
+    let mut tried: Vec<(u64, Attempt)> = Vec::new();
     for &pa in candidates {
         let attempt = Image::open_with(path, open).map_err(Failure::Image).and_then(|image| {
             let root: Root = root_at(&image, pa, Source::Scan, opts, candidates).map_err(Failure::from)?;

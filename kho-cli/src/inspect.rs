@@ -15,12 +15,13 @@ use kho_abi::legacy::V1Chunk;
 use kho_abi::{AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, ToErrno, read_phys};
 use kho_track::{Incoming, TrackError};
 
-use crate::find::{FindError, Root};
+use crate::find::{FindError, Root, Source};
 use crate::image::{Image, ImageError};
 use crate::progress::Progress;
 use crate::report::{
     ImageInfo, OrderInfo, Preserved, Ranges, Report, RootInfo, SCHEMA_VERSION, Span, SubtreeInfo, TreeInfo,
 };
+use crate::scratch::ScratchSource;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 
@@ -46,6 +47,9 @@ pub enum Failure {
     },
     /// The inspector ran out of its private pages (exit 1).
     Limit(String),
+    /// The input ends before what its own header declares (exit 1): a
+    /// truncated copy, not a corrupt handover.
+    Truncated(String),
 }
 
 impl Failure {
@@ -53,7 +57,7 @@ impl Failure {
     /// corrupt handover, 3 no handover found.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Usage(_) | Failure::Image(_) | Failure::Limit(_) => 1,
+            Failure::Usage(_) | Failure::Image(_) | Failure::Limit(_) | Failure::Truncated(_) => 1,
             Failure::Corrupt { .. } => 2,
             Failure::NotFound(_) => 3,
         }
@@ -67,13 +71,14 @@ impl Failure {
             Failure::NotFound(_) => "not_found",
             Failure::Corrupt { .. } => "corrupt",
             Failure::Limit(_) => "limit",
+            Failure::Truncated(_) => "truncated",
         }
     }
 
     /// The one-line message.
     pub fn message(&self) -> String {
         match self {
-            Failure::Usage(m) | Failure::NotFound(m) | Failure::Limit(m) => m.clone(),
+            Failure::Usage(m) | Failure::NotFound(m) | Failure::Limit(m) | Failure::Truncated(m) => m.clone(),
             Failure::Image(e) => e.to_string(),
             Failure::Corrupt { message, .. } => format!("the handover is corrupt: {message}"),
         }
@@ -301,6 +306,11 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
         },
         subtrees,
         scratch: inc.scratch().iter().map(|s| Span { pa: s.addr, size: s.size }).collect(),
+        scratch_source: match root.source {
+            Source::Note => ScratchSource::Note,
+            _ if root.data.scratch_size > 0 => ScratchSource::Option,
+            _ => ScratchSource::Unknown,
+        },
         preserved: Preserved { blocks: stats.blocks, pages: stats.pages, bytes: stats.pages * PAGE, by_order },
         ranges: Ranges {
             count: ranges.len() as u64,

@@ -5,12 +5,15 @@
 //! - [`elf`]: the ELF64 core file's headers and `"KHO"` note.
 //! - [`image`]: the image as physical memory for kho (memory-mapped,
 //!   copy-on-write, read only as far as kho walks).
+//! - [`fdtfile`]: a raw root FDT as input (FDT-level checks only).
 //! - [`find`]: where the handover root is (the `"KHO"` note, `--fdt`, or a
 //!   scan).
 //! - [`choose`]: validating every root a scan found and picking the live
 //!   one (a KHO-booted kernel keeps its predecessor's root in memory).
 //! - [`inspect`]: validation through kho-track's incoming side and what
 //!   a report needs; [`report`]: the text and JSON reports.
+//! - [`scratch`]: finding the scratch areas in memory when the image has
+//!   no `kho_data`.
 //! - [`svg`]: the address-space map.
 //! - [`progress`]: progress on stderr for the slow phases.
 //!
@@ -18,9 +21,11 @@
 
 pub mod choose;
 pub mod elf;
+pub mod fdtfile;
 pub mod find;
 pub mod image;
 pub mod inspect;
 pub mod progress;
 pub mod report;
+pub mod scratch;
 pub mod svg;

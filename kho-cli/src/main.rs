@@ -15,11 +15,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use kho_abi::{KhoScratch, Order};
 use kho_cli::choose::{CandidateInfo, choose};
-use kho_cli::find::{FindOptions, Source, find_root};
+use kho_cli::fdtfile::{fdt_text, inspect_fdt, is_fdt};
+use kho_cli::find::{FindOptions, Source, find_root, root_at};
 use kho_cli::image::{Image, OpenOptions, RamRange};
 use kho_cli::inspect::{Analysis, Failure, analyze, image_info};
 use kho_cli::progress::Progress;
 use kho_cli::report::{ErrorReport, candidates_text, failure_text, human, text};
+use kho_cli::scratch::{ScratchSource, find_scratch};
 use kho_cli::svg::{MapInput, render};
 
 const EXIT_CODES: &str = "\
@@ -74,7 +76,7 @@ enum Command {
     Map {
         #[command(flatten)]
         root: RootArgs,
-        /// Where to write the SVG.
+        /// Where to write the SVG (`-`: standard output).
         #[arg(long, value_name = "FILE")]
         svg: PathBuf,
     },
@@ -176,7 +178,17 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
     if root.source == Source::Scan {
         let choice = choose(&args.image, &open, &opts, &root.candidates, want_runs, &progress);
         return match choice.result {
-            Ok((image, mut a)) => {
+            Ok((image, a)) => {
+                let found = if opts.scratch.is_empty() {
+                    with_scratch(args, &open, &opts, &image, &a, want_runs, &progress)
+                } else {
+                    Ok(None)
+                };
+                let (image, mut a) = match found {
+                    Ok(Some(x)) => x,
+                    Ok(None) => (image, a),
+                    Err(f) => return Err(fail(&f, Some(&image), &choice.candidates, json)),
+                };
                 a.report.root.candidates = choice.candidates;
                 a.report.root.ambiguous = choice.ambiguous;
                 Ok((image, a))
@@ -196,6 +208,42 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
             eprintln!("  root:    FDT at {fdt:#x}, {}, in {}", root.source.describe(), args.image.display());
             Err(code)
         }
+    }
+}
+
+/// The handover `a` of a scan (in `image`), imported again with the
+/// scratch areas found in memory (so a block inside one is refused as the next kernel would).
+/// Areas from a `setup_data` `kho_data` naming the root are the handover's
+/// own: a failure with them is the handover's. Areas from an array found in
+/// memory are a finding: if the handover does not import with them, they
+/// are not reported and the areas stay unknown (`None`: keep `a`).
+fn with_scratch(
+    args: &RootArgs,
+    open: &OpenOptions,
+    opts: &FindOptions,
+    image: &Image,
+    a: &Analysis,
+    want_runs: bool,
+    progress: &Progress,
+) -> Result<Option<(Image, Analysis)>, Failure> {
+    let fdt = a.report.root.fdt_pa;
+    let found = find_scratch(image, fdt);
+    if found.areas.is_empty() {
+        return Ok(None);
+    }
+    let opts = FindOptions { scratch: found.areas.clone(), ..opts.clone() };
+    let again = Image::open_with(&args.image, open).map_err(Failure::Image).and_then(|img| {
+        let root = root_at(&img, fdt, Source::Scan, &opts, &[]).map_err(Failure::from)?;
+        let b = analyze(&img, &root, want_runs, progress)?;
+        Ok((img, b))
+    });
+    match again {
+        Ok((img, mut b)) => {
+            b.report.scratch_source = found.source;
+            Ok(Some((img, b)))
+        }
+        Err(f) if found.source == ScratchSource::SetupData => Err(f),
+        Err(_) => Ok(None),
     }
 }
 
@@ -227,6 +275,19 @@ fn emit(report: serde_json::Result<String>) -> Result<(), u8> {
 }
 
 fn inspect(args: &RootArgs, json: bool) -> u8 {
+    if is_fdt(&args.image) {
+        if args.fdt.is_some() || !args.scratch.is_empty() || !args.ram.is_empty() {
+            let f = Failure::Usage("--fdt, --scratch and --ram apply to memory images, not to a raw FDT".into());
+            return fail(&f, None, &[], json);
+        }
+        return match inspect_fdt(&args.image) {
+            Ok(r) => {
+                let out = if json { serde_json::to_string_pretty(&r).map(|s| s + "\n") } else { Ok(fdt_text(&r)) };
+                emit(out).err().unwrap_or(0)
+            }
+            Err(f) => fail(&f, None, &[], json),
+        };
+    }
     let (_image, a) = match load(args, false, json) {
         Ok(x) => x,
         Err(code) => return code,
@@ -239,6 +300,11 @@ fn inspect(args: &RootArgs, json: bool) -> u8 {
 }
 
 fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
+    if is_fdt(&args.image) {
+        let f =
+            Failure::Usage(format!("{}: a raw FDT has no memory to map; give a machine image", args.image.display()));
+        return fail(&f, None, &[], false);
+    }
     let (_image, a) = match load(args, true, false) {
         Ok(x) => x,
         Err(code) => return code,
@@ -267,6 +333,12 @@ fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
         fdt_page: Some(r.root.fdt_pa & !(r.image.page_size - 1)),
         subtrees: r.subtrees.iter().filter_map(|s| Some((s.name.clone(), s.pa?, s.size))).collect(),
     };
+    if svg.as_os_str() == "-" {
+        return match emit(Ok(render(&input))) {
+            Ok(()) => r.exit_code(),
+            Err(code) => code,
+        };
+    }
     if let Err(e) = std::fs::write(svg, render(&input)) {
         eprintln!("error: writing {}: {e}", svg.display());
         return 1;

@@ -14,6 +14,7 @@ use crate::choose::{CandidateInfo, Verdict};
 use crate::find::Source;
 use crate::image::RamSource;
 use crate::inspect::{Failure, errno_name, explain};
+use crate::scratch::ScratchSource;
 
 /// The version of the JSON layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -150,6 +151,8 @@ pub struct Report {
     pub subtrees: Vec<SubtreeInfo>,
     /// Scratch areas.
     pub scratch: Vec<Span>,
+    /// Where the scratch areas came from.
+    pub scratch_source: ScratchSource,
     /// Preserved memory.
     pub preserved: Preserved,
     /// Coalesced ranges.
@@ -281,12 +284,7 @@ pub fn text(r: &Report) -> String {
         }
     }
     let plural = if r.scratch.len() == 1 { "" } else { "s" };
-    let hint = if r.scratch.is_empty() && root.source != Source::Note {
-        " (without the KHO note they are unknown: name them with --scratch PA:SIZE)"
-    } else {
-        ""
-    };
-    let _ = writeln!(s, "scratch    {} area{plural}{hint}", r.scratch.len());
+    let _ = writeln!(s, "scratch    {} area{plural}, {}", r.scratch.len(), r.scratch_source.describe());
     for a in &r.scratch {
         let _ = writeln!(s, "           {:#x}..{:#x}  {}", a.pa, a.pa.saturating_add(a.size), human(a.size));
     }

@@ -177,3 +177,54 @@ fn a_closed_stdout_is_not_a_crash() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// A raw root FDT (as copied from debugfs) is checked at the FDT level; a
+/// copy cut short of its header's `totalsize` is reported as truncated.
+#[test]
+fn a_raw_fdt_is_read_and_a_truncated_one_is_named() {
+    let subtrees =
+        [kho_track::fdt::Subtree { name: "LUO".into(), pa: kho_abi::PhysAddr::new(0x3a7000), size: Some(32) }];
+    let dtb = kho_track::fdt::build("kho-v4", kho_abi::PhysAddr::new(0x3a6000), &subtrees).unwrap();
+    let path = tmp("in-fdt");
+    std::fs::write(&path, &dtb).unwrap();
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("a raw root FDT"), "{}", run.stdout);
+    assert!(run.stdout.contains("memory map at 0x3a6000"), "{}", run.stdout);
+    assert!(run.stdout.contains("LUO  PA 0x3a7000  32 bytes"), "{}", run.stdout);
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(v["input"], "fdt");
+    assert_eq!(v["subtrees"][0]["name"], "LUO");
+    assert!(v["subtrees"][0]["preserved"].is_null());
+
+    // Cut as debugfs out/fdt cuts it: the header still says the full size.
+    let cut = tmp("out-fdt");
+    std::fs::write(&cut, &dtb[..dtb.len() - 40]).unwrap();
+    let run = kho(&["inspect", cut.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("truncated") && run.stderr.contains("kho/in/fdt"), "{}", run.stderr);
+    let (code, v) = inspect_json(&cut, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(v["error"]["kind"], "truncated");
+
+    // A corrupt one is corrupt; a map of an FDT is a usage error.
+    let mut bad = dtb.clone();
+    let at = bad.windows(6).position(|w| w == b"kho-v4").unwrap();
+    bad[at..at + 6].copy_from_slice(b"kho-v9");
+    std::fs::write(&path, &bad).unwrap();
+    assert_eq!(kho(&["inspect", path.to_str().unwrap()]).code, 2);
+    let run = kho(&["map", path.to_str().unwrap(), "--svg", "-"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+}
+
+/// `--svg -` writes the map to standard output; I/O errors name the path.
+#[test]
+fn svg_to_stdout_and_paths_in_io_errors() {
+    let run = kho(&["map", VECTOR.as_str(), "--svg", "-"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.starts_with("<svg") || run.stdout.starts_with("<?xml"), "{}", &run.stdout[..80]);
+    let run = kho(&["inspect", "/nonexistent/kho.img"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("/nonexistent/kho.img"), "{}", run.stderr);
+}

@@ -42,6 +42,7 @@ fn essence(v: &Value) -> Value {
     let mut v = v.clone();
     let o = v.as_object_mut().unwrap();
     o.remove("image");
+    o.remove("scratch_source");
     let root = o["root"].as_object_mut().unwrap();
     root.remove("source");
     root.remove("fdt_size");
@@ -72,11 +73,16 @@ fn fdt_option_and_scan_find_the_root_without_the_note() {
     assert_eq!(by_scan["root"]["ambiguous"], false);
     assert_eq!(essence(&by_scan), essence(&noted));
 
-    // Without --scratch the areas are unknown (and said to be).
+    // Without --scratch the areas are found in memory: the scratch array
+    // kho-sim's kernel A left in a page of its own.
     let run = kho(&["inspect", p.path.to_str().unwrap()]);
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("found by scanning memory"), "{}", run.stdout);
-    assert!(run.stdout.contains("scratch    0 areas (without the KHO note"), "{}", run.stdout);
+    assert!(run.stdout.contains("scratch    1 area, from a scratch array found in memory"), "{}", run.stdout);
+    let (_, found) = inspect_json(&p.path, &[]);
+    assert_eq!(found["scratch"], noted["scratch"]);
+    assert_eq!(found["scratch_source"], "memory");
+    assert_eq!(essence(&found), essence(&noted));
 }
 
 #[test]
@@ -374,4 +380,43 @@ fn no_candidate_importing_lists_them_all() {
     assert_eq!(code, 2, "{v}");
     assert_eq!(v["candidates"][0]["verdict"], "corrupt", "{v}");
     assert!(v["candidates"][0]["reason"].as_str().unwrap().starts_with("does not import"), "{v}");
+}
+
+/// Scratch areas come from a `setup_data` `kho_data` naming the root when
+/// one is in memory; two different arrays in memory leave them unknown.
+#[test]
+fn scratch_areas_from_setup_data_or_unknown() {
+    let m = machine(64);
+    let data = handover_on(&m, None);
+    // A setup_data entry {next, type 10, len 32} + kho_data in a free page.
+    let rec = alloc(&m, 0);
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&0u64.to_ne_bytes());
+    bytes.extend_from_slice(&10u32.to_ne_bytes());
+    bytes.extend_from_slice(&32u32.to_ne_bytes());
+    for w in [data.fdt_addr, data.fdt_size, data.scratch_addr, data.scratch_size] {
+        bytes.extend_from_slice(&w.to_ne_bytes());
+    }
+    m.write(PhysAddr::new(rec.as_u64() + 0x48), &bytes).unwrap();
+    let path = tmp("setup-data.img");
+    m.save_image_with(&path, None).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["scratch_source"], "setup_data", "{v}");
+    assert_eq!(v["scratch"][0]["pa"].as_u64(), Some(m.scratch()[0].addr));
+
+    // Without it, and with a second, different array in memory: unknown.
+    m.write(PhysAddr::new(rec.as_u64() + 0x48), &[0u8; 48]).unwrap();
+    let fake = alloc(&m, 0);
+    let base = m.ram_base().as_u64();
+    let mut arr = Vec::new();
+    arr.extend_from_slice(&(base + (32 << 20)).to_ne_bytes());
+    arr.extend_from_slice(&(4u64 << 20).to_ne_bytes());
+    m.write(fake, &arr).unwrap();
+    let path = tmp("two-arrays.img");
+    m.save_image_with(&path, None).unwrap();
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["scratch_source"], "unknown", "{v}");
+    assert_eq!(v["scratch"], serde_json::json!([]));
 }
