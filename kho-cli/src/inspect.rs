@@ -38,6 +38,8 @@ pub enum Failure {
     /// The handover is corrupt (exit 2): what, and the typed error's
     /// fields (PA, level, index) in `detail`.
     Corrupt {
+        /// The stable name of the fault (`TrackError::kind`).
+        kind: &'static str,
         /// One line: what is wrong and where.
         message: String,
         /// The typed error as kho-track reports it (`Debug` form).
@@ -84,9 +86,10 @@ impl Failure {
         }
     }
 
-    /// A corrupt-handover failure from a typed error.
-    pub fn corrupt<E: std::fmt::Display + std::fmt::Debug>(e: &E, errno: Option<Errno>) -> Failure {
-        Failure::Corrupt { message: e.to_string(), detail: format!("{e:?}"), errno }
+    /// A corrupt-handover failure from a typed error whose stable name is
+    /// `kind`.
+    pub fn corrupt<E: std::fmt::Display + std::fmt::Debug>(kind: &'static str, e: &E, errno: Option<Errno>) -> Failure {
+        Failure::Corrupt { kind, message: e.to_string(), detail: format!("{e:?}"), errno }
     }
 }
 
@@ -99,7 +102,7 @@ impl From<TrackError> for Failure {
             )),
             e => {
                 let errno = e.errno();
-                Failure::corrupt(&e, Some(errno))
+                Failure::corrupt(e.kind(), &e, Some(errno))
             }
         }
     }
@@ -108,7 +111,7 @@ impl From<TrackError> for Failure {
 impl From<FindError> for Failure {
     fn from(e: FindError) -> Self {
         match e {
-            FindError::BadNote(_) => Failure::corrupt(&e, None),
+            FindError::BadNote(_) => Failure::corrupt("bad_note", &e, None),
             FindError::NotFound { .. } => Failure::NotFound(e.to_string()),
             FindError::ScratchWithNote => Failure::Usage(e.to_string()),
             FindError::Image(e) => Failure::Image(e),
@@ -131,25 +134,37 @@ pub fn errno_name(e: Errno) -> &'static str {
     }
 }
 
-/// What a fault means, for the reader of an error report.
-pub fn explain(detail: &str) -> Option<&'static str> {
-    let hints: [(&str, &str); 14] = [
-        ("Shared", "a table or leaf is reached through two slots; the tables must form a tree"),
-        ("KeyTooWide", "a slot whose keys would be wider than the radix key width (53 bits for 4 KiB pages)"),
-        ("ZeroKey", "a leaf bit for key 0, which has no order bit"),
-        ("InPreservedBlock", "a tree page lies inside a preserved block, so restoring it would expose the map"),
-        ("OrderTooLarge", "a block order above --max-order (the next kernel's largest order)"),
-        ("InScratch", "inside a scratch area, which the next kernel allocates from before walking the tree"),
-        ("Misaligned", "an address that is not aligned as the format requires"),
-        ("NotRam", "an address outside the image's RAM"),
-        ("BadCompatible", "the root compatible is not one of kho-v1..kho-v4"),
-        ("MalformedCompatible", "the root compatible string is malformed or names an unknown component"),
-        ("BadProperty", "the root FDT lacks a property or its length is wrong"),
-        ("ZeroAddress", "an address that must be non-zero is zero"),
-        ("Fdt {", "the root FDT does not parse"),
-        ("OutsideImage", "the handover names memory that is not in the image"),
+/// What a fault means, for the reader of an error report, by its stable
+/// kind name (`TrackError::kind`).
+pub fn explain(kind: &str) -> Option<&'static str> {
+    let hints: [(&str, &str); 22] = [
+        ("shared", "a table or leaf is reached through two slots; the tables must form a tree"),
+        ("key_too_wide", "a slot whose keys would be wider than the radix key width (53 bits for 4 KiB pages)"),
+        ("zero_key", "a leaf bit for key 0, which has no order bit"),
+        ("in_preserved_block", "a tree page lies inside a preserved block, so restoring it would expose the map"),
+        ("order_too_large", "a block order above --max-order (the next kernel's largest order)"),
+        ("in_scratch", "inside a scratch area, which the next kernel allocates from before walking the tree"),
+        ("misaligned", "an address that is not aligned as the format requires"),
+        ("not_ram", "an address outside the image's RAM"),
+        ("bad_compatible", "the root compatible is not one of kho-v1..kho-v4"),
+        ("malformed_compatible", "the root compatible string is malformed or names an unknown component"),
+        ("bad_property", "the root FDT lacks a property or its length is wrong"),
+        ("zero_address", "an address that must be non-zero is zero"),
+        ("fdt_parse", "the root FDT does not parse"),
+        ("fdt_struct_bounds", "an FDT token lies outside the structure block its header declares"),
+        ("unterminated_string", "a string property without its terminating NUL"),
+        ("duplicate_property", "a property given twice in one node; kernels write each once"),
+        ("duplicate_subtree", "two subtrees with one name; a next kernel could retrieve only one of them"),
+        ("overlaps", "two preserved blocks share pages (two owners for one page)"),
+        ("repeated", "a kho-v1 entry names the same span as an earlier one"),
+        (
+            "blob_not_preserved",
+            "a subtree blob lies (partly) outside preserved memory: the next kernel cannot restore it",
+        ),
+        ("map_too_large", "the memory map claims more than the image can hold"),
+        ("outside_image", "the handover names memory that is not in the image"),
     ];
-    hints.iter().find(|(k, _)| detail.contains(k)).map(|(_, v)| *v)
+    hints.iter().find(|(k, _)| kind == *k || kind.ends_with(&format!("_{k}"))).map(|(_, v)| *v)
 }
 
 /// A run of adjacent preserved blocks of one order.
@@ -328,6 +343,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
 
 fn outside(what: &'static str, pa: u64, len: u64) -> Failure {
     Failure::Corrupt {
+        kind: "outside_image",
         message: format!("{what} at PA {pa:#x}+{len:#x} is not RAM of the image"),
         detail: format!("OutsideImage {{ what: {what:?}, pa: {pa:#x}, len: {len:#x} }}"),
         errno: Some(Errno::Inval),
@@ -372,11 +388,11 @@ mod tests {
             TreeFault::ZeroKey,
         ] {
             let e = TrackError::Tree { node: PhysAddr::new(0x1000), level: 1, index: 2, fault: f };
-            assert!(explain(&format!("{e:?}")).is_some(), "{f:?}");
+            assert!(explain(e.kind()).is_some(), "{f:?}");
         }
         for f in [BlockFault::NotRam, BlockFault::OrderTooLarge, BlockFault::InScratch] {
             let e = TrackError::Block { pa: PhysAddr::new(0x1000), order: Order::ZERO, fault: f };
-            assert!(explain(&format!("{e:?}")).is_some(), "{f:?}");
+            assert!(explain(e.kind()).is_some(), "{f:?}");
         }
         let f = Failure::from(TrackError::Abi(AbiError::NoMemory { order: 0 }));
         assert_eq!((f.exit_code(), f.kind()), (1, "limit"));

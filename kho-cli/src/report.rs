@@ -171,11 +171,15 @@ impl Report {
 /// The `error` member of an [`ErrorReport`].
 #[derive(Clone, Debug, Serialize)]
 pub struct ErrorInfo {
-    /// `usage`, `image`, `not_found`, `corrupt` or `limit`.
+    /// `usage`, `image`, `not_found`, `corrupt`, `limit` or `truncated`.
     pub kind: &'static str,
+    /// For `corrupt`: the fault's stable name (`TrackError::kind`, such as
+    /// `tree_node_shared`), which tools match on.
+    pub fault: Option<&'static str>,
     /// One line.
     pub message: String,
-    /// For `corrupt`: the typed error with its fields.
+    /// For `corrupt`: the typed error with its fields, for people (its
+    /// wording may change; match on `fault`).
     pub detail: Option<String>,
     /// For `corrupt`: the errno a kernel would return.
     pub errno: Option<&'static str>,
@@ -205,11 +209,15 @@ impl ErrorReport {
             Failure::Corrupt { detail, errno, .. } => (Some(detail.clone()), errno.map(errno_name)),
             _ => (None, None),
         };
+        let fault = match failure {
+            Failure::Corrupt { kind, .. } => Some(*kind),
+            _ => None,
+        };
         ErrorReport {
             schema_version: SCHEMA_VERSION,
             ok: false,
             exit_code: failure.exit_code(),
-            error: ErrorInfo { kind: failure.kind(), message: failure.message(), detail, errno },
+            error: ErrorInfo { kind: failure.kind(), fault, message: failure.message(), detail, errno },
             image,
             candidates,
         }
@@ -347,12 +355,13 @@ pub fn candidates_text(list: &[CandidateInfo]) -> String {
 /// The text of a failure, for stderr.
 pub fn failure_text(f: &Failure) -> String {
     let mut s = format!("error: {}\n", f.message());
-    if let Failure::Corrupt { detail, errno, .. } = f {
+    if let Failure::Corrupt { kind, detail, errno, .. } = f {
+        let _ = writeln!(s, "  fault:   {kind}");
         let _ = writeln!(s, "  detail:  {detail}");
         if let Some(e) = errno {
             let _ = writeln!(s, "  errno:   {}", errno_name(*e));
         }
-        if let Some(m) = explain(detail) {
+        if let Some(m) = explain(kind) {
             let _ = writeln!(s, "  meaning: {m}");
         }
     }

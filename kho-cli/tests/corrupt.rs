@@ -30,6 +30,10 @@ fn rejected(path: &Path, extra: &[&str], needles: &[&str]) -> String {
     assert_eq!(v["ok"], false);
     assert_eq!(v["exit_code"], 2);
     assert_eq!(v["error"]["kind"], "corrupt");
+    // The fault's stable name is given, in JSON and in the text.
+    let fault = v["error"]["fault"].as_str().expect("a stable fault name");
+    assert!(fault.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{fault}");
+    assert!(run.stderr.contains(&format!("fault:   {fault}")), "{}", run.stderr);
     let all = format!("{} {} {}", v["error"]["message"], v["error"]["detail"], v["error"]["errno"]);
     for n in needles {
         assert!(all.contains(n), "{n:?} not in {all}");
