@@ -10,6 +10,8 @@
 //!   scan).
 //! - [`choose`]: validating every root a scan found and picking the live
 //!   one (a KHO-booted kernel keeps its predecessor's root in memory).
+//! - [`load`]: from a path to a validated handover (open, find, choose,
+//!   scratch), for the command line and the fuzz target alike.
 //! - [`inspect`]: validation through kho-track's incoming side and what
 //!   a report needs; [`report`]: the text and JSON reports.
 //! - [`scratch`]: finding the scratch areas in memory when the image has
@@ -25,6 +27,7 @@ pub mod fdtfile;
 pub mod find;
 pub mod image;
 pub mod inspect;
+pub mod load;
 pub mod progress;
 pub mod report;
 pub mod scratch;

@@ -14,14 +14,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use kho_abi::{KhoScratch, Order};
-use kho_cli::choose::{CandidateInfo, choose};
+use kho_cli::choose::CandidateInfo;
 use kho_cli::fdtfile::{fdt_text, inspect_fdt, is_fdt};
-use kho_cli::find::{FindOptions, Source, find_root, root_at};
+use kho_cli::find::FindOptions;
 use kho_cli::image::{Image, OpenOptions, RamRange};
-use kho_cli::inspect::{Analysis, Failure, analyze, image_info};
+use kho_cli::inspect::{Analysis, Failure, image_info};
+use kho_cli::load::{Request, load_handover};
 use kho_cli::progress::Progress;
 use kho_cli::report::{ErrorReport, candidates_text, failure_text, human, text};
-use kho_cli::scratch::{ScratchSource, find_scratch};
 use kho_cli::svg::{MapInput, render};
 
 const EXIT_CODES: &str = "\
@@ -171,80 +171,22 @@ fn load(args: &RootArgs, want_runs: bool, json: bool) -> Result<(Image, Analysis
     let progress = Progress::new(args.progress);
     // `parse_order` accepted only valid orders: the fallback is never taken.
     let max_order = Order::new(u64::from(args.max_order), "--max-order").unwrap_or(Order::ZERO);
-    let open = OpenOptions { max_order, ram: args.ram.clone() };
-    let image = Image::open_with(&args.image, &open).map_err(|e| fail(&Failure::Image(e), None, &[], json))?;
-    let opts = FindOptions { fdt: args.fdt, scratch: args.scratch.clone() };
-    let root = find_root(&image, &opts, &progress).map_err(|e| fail(&e.into(), Some(&image), &[], json))?;
-    if root.source == Source::Scan {
-        let choice = choose(&args.image, &open, &opts, &root.candidates, want_runs, &progress);
-        return match choice.result {
-            Ok((image, a)) => {
-                let found = if opts.scratch.is_empty() {
-                    with_scratch(args, &open, &opts, &image, &a, want_runs, &progress)
-                } else {
-                    Ok(None)
-                };
-                let (image, mut a) = match found {
-                    Ok(Some(x)) => x,
-                    Ok(None) => (image, a),
-                    Err(f) => return Err(fail(&f, Some(&image), &choice.candidates, json)),
-                };
-                a.report.root.candidates = choice.candidates;
-                a.report.root.ambiguous = choice.ambiguous;
-                Ok((image, a))
-            }
-            Err(f) => {
-                let code = fail(&f, Some(&image), &choice.candidates, json);
-                eprint!("{}", candidates_text(&choice.candidates));
-                Err(code)
-            }
-        };
-    }
-    match analyze(&image, &root, want_runs, &progress) {
-        Ok(a) => Ok((image, a)),
-        Err(f) => {
-            let code = fail(&f, Some(&image), &[], json);
+    let req = Request {
+        path: args.image.clone(),
+        open: OpenOptions { max_order, ram: args.ram.clone() },
+        find: FindOptions { fdt: args.fdt, scratch: args.scratch.clone() },
+        want_runs,
+    };
+    load_handover(&req, &progress).map_err(|f| {
+        let code = fail(&f.failure, f.image.as_ref(), &f.candidates, json);
+        if f.candidates.len() > 1 {
+            eprint!("{}", candidates_text(&f.candidates));
+        } else if let Some(root) = &f.root {
             let fdt = root.data.fdt_addr;
             eprintln!("  root:    FDT at {fdt:#x}, {}, in {}", root.source.describe(), args.image.display());
-            Err(code)
         }
-    }
-}
-
-/// The handover `a` of a scan (in `image`), imported again with the
-/// scratch areas found in memory (so a block inside one is refused as the next kernel would).
-/// Areas from a `setup_data` `kho_data` naming the root are the handover's
-/// own: a failure with them is the handover's. Areas from an array found in
-/// memory are a finding: if the handover does not import with them, they
-/// are not reported and the areas stay unknown (`None`: keep `a`).
-fn with_scratch(
-    args: &RootArgs,
-    open: &OpenOptions,
-    opts: &FindOptions,
-    image: &Image,
-    a: &Analysis,
-    want_runs: bool,
-    progress: &Progress,
-) -> Result<Option<(Image, Analysis)>, Failure> {
-    let fdt = a.report.root.fdt_pa;
-    let found = find_scratch(image, fdt);
-    if found.areas.is_empty() {
-        return Ok(None);
-    }
-    let opts = FindOptions { scratch: found.areas.clone(), ..opts.clone() };
-    let again = Image::open_with(&args.image, open).map_err(Failure::Image).and_then(|img| {
-        let root = root_at(&img, fdt, Source::Scan, &opts, &[]).map_err(Failure::from)?;
-        let b = analyze(&img, &root, want_runs, progress)?;
-        Ok((img, b))
-    });
-    match again {
-        Ok((img, mut b)) => {
-            b.report.scratch_source = found.source;
-            Ok(Some((img, b)))
-        }
-        Err(f) if found.source == ScratchSource::SetupData => Err(f),
-        Err(_) => Ok(None),
-    }
+        code
+    })
 }
 
 fn fail(f: &Failure, image: Option<&Image>, candidates: &[CandidateInfo], json: bool) -> u8 {
