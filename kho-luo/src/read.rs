@@ -271,7 +271,11 @@ where
         let read = read.map_err(|source| LuoError::Files { at: at(), source })?;
         let file_blocks = block_pages(p, files_pa, blocks)?;
         if s.count != chain as u64 {
-            return Err(LuoError::Session { at: at(), field: "count", fault: Fault::CountMismatch { count: s.count, chain } });
+            return Err(LuoError::Session {
+                at: at(),
+                field: "count",
+                fault: Fault::CountMismatch { count: s.count, chain },
+            });
         }
         let files = decode_files(&read, &at)?;
         sessions.push(Session {

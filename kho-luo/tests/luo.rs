@@ -104,7 +104,10 @@ fn sessions_and_files_round_trip() {
         assert_eq!(s.file_blocks.len(), files(i).div_ceil(63));
         assert_eq!(s.files_pa.is_null(), files(i) == 0);
         for (j, f) in s.files.iter().enumerate() {
-            assert_eq!((f.compatible.as_str(), f.data, f.token), ("memfd-v2", 0x1000 * (j as u64 + 1), (100 * i + j) as u64));
+            assert_eq!(
+                (f.compatible.as_str(), f.data, f.token),
+                ("memfd-v2", 0x1000 * (j as u64 + 1), (100 * i + j) as u64)
+            );
         }
     }
     assert_eq!(luo.file_count(), (0..60).map(files).sum::<usize>());
@@ -130,7 +133,7 @@ fn the_writer_leaves_the_kernels_bytes() {
     assert_eq!(raw[8..16], 1u64.to_ne_bytes());
     assert_eq!(raw[24..32], w.flbs().as_u64().to_ne_bytes());
     let head = b.sessions_pa;
-    assert!(head != 0 && head % PAGE == 0);
+    assert!(head != 0 && head.is_multiple_of(PAGE));
     // Session block: next 0, count 2, then the entries.
     let mut hdr = [0u8; 16];
     m.read(PhysAddr::new(head), &mut hdr).unwrap();
@@ -202,7 +205,10 @@ fn blob_faults() {
     let (m2, t2) = handover(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
     let e = restore(&p2, w.blob(), 31).unwrap_err();
-    assert!(matches!(e, LuoError::Blob { field: "blob-size", fault: Fault::TooShort { len: 31, need: 32 }, .. }), "{e}");
+    assert!(
+        matches!(e, LuoError::Blob { field: "blob-size", fault: Fault::TooShort { len: 31, need: 32 }, .. }),
+        "{e}"
+    );
     let off = PhysAddr::new(w.blob().as_u64() + 8);
     assert!(matches!(restore(&p2, off, 32).unwrap_err(), LuoError::Blob { fault: Fault::Misaligned(_), .. }));
     let outside = PhysAddr::new(0x1000);
@@ -215,10 +221,7 @@ fn blob_faults() {
 
 #[test]
 fn session_name_faults() {
-    for (bytes, fault) in [
-        ([b'n'; 64], Fault::Unterminated),
-        ([0; 64], Fault::Empty),
-    ] {
+    for (bytes, fault) in [([b'n'; 64], Fault::Unterminated), ([0; 64], Fault::Empty)] {
         let (m, t, w) = kernel_a(3, |_| 1);
         let at = entry(blob(&m, &w).sessions_pa, 80, 1);
         m.write(PhysAddr::new(at), &bytes).unwrap();
@@ -233,7 +236,10 @@ fn session_name_faults() {
     let at = entry(blob(&m, &w).sessions_pa, 80, 2);
     m.write(PhysAddr::new(at), b"session-0\0").unwrap();
     let e = refuse(m, &t, &w);
-    assert!(matches!(&e, LuoError::Session { at, field: "name", fault: Fault::Duplicate { first: 0 } } if at.index == 2 && at.name == "session-0"), "{e}");
+    assert!(
+        matches!(&e, LuoError::Session { at, field: "name", fault: Fault::Duplicate { first: 0 } } if at.index == 2 && at.name == "session-0"),
+        "{e}"
+    );
     assert!(e.to_string().contains("session 2 \"session-0\""), "{e}");
 }
 
@@ -260,13 +266,19 @@ fn session_chain_faults() {
     let head = blob(&m, &w).sessions_pa;
     write(&m, head, &head);
     let e = refuse(m, &t, &w);
-    assert!(matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::Cycle { first: 0 })), "{e}");
+    assert!(
+        matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::Cycle { first: 0 })),
+        "{e}"
+    );
     // A hostile count.
     let (m, t, w) = kernel_a(2, |_| 1);
     let head = blob(&m, &w).sessions_pa;
     write(&m, head + 8, &u64::MAX);
     let e = refuse(m, &t, &w);
-    assert!(matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::CountTooLarge { .. })), "{e}");
+    assert!(
+        matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::CountTooLarge { .. })),
+        "{e}"
+    );
     // sessions_pa outside RAM and into a page nobody preserved.
     for pa in [0x1000u64, 0x7000_0000_0000] {
         let (m, t, w) = kernel_a(2, |_| 1);
@@ -310,7 +322,10 @@ fn file_entry_faults() {
     let s1: SessionSer = read(&m, entry(blob(&m, &w).sessions_pa, 80, 1));
     m.write(PhysAddr::new(entry(s1.files, 64, 2)), &[b'c'; 48]).unwrap();
     let e = refuse(m, &t, &w);
-    assert!(matches!(&e, LuoError::File { at, index: 2, token: 102, field: "compatible", fault: Fault::Unterminated } if at.index == 1), "{e}");
+    assert!(
+        matches!(&e, LuoError::File { at, index: 2, token: 102, field: "compatible", fault: Fault::Unterminated } if at.index == 1),
+        "{e}"
+    );
 
     let (m, t, w) = kernel_a(2, |_| 3);
     let s1: SessionSer = read(&m, entry(blob(&m, &w).sessions_pa, 80, 1));
@@ -321,7 +336,10 @@ fn file_entry_faults() {
     let s1: SessionSer = read(&m, entry(blob(&m, &w).sessions_pa, 80, 1));
     write(&m, entry(s1.files, 64, 2) + 56, &100u64);
     let e = refuse(m, &t, &w);
-    assert!(matches!(&e, LuoError::File { index: 2, token: 100, field: "token", fault: Fault::Duplicate { first: 0 }, .. }), "{e}");
+    assert!(
+        matches!(&e, LuoError::File { index: 2, token: 100, field: "token", fault: Fault::Duplicate { first: 0 }, .. }),
+        "{e}"
+    );
     // Equal tokens in different sessions are fine.
     let (m, t, w) = kernel_a(2, |_| 3);
     let s1: SessionSer = read(&m, entry(blob(&m, &w).sessions_pa, 80, 1));
@@ -346,7 +364,8 @@ fn unknown_handlers_are_listed_not_refused() {
 
 #[test]
 fn flb_faults() {
-    let cases: [(&str, u64, u64); 4] = [("pgcnt", 0, 0), ("pgcnt", 1 << 20, 0), ("count", 1, 64), ("count", 1, u64::MAX)];
+    let cases: [(&str, u64, u64); 4] =
+        [("pgcnt", 0, 0), ("pgcnt", 1 << 20, 0), ("count", 1, 64), ("count", 1, u64::MAX)];
     for (field, pgcnt, count) in cases {
         let (m, t, w) = kernel_a(1, |_| 1);
         write(&m, w.flbs().as_u64(), &FlbHeader { pgcnt, count });

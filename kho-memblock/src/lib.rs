@@ -334,11 +334,18 @@ where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
     let mut bytes = vec![0u8; size as usize];
-    read_phys_bytes(p, blob, &mut bytes)
-        .map_err(|e| MemblockError::Blob { pa: blob, field: "blob address", fault: Fault::NotRam(e) })?;
+    read_phys_bytes(p, blob, &mut bytes).map_err(|e| MemblockError::Blob {
+        pa: blob,
+        field: "blob address",
+        fault: Fault::NotRam(e),
+    })?;
     let total = u64::from(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
     if total > size {
-        return Err(MemblockError::Blob { pa: blob, field: "totalsize", fault: Fault::OutOfRange { value: total, max: size } });
+        return Err(MemblockError::Blob {
+            pa: blob,
+            field: "totalsize",
+            fault: Fault::OutOfRange { value: total, max: size },
+        });
     }
     bytes.truncate(total as usize);
     let fdt = Fdt::new(&bytes).map_err(|source| MemblockError::Fdt { pa: blob, source })?;
@@ -373,15 +380,13 @@ where
             return Err(bad("start", Fault::Overlaps { other }));
         }
         let blocks = split(p, PhysAddr::new(start), len / PAGE);
-        let mut claimed = 0;
-        for &(pa, o) in &blocks {
+        for (claimed, &(pa, o)) in blocks.iter().enumerate() {
             if let Err(e) = p.claim(pa, o) {
                 for &(pa, o) in blocks[..claimed].iter().rev() {
                     p.unclaim(pa, o);
                 }
                 return Err(bad("start", Fault::NotPreserved(e)));
             }
-            claimed += 1;
         }
         regions.push(Region { name, start: PhysAddr::new(start), size: len, blocks });
     }

@@ -56,7 +56,10 @@ fn refuse(m: Machine, t: &ModelTracker, pa: PhysAddr, size: u64) -> MemblockErro
 
 /// An FDT with root compatible `root` and the given region nodes
 /// `(name, compatible, start bytes, size bytes)`.
-fn dtb(root: &[u8], nodes: &[(&str, &[u8], Option<&[u8]>, Option<&[u8]>)]) -> Vec<u8> {
+/// A region node: name, compatible, start bytes, size bytes.
+type NodeSpec<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, Option<&'a [u8]>);
+
+fn dtb(root: &[u8], nodes: &[NodeSpec<'_>]) -> Vec<u8> {
     let mut w = SwFdt::new();
     w.begin_node("");
     w.property("compatible", root);
@@ -139,14 +142,20 @@ fn region_faults() {
     let ram = m.ram_base().as_u64();
     drop(m);
     let v = |x: u64| x.to_ne_bytes();
-    let cases: Vec<(&str, Option<Vec<u8>>, Option<Vec<u8>>, Fault)> = vec![
+    type Case = (&'static str, Option<Vec<u8>>, Option<Vec<u8>>, Fault);
+    let cases: Vec<Case> = vec![
         ("start", None, Some(v(PAGE).to_vec()), Fault::BadProperty { len: 8 }),
         ("start", Some(vec![0; 4]), Some(v(PAGE).to_vec()), Fault::BadProperty { len: 8 }),
         ("size", Some(v(ram).to_vec()), None, Fault::BadProperty { len: 8 }),
         ("start", Some(v(ram + 8).to_vec()), Some(v(PAGE).to_vec()), Fault::Misaligned(ram + 8)),
         ("size", Some(v(ram).to_vec()), Some(v(0).to_vec()), Fault::Zero),
         ("size", Some(v(ram).to_vec()), Some(v(100).to_vec()), Fault::Misaligned(100)),
-        ("size", Some(v(ram).to_vec()), Some(v(u64::MAX - 4095).to_vec()), Fault::OutOfRange { value: u64::MAX - 4095, max: u64::MAX - ram }),
+        (
+            "size",
+            Some(v(ram).to_vec()),
+            Some(v(u64::MAX - 4095).to_vec()),
+            Fault::OutOfRange { value: u64::MAX - 4095, max: u64::MAX - ram },
+        ),
     ];
     for (field, start, size, fault) in cases {
         let e = refuse_with(&dtb(b"memblock-v1\0", &[("r", b"reserve-mem-v1\0", start.as_deref(), size.as_deref())]));
@@ -179,7 +188,10 @@ fn duplicate_and_overlapping_regions() {
     let d = two("a", big.as_u64() + 2 * MIB);
     m.write(blob.pa, &d).unwrap();
     let e = refuse(m, &t, blob.pa, d.len() as u64);
-    assert!(matches!(e, MemblockError::Region { index: 1, field: "name", fault: Fault::Duplicate { first: 0 }, .. }), "{e}");
+    assert!(
+        matches!(e, MemblockError::Region { index: 1, field: "name", fault: Fault::Duplicate { first: 0 }, .. }),
+        "{e}"
+    );
     let e = refuse_with(&two("b", big.as_u64()));
     assert!(matches!(e, MemblockError::Region { index: 1, fault: Fault::Overlaps { other: 0 }, .. }), "{e}");
 }

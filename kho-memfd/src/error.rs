@@ -118,8 +118,9 @@ pub enum MemfdError {
 impl ToErrno for MemfdError {
     fn errno(&self) -> Errno {
         match self {
-            MemfdError::Descriptor { fault: Fault::UnknownBits { .. }, .. }
-            | MemfdError::Unsupported { .. } => Errno::OpNotSupp,
+            MemfdError::Descriptor { fault: Fault::UnknownBits { .. }, .. } | MemfdError::Unsupported { .. } => {
+                Errno::OpNotSupp
+            }
             MemfdError::Vmalloc(e) => e.errno(),
             MemfdError::Platform(e) => e.errno(),
             _ => Errno::Inval,

@@ -314,8 +314,7 @@ where
 /// tries every order up to the platform's largest that `pa` is aligned
 /// to (at most `max_order + 1` claims).
 fn claim_any_order<P: PageAlloc + Claim + ?Sized>(p: &P, pa: PhysAddr) -> Option<Order> {
-    (0..=p.max_order().get()).filter_map(|o| Order::new(u64::from(o), "folio order").ok()).find(|&o| {
-        o.aligns(pa) && p.claim(pa, o).is_ok()
-    })
+    (0..=p.max_order().get())
+        .filter_map(|o| Order::new(u64::from(o), "folio order").ok())
+        .find(|&o| o.aligns(pa) && p.claim(pa, o).is_ok())
 }
-

@@ -2,7 +2,9 @@
 
 use alloc::vec::Vec;
 
-use kho_abi::{Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags, write_phys, write_phys_bytes, zero_phys};
+use kho_abi::{
+    Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags, write_phys, write_phys_bytes, zero_phys,
+};
 
 use crate::abi::{ALL_SEALS, FOLIO_ALL_FLAGS, FOLIO_DIRTY, FOLIO_UPTODATE, FolioSer, MemfdSer};
 use crate::error::MemfdError;
@@ -59,7 +61,13 @@ where
 /// page of its own.
 ///
 /// On error nothing stays allocated or preserved.
-pub fn preserve<P>(p: &P, size: u64, pos: u64, seals: u32, specs: &[FolioSpec<'_>]) -> Result<PreservedMemfd, MemfdError>
+pub fn preserve<P>(
+    p: &P,
+    size: u64,
+    pos: u64,
+    seals: u32,
+    specs: &[FolioSpec<'_>],
+) -> Result<PreservedMemfd, MemfdError>
 where
     P: PhysMem + PageAlloc + Preserve + ?Sized,
 {

@@ -118,7 +118,10 @@ fn holes_and_large_folios() {
     let (m2, t2) = handover(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
     let memfd = inspect(&p2, saved.desc).unwrap();
-    assert_eq!(memfd.folios.iter().map(|f| (f.index, f.order.get(), f.flags)).collect::<Vec<_>>(), [(4, 2, 3), (10, 0, 2)]);
+    assert_eq!(
+        memfd.folios.iter().map(|f| (f.index, f.order.get(), f.flags)).collect::<Vec<_>>(),
+        [(4, 2, 3), (10, 0, 2)]
+    );
     assert_eq!((memfd.dirty(), memfd.uptodate(), memfd.pages()), (1, 2, 5));
     let segs: Vec<(u64, u64)> = memfd.segments().map(|(o, _, l)| (o, l)).collect();
     assert_eq!(segs, [(4 * PAGE, 4 * PAGE), (10 * PAGE, PAGE)]);
@@ -165,7 +168,8 @@ fn an_empty_memfd() {
 
 #[test]
 fn descriptor_faults() {
-    let cases: [(&str, fn(&mut MemfdSer)); 5] = [
+    type Edit = fn(&mut MemfdSer);
+    let cases: [(&str, Edit); 5] = [
         ("seals", |d| d.seals = 0x40),
         ("flags", |d| d.flags = 1),
         ("nr_folios", |d| d.nr_folios += 300), // the list is shorter than nr_folios

@@ -86,9 +86,9 @@ impl<'a, P: PhysMem + PageAlloc + Claim + ?Sized> Probe<'a, P> {
     }
 }
 
+#[allow(unsafe_code)] // an impl of an unsafe trait; no unsafe block
 // SAFETY: every pointer comes from `P::phys_to_virt`, whose guarantees are
 // passed through unchanged.
-#[allow(unsafe_code)] // the one impl of an unsafe trait; no unsafe block
 unsafe impl<P: PhysMem + ?Sized> PhysMem for Probe<'_, P> {
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.inner.phys_to_virt(pa, len)
@@ -172,9 +172,9 @@ impl<'a, P: PhysMem + PageAlloc + Claim + ?Sized> DeferFree<'a, P> {
     }
 }
 
+#[allow(unsafe_code)] // an impl of an unsafe trait; no unsafe block
 // SAFETY: every pointer comes from `P::phys_to_virt`, whose guarantees are
 // passed through unchanged.
-#[allow(unsafe_code)] // the one impl of an unsafe trait; no unsafe block
 unsafe impl<P: PhysMem + ?Sized> PhysMem for DeferFree<'_, P> {
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.inner.phys_to_virt(pa, len)

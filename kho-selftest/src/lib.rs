@@ -236,10 +236,16 @@ struct Held {
 }
 
 /// The 8 or 4 raw bytes of a property, or which property is wrong.
-fn prop<const N: usize>(node: &dtoolkit::fdt::FdtNode<'_>, path: &'static str, name: &'static str) -> Result<[u8; N], SelftestError> {
-    node.property(name)
-        .and_then(|v| <[u8; N]>::try_from(v.value()).ok())
-        .ok_or(SelftestError::Property { node: path, prop: name, len: N })
+fn prop<const N: usize>(
+    node: &dtoolkit::fdt::FdtNode<'_>,
+    path: &'static str,
+    name: &'static str,
+) -> Result<[u8; N], SelftestError> {
+    node.property(name).and_then(|v| <[u8; N]>::try_from(v.value()).ok()).ok_or(SelftestError::Property {
+        node: path,
+        prop: name,
+        len: N,
+    })
 }
 
 fn decode<P>(p: &DeferFree<'_, P>, blob: PhysAddr, size: u64, held: &mut Held) -> Result<KhoTest, SelftestError>
@@ -247,11 +253,18 @@ where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
     let mut bytes = vec![0u8; size as usize];
-    read_phys_bytes(p, blob, &mut bytes)
-        .map_err(|e| SelftestError::Blob { pa: blob, field: "blob address", fault: Fault::NotRam(e) })?;
+    read_phys_bytes(p, blob, &mut bytes).map_err(|e| SelftestError::Blob {
+        pa: blob,
+        field: "blob address",
+        fault: Fault::NotRam(e),
+    })?;
     let total = u64::from(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
     if total > size {
-        return Err(SelftestError::Blob { pa: blob, field: "totalsize", fault: Fault::OutOfRange { value: total, max: size } });
+        return Err(SelftestError::Blob {
+            pa: blob,
+            field: "totalsize",
+            fault: Fault::OutOfRange { value: total, max: size },
+        });
     }
     bytes.truncate(total as usize);
     let fdt = Fdt::new(&bytes).map_err(|source| SelftestError::Fdt { pa: blob, source })?;
@@ -268,7 +281,11 @@ where
     let nr = u32::from_ne_bytes(prop::<4>(&data, "/data", "nr_folios")?);
     let info = prop::<16>(&data, "/data", "folios_info")?;
     let stored_csum = u32::from_ne_bytes(prop::<4>(&data, "/data", "csum")?);
-    let list = KhoVmalloc::read_from_bytes(&info).map_err(|_| SelftestError::Property { node: "/data", prop: "folios_info", len: 16 })?;
+    let list = KhoVmalloc::read_from_bytes(&info).map_err(|_| SelftestError::Property {
+        node: "/data",
+        prop: "folios_info",
+        len: 16,
+    })?;
     let need = (u64::from(nr) * 8).div_ceil(PAGE);
     if need != u64::from(list.total_pages) {
         return Err(SelftestError::ListSize { nr_folios: nr, need, pages: u64::from(list.total_pages) });
@@ -284,7 +301,8 @@ where
     let mut buf = vec![0u8; CHUNK];
     for entry in 0..u64::from(nr) {
         let off = entry * 8;
-        let raw: u64 = read_phys(p, PhysAddr::new(list_blocks[(off / block_bytes) as usize].as_u64() + off % block_bytes))?;
+        let raw: u64 =
+            read_phys(p, PhysAddr::new(list_blocks[(off / block_bytes) as usize].as_u64() + off % block_bytes))?;
         let bad = |field, fault| SelftestError::Folio { entry, raw, field, fault };
         let order = Order::new_at_most(raw & (PAGE - 1), max, "folio order")
             .map_err(|_| bad("order", Fault::OutOfRange { value: raw & (PAGE - 1), max: u64::from(max.get()) }))?;
@@ -389,7 +407,12 @@ where
     result
 }
 
-fn alloc<P>(p: &P, order: Order, preserve: bool, done: &mut Vec<(PhysAddr, Order, bool)>) -> Result<PhysAddr, SelftestError>
+fn alloc<P>(
+    p: &P,
+    order: Order,
+    preserve: bool,
+    done: &mut Vec<(PhysAddr, Order, bool)>,
+) -> Result<PhysAddr, SelftestError>
 where
     P: PhysMem + PageAlloc + Preserve + ?Sized,
 {
@@ -444,7 +467,8 @@ where
         folios.push((pa, order));
         left -= order.pages();
     }
-    let nr = u32::try_from(folios.len()).map_err(|_| SelftestError::Unsupported { what: "more than u32::MAX folios" })?;
+    let nr =
+        u32::try_from(folios.len()).map_err(|_| SelftestError::Unsupported { what: "more than u32::MAX folios" })?;
     let mut pages = Vec::new();
     let per_page = PAGE_SIZE / 8;
     for chunk in folios.chunks(per_page) {
@@ -457,7 +481,8 @@ where
     let list = if pages.is_empty() {
         KhoVmalloc::default()
     } else {
-        kho_vmalloc::preserve(p, pages.iter().copied(), Order::ZERO, VmallocFlags::ALLOC).map_err(SelftestError::Vmalloc)?
+        kho_vmalloc::preserve(p, pages.iter().copied(), Order::ZERO, VmallocFlags::ALLOC)
+            .map_err(SelftestError::Vmalloc)?
     };
     *list_out = Some(list);
     let dtb = fdt_bytes(nr, &list, csum);

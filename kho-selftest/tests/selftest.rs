@@ -83,7 +83,10 @@ fn changed_data_fails_the_check() {
     let (m2, t2) = kexec(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
     let e = restore(&p2, blob.pa, blob.size).unwrap_err();
-    assert!(matches!(e, SelftestError::Checksum { stored, computed } if stored == blob.csum && computed != stored), "{e}");
+    assert!(
+        matches!(e, SelftestError::Checksum { stored, computed } if stored == blob.csum && computed != stored),
+        "{e}"
+    );
     assert!(t2.claimed().is_empty());
     let seen = inspect(&p2, blob.pa, blob.size).unwrap();
     assert!(!seen.checksum_holds(), "inspect reports, it does not refuse");
