@@ -37,6 +37,32 @@ pub enum BlockFault {
     Overlaps,
 }
 
+/// What was wrong with an entry of a `kho-v1` chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V1Fault {
+    /// The same `(order, phys_start)` as an earlier entry.
+    Repeated,
+    /// Its span (the blocks its bitmap can name) overlaps the span of an
+    /// earlier entry of the same order.
+    Overlaps,
+    /// Its span runs past the end of the address space.
+    SpanOverflow,
+}
+
+/// What was wrong with a subtree's blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobFault {
+    /// The blob's PA is zero.
+    ZeroAddress,
+    /// PA plus size overflows.
+    Overflow,
+    /// The blob is not entirely RAM.
+    NotRam,
+    /// A page of the blob lies in no preserved block (or its block was
+    /// already restored).
+    NotPreserved,
+}
+
 /// Errors of the tracker: preserve and restore, the root FDT and subtrees,
 /// and validation of incoming state.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,6 +101,39 @@ pub enum TrackError {
         /// The serialized size.
         size: usize,
     },
+    /// An FDT token lies outside the structure block the header declares
+    /// (`off_dt_struct + size_dt_struct`), although inside `totalsize`.
+    #[error("root FDT at {pa}: token at offset {offset:#x} outside the structure block ending at {end:#x}")]
+    FdtStruct {
+        /// Where the FDT is.
+        pa: PhysAddr,
+        /// Offset of the token in the FDT.
+        offset: u64,
+        /// End of the structure block.
+        end: u64,
+    },
+    /// A string property without its terminating NUL.
+    #[error("{node}: property {prop:?} is not NUL terminated")]
+    Unterminated {
+        /// The node (`/` for the root).
+        node: &'static str,
+        /// The property.
+        prop: &'static str,
+    },
+    /// A property that appears twice in one node.
+    #[error("{node}: property {prop:?} repeated")]
+    DuplicateProperty {
+        /// The node (`/` for the root, else the subtree's name).
+        node: String,
+        /// The property.
+        prop: String,
+    },
+    /// Two subtrees with one name (the writer refuses this with `EEXIST`).
+    #[error("subtree {name:?} appears twice")]
+    DuplicateSubtree {
+        /// The name.
+        name: String,
+    },
     /// A required property is missing or has the wrong length.
     #[error("{node}: property {prop:?} missing or not {len} bytes")]
     BadProperty {
@@ -111,6 +170,54 @@ pub enum TrackError {
         /// The name.
         name: String,
     },
+    /// The memory map's first page (the radix tree's root table, or the
+    /// first `kho-v1` chunk), as `preserved-memory-map` names it, is
+    /// unusable.
+    #[error("memory map root {pa} (preserved-memory-map): {fault:?}")]
+    MapRoot {
+        /// The root page.
+        pa: PhysAddr,
+        /// What is wrong with it.
+        fault: TreeFault,
+    },
+    /// The memory map has more pages than the import's limit
+    /// ([`ImportLimits::max_map_pages`](crate::ImportLimits)).
+    #[error("memory map of more than {max} pages (reached {pages})")]
+    MapTooLarge {
+        /// Pages reached when the limit was hit.
+        pages: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A malformed entry of a `kho-v1` chunk.
+    #[error("kho-v1 chunk {chunk} entry {index} (order {order}, phys_start {phys_start}): {fault:?}")]
+    V1Entry {
+        /// The chunk page.
+        chunk: PhysAddr,
+        /// The entry's index in it.
+        index: usize,
+        /// The chunk's order.
+        order: Order,
+        /// The entry's `phys_start`.
+        phys_start: PhysAddr,
+        /// What is wrong.
+        fault: V1Fault,
+    },
+    /// A subtree's blob that would not restore: not entirely RAM or not
+    /// entirely preserved over its `blob-size`.
+    #[error("subtree {name:?}: blob at {pa} of {size:#x} bytes: {fault:?} at {at}")]
+    SubtreeBlob {
+        /// The subtree.
+        name: String,
+        /// The blob's PA.
+        pa: PhysAddr,
+        /// Its size in bytes (one page for roots without `blob-size`).
+        size: u64,
+        /// The first address at fault.
+        at: PhysAddr,
+        /// What is wrong.
+        fault: BlobFault,
+    },
     /// A malformed radix tree node.
     #[error("radix tree node {node} (level {level}) slot {index}: {fault:?}")]
     Tree {
@@ -144,8 +251,10 @@ impl ToErrno for TrackError {
             TrackError::Abi(e) => e.errno(),
             TrackError::FdtFull { .. } => Errno::NoSpc,
             TrackError::SubtreeNotFound { .. } => Errno::NoEnt,
-            TrackError::SubtreeExists { .. } => Errno::Exist,
-            TrackError::Tree { fault: TreeFault::KeyTooWide, .. } => Errno::Range,
+            TrackError::SubtreeExists { .. } | TrackError::DuplicateSubtree { .. } => Errno::Exist,
+            TrackError::MapTooLarge { .. } => Errno::Range,
+            TrackError::Tree { fault: TreeFault::KeyTooWide, .. }
+            | TrackError::MapRoot { fault: TreeFault::KeyTooWide, .. } => Errno::Range,
             TrackError::Block { fault: BlockFault::OrderTooLarge, .. } => Errno::Range,
             TrackError::Tree {
                 fault:
@@ -157,7 +266,22 @@ impl ToErrno for TrackError {
                     | TreeFault::ZeroKey,
                 ..
             }
+            | TrackError::MapRoot {
+                fault:
+                    TreeFault::Misaligned
+                    | TreeFault::NotRam
+                    | TreeFault::Shared
+                    | TreeFault::InScratch
+                    | TreeFault::InPreservedBlock
+                    | TreeFault::ZeroKey,
+                ..
+            }
             | TrackError::Block { fault: BlockFault::NotRam | BlockFault::InScratch | BlockFault::Overlaps, .. }
+            | TrackError::V1Entry { .. }
+            | TrackError::SubtreeBlob { .. }
+            | TrackError::FdtStruct { .. }
+            | TrackError::Unterminated { .. }
+            | TrackError::DuplicateProperty { .. }
             | TrackError::EmptyRange { .. }
             | TrackError::Fdt { .. }
             | TrackError::FdtSize { .. }
@@ -187,6 +311,14 @@ impl TrackError {
             TrackError::SubtreeExists { .. } => "subtree_exists",
             TrackError::SubtreeInvalid { .. } => "subtree_invalid",
             TrackError::BadName { .. } => "bad_name",
+            TrackError::FdtStruct { .. } => "fdt_struct_bounds",
+            TrackError::Unterminated { .. } => "unterminated_string",
+            TrackError::DuplicateProperty { .. } => "duplicate_property",
+            TrackError::DuplicateSubtree { .. } => "duplicate_subtree",
+            TrackError::MapRoot { fault, .. } => fault.root_kind(),
+            TrackError::MapTooLarge { .. } => "map_too_large",
+            TrackError::V1Entry { fault, .. } => fault.kind(),
+            TrackError::SubtreeBlob { fault, .. } => fault.kind(),
             TrackError::Tree { fault, .. } => fault.kind(),
             TrackError::Block { fault, .. } => fault.kind(),
             TrackError::Stopped(_) => "stopped",
@@ -205,6 +337,45 @@ impl TreeFault {
             TreeFault::InScratch => "tree_node_in_scratch",
             TreeFault::InPreservedBlock => "tree_node_in_preserved_block",
             TreeFault::ZeroKey => "tree_zero_key",
+        }
+    }
+}
+
+impl TreeFault {
+    /// The fault's stable name at the map's root page, as
+    /// [`TrackError::kind`] reports it for [`TrackError::MapRoot`].
+    pub const fn root_kind(&self) -> &'static str {
+        match self {
+            TreeFault::Misaligned => "map_root_misaligned",
+            TreeFault::NotRam => "map_root_not_ram",
+            TreeFault::Shared => "map_root_shared",
+            TreeFault::KeyTooWide => "map_root_key_too_wide",
+            TreeFault::InScratch => "map_root_in_scratch",
+            TreeFault::InPreservedBlock => "map_root_in_preserved_block",
+            TreeFault::ZeroKey => "map_root_zero_key",
+        }
+    }
+}
+
+impl V1Fault {
+    /// The fault's stable name, as [`TrackError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            V1Fault::Repeated => "v1_entry_repeated",
+            V1Fault::Overlaps => "v1_entry_overlaps",
+            V1Fault::SpanOverflow => "v1_entry_span_overflow",
+        }
+    }
+}
+
+impl BlobFault {
+    /// The fault's stable name, as [`TrackError::kind`] reports it.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            BlobFault::ZeroAddress => "blob_zero_address",
+            BlobFault::Overflow => "blob_overflow",
+            BlobFault::NotRam => "blob_not_ram",
+            BlobFault::NotPreserved => "blob_not_preserved",
         }
     }
 }

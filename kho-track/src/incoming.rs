@@ -18,9 +18,12 @@ use kho_abi::{
     read_phys, read_phys_bytes,
 };
 
+use crate::check::{ScratchSet, check_run, for_each_run};
 use crate::error::{BlockFault, TrackError, TreeFault};
 use crate::fdt::{RootFdt, Subtree};
+use crate::mem::WORDS;
 use crate::split::Blocks;
+use crate::sync::Ordering;
 use crate::tree::RadixTree;
 use crate::walk::{Guard, TreeView};
 
@@ -65,11 +68,45 @@ impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Incoming<'_, P> {
     }
 }
 
+/// Caps on what an import may spend, whatever the handover declares.
+///
+/// The import reads each page of the memory map once and keeps a few words
+/// of bookkeeping per page, so its time and memory are bounded by the
+/// number of map pages it accepts; this caps that number. The default,
+/// [`DEFAULT_MAX_MAP_PAGES`], is far above what a real kernel writes; a
+/// caller that knows how much memory could hold a map (an inspector
+/// reading an image file of `N` stored pages) passes a tighter cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// The most pages the memory map may have: radix tree nodes, or
+    /// `kho-v1` chunk and bitmap pages. Beyond it the import fails with
+    /// [`TrackError::MapTooLarge`].
+    pub max_map_pages: u64,
+}
+
+/// The default cap on memory map pages: 2^20 pages (4 GiB of map with
+/// 4 KiB pages). A kernel preserving every order-0 page of 64 TiB of RAM
+/// writes about 2^19 leaves; the import of a map at the cap reads 4 GiB and
+/// keeps about 40 MiB of bookkeeping.
+pub const DEFAULT_MAX_MAP_PAGES: u64 = 1 << 20;
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits { max_map_pages: DEFAULT_MAX_MAP_PAGES }
+    }
+}
+
 impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
     /// Validates the handover described by `data` and everything it points
-    /// at. The tree is walked once; nothing is claimed except the root FDT's
-    /// own page, which the returned value owns.
+    /// at, within the default [`ImportLimits`]. The tree is walked once;
+    /// nothing is claimed except the root FDT's own page, which the
+    /// returned value owns.
     pub fn import(mem: &'p P, data: &KhoData) -> Result<Self, TrackError> {
+        Self::import_with(mem, data, &ImportLimits::default())
+    }
+
+    /// As [`import`](Incoming::import), within `limits`.
+    pub fn import_with(mem: &'p P, data: &KhoData, limits: &ImportLimits) -> Result<Self, TrackError> {
         let root = data.validate()?;
         if root.scratch_count > MAX_SCRATCH {
             return Err(AbiError::CountTooLarge {
@@ -94,93 +131,109 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         let fdt = RootFdt::parse(root.fdt, bytes)?;
         let max_order = mem.max_order();
         // A kho-v1 map is converted into a radix tree of this kernel's own,
-        // allocated from scratch; a radix map is adopted in place and must
-        // pass every check of an untrusted tree.
+        // allocated from scratch, its blocks checked as it is read; a radix
+        // map is adopted in place and must pass every check of an untrusted
+        // tree.
         let legacy = !fdt.version().has_radix_tree();
-        let tree = if legacy {
-            crate::legacy::convert_v1(mem, fdt.memory_map(), &scratch)?
+        let (tree, nodes, stats) = if legacy {
+            let conv = crate::legacy::convert_v1(mem, fdt.memory_map(), &scratch, limits)?;
+            match Self::check_converted(mem, &conv.tree, max_order) {
+                Ok(nodes) => (conv.tree, nodes, conv.stats),
+                Err(e) => {
+                    conv.tree.destroy(mem);
+                    return Err(e);
+                }
+            }
         } else {
-            RadixTree::from_root(fdt.memory_map())
+            let tree = RadixTree::from_root(fdt.memory_map());
+            let (nodes, stats) = Self::check_tree(mem, &tree, &scratch, max_order, limits)?;
+            (tree, nodes, stats)
         };
-        let view = TreeView::new(mem, tree.root());
-        let mut guard = if legacy { Guard::collecting() } else { Guard::untrusted(&scratch) };
-        let mut stats = ImportStats { blocks: 0, pages: 0, tree_pages: 0, blocks_by_order: [0; 64] };
-        let walked = view.for_each_block(&mut guard, &mut |pa, order| {
-            let fault = |fault| ControlFlow::Break(TrackError::Block { pa, order, fault });
-            if order > max_order {
-                return fault(BlockFault::OrderTooLarge);
-            }
-            match order.checked_bytes() {
-                Some(len) if mem.phys_to_virt(pa, len).is_ok() => {
-                    if scratch.iter().any(|s| s.overlaps(pa, len)) {
-                        return fault(BlockFault::InScratch);
-                    }
-                }
-                _ => return fault(BlockFault::NotRam),
-            }
-            stats.blocks += 1;
-            stats.pages += order.pages();
-            stats.blocks_by_order[order.get() as usize] += 1;
-            ControlFlow::Continue(())
-        });
-        // Blocks must not overlap either: each page has at most one owner.
-        let checked = match walked {
-            Ok(ControlFlow::Continue(())) => Self::check_disjoint(mem, &tree, max_order, stats.pages),
-            Ok(ControlFlow::Break(e)) | Err(e) => Err(e),
-        };
-        if let Err(e) = checked {
-            // A converted kho-v1 tree is this kernel's own allocation.
-            if legacy {
-                tree.destroy(mem);
-            }
-            return Err(e);
-        }
-        let nodes = guard.into_nodes();
+        let mut stats = stats;
         stats.tree_pages = nodes.len() as u64;
-        if !legacy {
-            for &node in &nodes {
-                for o in 0..=max_order.get() {
-                    let order = Order::new(u64::from(o), "order")?;
-                    let base = node.align_down(order.checked_bytes().unwrap_or(u64::MAX));
-                    if tree.contains(mem, RadixKey::encode(base, order)?)? {
-                        return Err(TrackError::Tree { node, level: 0, index: 0, fault: TreeFault::InPreservedBlock });
-                    }
-                }
-            }
-        }
         let fdt_key = RadixKey::encode(root.fdt.align_down(PAGE_SIZE as u64), Order::ZERO)?;
         let fdt_claimed = tree.remove(mem, fdt_key)?;
         Ok(Incoming { mem, fdt, scratch, tree, nodes, stats, max_order, fdt_claimed, tree_owned: legacy })
     }
 
-    /// Fails with `Overlaps`, naming the later of the first two blocks
-    /// that share a page, unless the blocks of `tree` (`pages` in all) are
-    /// disjoint.
-    fn check_disjoint(mem: &P, tree: &RadixTree, max_order: Order, pages: u64) -> Result<(), TrackError> {
+    /// The checks of a converted `kho-v1` tree left after conversion: no
+    /// two blocks (of different orders) share a page. Returns its pages.
+    fn check_converted(mem: &P, tree: &RadixTree, max_order: Order) -> Result<Vec<PhysAddr>, TrackError> {
         let view = TreeView::new(mem, tree.root());
-        let mut covered = 0u64;
-        let _ = view.for_each_range::<()>(max_order, &mut |_, len| {
-            covered += len;
-            ControlFlow::Continue(())
-        })?;
-        if covered == pages.saturating_mul(PAGE_SIZE as u64) {
-            return Ok(());
-        }
-        // Rare: find the culprit.
-        let mut blocks = Vec::new();
-        let _ = view.for_each_block::<()>(&mut Guard::trusted(), &mut |pa, order| {
-            blocks.push((pa, order));
-            ControlFlow::Continue(())
-        })?;
-        blocks.sort_unstable();
-        let mut end = 0u64;
-        for (pa, order) in blocks {
-            if pa.as_u64() < end {
-                return Err(TrackError::Block { pa, order, fault: BlockFault::Overlaps });
+        let mut guard = Guard::collecting();
+        let _ = view.for_each_leaf::<()>(&mut guard, &mut |_, _| Ok(ControlFlow::Continue(())))?;
+        Self::check_disjoint(&view, max_order)?;
+        Ok(guard.into_nodes())
+    }
+
+    /// Every check of an untrusted radix tree: the walk's (each node once,
+    /// aligned, RAM, outside scratch, within `limits`, keys within the key
+    /// width), each block's (order, RAM, scratch; checked per run of set
+    /// bits), blocks disjoint, and no tree page inside a preserved block.
+    /// Returns the tree's pages and what it holds.
+    fn check_tree(
+        mem: &P,
+        tree: &RadixTree,
+        scratch: &[KhoScratch],
+        max_order: Order,
+        limits: &ImportLimits,
+    ) -> Result<(Vec<PhysAddr>, ImportStats), TrackError> {
+        let view = TreeView::new(mem, tree.root());
+        let set = ScratchSet::new(scratch);
+        let mut guard = Guard::untrusted(scratch).with_limit(limits.max_map_pages);
+        let mut stats = ImportStats { blocks: 0, pages: 0, tree_pages: 0, blocks_by_order: [0; 64] };
+        let mut words = [0u64; WORDS];
+        let _ = view.for_each_leaf_at::<()>(&mut guard, &mut |base, leaf_pa, leaf| {
+            for (w, word) in words.iter_mut().zip(leaf.iter()) {
+                *w = word.load(Ordering::Relaxed);
             }
-            end = end.max(pa.as_u64().saturating_add(order.checked_bytes().unwrap_or(u64::MAX)));
+            if base == 0 {
+                // The leaf of the smallest keys: key 0 has no order bit, the
+                // others are of orders no kernel can have.
+                if words[0] & 1 != 0 {
+                    return Err(TrackError::Tree { node: leaf_pa, level: 0, index: 0, fault: TreeFault::ZeroKey });
+                }
+            }
+            for_each_run(&words, &mut |bit, count| {
+                let key = RadixKey::from_raw(base | bit).map_err(TrackError::from)?;
+                let (pa, order) = key.decode();
+                // Every key of a leaf with a non-zero base has one order; in
+                // the first leaf, check key by key.
+                let count = if base == 0 { 1 } else { count };
+                check_run(mem, &set, max_order, pa, order, count)?;
+                stats.blocks += count;
+                stats.pages += count << order.get();
+                stats.blocks_by_order[order.get() as usize] += count;
+                Ok::<(), TrackError>(())
+            })?;
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Self::check_disjoint(&view, max_order)?;
+        let nodes = guard.into_nodes();
+        for &node in &nodes {
+            for o in 0..=max_order.get() {
+                let order = Order::new(u64::from(o), "order")?;
+                let base = node.align_down(order.checked_bytes().unwrap_or(u64::MAX));
+                if tree.contains(mem, RadixKey::encode(base, order)?)? {
+                    return Err(match view.slot_of(node)? {
+                        Some((table, level, index)) => {
+                            TrackError::Tree { node: table, level, index, fault: TreeFault::InPreservedBlock }
+                        }
+                        None => TrackError::MapRoot { pa: node, fault: TreeFault::InPreservedBlock },
+                    });
+                }
+            }
         }
-        Ok(())
+        Ok((nodes, stats))
+    }
+
+    /// Fails with `Overlaps`, naming the later of the first two blocks
+    /// that share a page, unless the blocks of the tree are disjoint.
+    fn check_disjoint(view: &TreeView<'_, P>, max_order: Order) -> Result<(), TrackError> {
+        match view.first_overlap(max_order)? {
+            Some((pa, order)) => Err(TrackError::Block { pa, order, fault: BlockFault::Overlaps }),
+            None => Ok(()),
+        }
     }
 
     /// The root format version.

@@ -5,111 +5,196 @@
 //! `phys_start + (i << (PAGE_SHIFT + order))`. The next kernel converts it
 //! into a radix tree of its own (allocated from scratch, as everything is
 //! before the walk), after which restoring works exactly as for `kho-v2`
-//! and later. Every page of the old map is checked like the radix tree's:
-//! aligned, RAM, outside scratch, reached once.
+//! and later.
+//!
+//! The conversion costs a small constant per page of the old map, whatever
+//! the bitmaps hold:
+//!
+//! - every chunk and bitmap page is checked like a radix tree node
+//!   (aligned, RAM, outside scratch, reached once), and their number is
+//!   capped ([`ImportLimits::max_map_pages`]);
+//! - each entry's span (the `PAGE_SIZE * 8` blocks its bitmap can name) is
+//!   refused as soon as it is read if it repeats or overlaps the span of an
+//!   earlier entry of the same order, which the kernel's writer (one bitmap
+//!   per aligned span and order) never produces;
+//! - the blocks a bitmap names are checked (order, RAM, scratch) once per
+//!   run of set bits, before anything is inserted;
+//! - the bitmap then goes into the tree a 64-bit word at a time.
+//!
+//! So a map of `P` pages costs `O(P)` page reads, `O(P * PAGE_SIZE / 8)`
+//! word operations and `O(P log P)` bookkeeping, and allocates at most two
+//! leaves (plus their tables) per bitmap page.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use core::ops::ControlFlow;
 
 use kho_abi::legacy::{V1_CHUNK_ENTRIES, V1Chunk};
-use kho_abi::{GEOMETRY, KhoScratch, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, RadixKey, read_phys};
+use kho_abi::{AbiError, GEOMETRY, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, RadixKey, RadixLeaf, read_phys};
 
-use crate::error::{TrackError, TreeFault};
+use crate::check::{ScratchSet, check_run, for_each_run};
+use crate::error::{TrackError, TreeFault, V1Fault};
+use crate::incoming::{ImportLimits, ImportStats};
 use crate::tree::RadixTree;
 
 /// The most chunk pages a `kho-v1` map may have: enough for one bitmap of
 /// every order over 1 PiB of RAM, far beyond any real handover.
 pub const V1_MAX_CHUNKS: u64 = 1 << 20;
 
-/// Calls `f(pa, order)` for every block of the `kho-v1` map whose first
-/// chunk is at `first`, in map order. Chunk and bitmap pages are checked
-/// (aligned, RAM, not in `scratch`, each reached once); orders above
-/// `max_order` and `num_elms` above capacity are rejected.
-pub fn for_each_v1_block<M: PhysMem + ?Sized, B>(
+/// One bitmap of a `kho-v1` map, checked: its page, order and blocks.
+#[derive(Debug)]
+pub struct V1Bitmap<'a> {
+    /// The chunk page naming it.
+    pub chunk: PhysAddr,
+    /// Its entry index in that chunk.
+    pub index: usize,
+    /// The order of its blocks.
+    pub order: Order,
+    /// PA of the block that bit 0 stands for.
+    pub start: PhysAddr,
+    /// The bitmap's words.
+    pub words: &'a [u64],
+}
+
+/// Walks the `kho-v1` map whose first chunk is at `first`, calling `f` for
+/// every bitmap once its page and entry are checked: chunk and bitmap pages
+/// aligned, RAM, outside scratch, each reached once and at most
+/// `limits.max_map_pages` of them; chunk orders at most `max_order`;
+/// `num_elms` within capacity; each entry's span disjoint from the spans of
+/// earlier entries of its order. The blocks themselves are not checked
+/// here (see [`convert_v1`]).
+pub fn for_each_v1_bitmap<M: PhysMem + ?Sized, B>(
     mem: &M,
     first: PhysAddr,
     max_order: Order,
-    scratch: &[KhoScratch],
-    f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
+    scratch: &[kho_abi::KhoScratch],
+    limits: &ImportLimits,
+    f: &mut dyn FnMut(&V1Bitmap<'_>) -> Result<ControlFlow<B>, TrackError>,
 ) -> Result<ControlFlow<B>, TrackError> {
+    let scratch = ScratchSet::new(scratch);
     let mut seen = BTreeSet::new();
-    let mut page_ok = |pa: PhysAddr, parent: PhysAddr, level: u32, index: usize| -> Result<(), TrackError> {
-        let fault = |fault| TrackError::Tree { node: parent, level, index, fault };
+    let mut page_ok = |pa: PhysAddr, parent: Option<(PhysAddr, u32, usize)>| -> Result<(), TrackError> {
+        let fault = |fault| match parent {
+            None => TrackError::MapRoot { pa, fault },
+            Some((node, level, index)) => TrackError::Tree { node, level, index, fault },
+        };
         if !pa.is_page_aligned() {
             return Err(fault(TreeFault::Misaligned));
         }
         if mem.phys_to_virt(pa, PAGE_SIZE as u64).is_err() {
             return Err(fault(TreeFault::NotRam));
         }
-        if scratch.iter().any(|s| s.overlaps(pa, PAGE_SIZE as u64)) {
+        if scratch.overlaps(pa, PAGE_SIZE as u64) {
             return Err(fault(TreeFault::InScratch));
+        }
+        if seen.len() as u64 >= limits.max_map_pages {
+            return Err(TrackError::MapTooLarge { pages: seen.len() as u64 + 1, max: limits.max_map_pages });
         }
         if !seen.insert(pa.as_u64()) {
             return Err(fault(TreeFault::Shared));
         }
         Ok(())
     };
+    // The span of every entry read so far: (order, start) -> end.
+    let mut spans: BTreeMap<(u32, u64), u64> = BTreeMap::new();
+    let span_blocks = GEOMETRY.bitmap_len as u64;
     let mut chunk_pa = first;
-    let mut parent = PhysAddr::NULL;
+    let mut parent = None;
     let mut chunks = 0u64;
     while !chunk_pa.is_null() {
         // Level 2: a chunk, level 1: a bitmap (for error reports).
-        page_ok(chunk_pa, parent, 2, chunks as usize)?;
+        page_ok(chunk_pa, parent)?;
         chunks += 1;
         if chunks > V1_MAX_CHUNKS {
-            return Err(
-                kho_abi::AbiError::CountTooLarge { what: "kho-v1 chunks", count: chunks, max: V1_MAX_CHUNKS }.into()
-            );
+            return Err(AbiError::CountTooLarge { what: "kho-v1 chunks", count: chunks, max: V1_MAX_CHUNKS }.into());
         }
         let chunk: V1Chunk = read_phys(mem, chunk_pa)?;
         let (order, refs) = chunk.validate(max_order)?;
         debug_assert!(refs.len() <= V1_CHUNK_ENTRIES);
-        let block_bytes = order.checked_bytes().ok_or(kho_abi::AbiError::Overflow { what: "kho-v1 block size" })?;
-        for (i, r) in refs.iter().enumerate() {
+        let block_bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "kho-v1 block size" })?;
+        for (index, r) in refs.iter().enumerate() {
             let (start, bitmap_pa) = r.validate(order)?;
-            page_ok(bitmap_pa, chunk_pa, 1, i)?;
-            let bitmap: kho_abi::RadixLeaf = read_phys(mem, bitmap_pa)?;
-            for (w, &word) in bitmap.words.iter().enumerate() {
-                let mut bits = word;
-                while bits != 0 {
-                    let bit = w as u64 * 64 + u64::from(bits.trailing_zeros());
-                    bits &= bits - 1;
-                    let pa = bit
-                        .checked_mul(block_bytes)
-                        .and_then(|off| start.checked_add(off))
-                        .ok_or(kho_abi::AbiError::Overflow { what: "kho-v1 block address" })?;
-                    if let ControlFlow::Break(b) = f(pa, order) {
-                        return Ok(ControlFlow::Break(b));
-                    }
-                }
+            let entry = |fault| TrackError::V1Entry { chunk: chunk_pa, index, order, phys_start: start, fault };
+            let end = span_blocks
+                .checked_mul(block_bytes)
+                .and_then(|len| start.checked_add(len))
+                .ok_or(entry(V1Fault::SpanOverflow))?
+                .as_u64();
+            let o = order.get();
+            let s = start.as_u64();
+            // The nearest spans of this order at or below and above `start`.
+            if let Some((&(_, prev_start), &prev_end)) = spans.range((o, 0)..=(o, s)).next_back()
+                && prev_end > s
+            {
+                return Err(entry(if prev_start == s { V1Fault::Repeated } else { V1Fault::Overlaps }));
+            }
+            if let Some((&(_, next_start), _)) = spans.range((o, s)..(o + 1, 0)).next()
+                && next_start < end
+            {
+                return Err(entry(V1Fault::Overlaps));
+            }
+            spans.insert((o, s), end);
+            page_ok(bitmap_pa, Some((chunk_pa, 1, index)))?;
+            let bitmap: RadixLeaf = read_phys(mem, bitmap_pa)?;
+            let b = V1Bitmap { chunk: chunk_pa, index, order, start, words: &bitmap.words };
+            if let ControlFlow::Break(b) = f(&b)? {
+                return Ok(ControlFlow::Break(b));
             }
         }
-        parent = chunk_pa;
+        parent = Some((chunk_pa, 2, chunks as usize - 1));
         chunk_pa = PhysAddr::new(chunk.hdr.next);
     }
-    let _ = GEOMETRY;
     Ok(ControlFlow::Continue(()))
 }
 
-/// Converts a `kho-v1` map into a radix tree allocated from `mem`. On
-/// failure every page allocated is freed again.
+/// A `kho-v1` map converted into a radix tree.
+#[derive(Debug)]
+pub struct V1Conversion {
+    /// The tree, allocated from the platform.
+    pub tree: RadixTree,
+    /// Its blocks (`tree_pages` is left 0).
+    pub stats: ImportStats,
+}
+
+/// Converts a `kho-v1` map into a radix tree allocated from `mem`, checking
+/// every block it names (order at most `mem.max_order()`, entirely RAM,
+/// outside `scratch`) before it is inserted. Blocks of different orders
+/// that overlap are left for the caller's overlap check. On failure every
+/// page allocated is freed again.
 pub fn convert_v1<M: PhysMem + PageAlloc + ?Sized>(
     mem: &M,
     first: PhysAddr,
-    scratch: &[KhoScratch],
-) -> Result<RadixTree, TrackError> {
+    scratch: &[kho_abi::KhoScratch],
+    limits: &ImportLimits,
+) -> Result<V1Conversion, TrackError> {
     let tree = RadixTree::new(mem)?;
-    let result =
-        for_each_v1_block(mem, first, mem.max_order(), scratch, &mut |pa, order| match RadixKey::encode(pa, order)
-            .map_err(TrackError::from)
-            .and_then(|k| Ok(tree.insert(mem, k)?))
-        {
-            Ok(_) => ControlFlow::Continue(()),
-            Err(e) => ControlFlow::Break(e),
-        });
+    let set = ScratchSet::new(scratch);
+    let max_order = mem.max_order();
+    let mut stats = ImportStats { blocks: 0, pages: 0, tree_pages: 0, blocks_by_order: [0; 64] };
+    let result = for_each_v1_bitmap::<M, ()>(mem, first, max_order, scratch, limits, &mut |b| {
+        let block_bytes = b.order.checked_bytes().ok_or(AbiError::Overflow { what: "kho-v1 block size" })?;
+        // Every run of blocks first: nothing is inserted for a bad bitmap.
+        for_each_run(b.words, &mut |bit, count| {
+            // In range: the entry's whole span was checked for overflow.
+            let pa = PhysAddr::new(b.start.as_u64() + bit * block_bytes);
+            check_run(mem, &set, max_order, pa, b.order, count)?;
+            stats.blocks += count;
+            stats.pages += count << b.order.get();
+            stats.blocks_by_order[b.order.get() as usize] += count;
+            Ok::<(), TrackError>(())
+        })?;
+        // Key of bit i = key of bit 0 + i: the span does not overflow, so
+        // neither does the frame number in the key.
+        let base = RadixKey::encode(b.start, b.order)?.as_u64();
+        for (w, &word) in b.words.iter().enumerate() {
+            if word != 0 {
+                tree.insert_bits(mem, base + w as u64 * 64, word)?;
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    });
     match result {
-        Ok(ControlFlow::Continue(())) => Ok(tree),
-        Ok(ControlFlow::Break(e)) | Err(e) => {
+        Ok(_) => Ok(V1Conversion { tree, stats }),
+        Err(e) => {
             tree.destroy(mem);
             Err(e)
         }

@@ -25,6 +25,7 @@
 
 extern crate alloc;
 
+mod check;
 pub mod error;
 pub mod fdt;
 #[cfg(not(loom))]
@@ -42,10 +43,10 @@ pub mod walk;
 #[cfg(all(test, not(loom)))]
 mod miri_tests;
 
-pub use error::{BlockFault, TrackError, TreeFault};
+pub use error::{BlobFault, BlockFault, TrackError, TreeFault, V1Fault};
 pub use fdt::Subtree;
 #[cfg(not(loom))]
-pub use incoming::{ImportStats, Incoming};
+pub use incoming::{ImportLimits, ImportStats, Incoming};
 pub use mem::TreeMem;
 #[cfg(not(loom))]
 pub use outgoing::{RootCompat, Tracker, TrackerOptions};

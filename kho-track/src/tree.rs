@@ -118,6 +118,34 @@ impl RadixTree {
         Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0)
     }
 
+    /// Sets key `first + i` for every set bit `i` of `bits`: one word of a
+    /// bitmap in one or two atomic `or`s. Every key so named must be valid
+    /// (non-zero, within the key width).
+    pub fn insert_bits<M: TreeMem + ?Sized>(&self, mem: &M, first: u64, bits: u64) -> Result<(), AbiError> {
+        let off = (first % 64) as u32;
+        let aligned = first - u64::from(off);
+        self.or_word(mem, aligned, bits << off)?;
+        if off != 0 {
+            self.or_word(mem, aligned + 64, bits >> (64 - off))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the keys `aligned + i` (`aligned` a multiple of 64) for the set
+    /// bits `i` of `mask`, which share one leaf word.
+    fn or_word<M: TreeMem + ?Sized>(&self, mem: &M, aligned: u64, mask: u64) -> Result<(), AbiError> {
+        if mask == 0 {
+            return Ok(());
+        }
+        let key = RadixKey::from_raw(aligned + u64::from(mask.trailing_zeros()))?;
+        // Builds the path and the leaf if missing; then the whole word.
+        self.insert(mem, key)?;
+        if let Some(leaf) = self.leaf(mem, key)? {
+            leaf_word(leaf, key).0.fetch_or(mask, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     /// Clears `key`. Returns whether it was set. Tables are never freed.
     pub fn remove<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
         match self.leaf(mem, key)? {

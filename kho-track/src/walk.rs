@@ -14,37 +14,67 @@ use core::ops::ControlFlow;
 
 use kho_abi::{GEOMETRY, KhoScratch, Order, PAGE_SIZE, PhysAddr, RadixKey, TABLE_ENTRIES};
 
+use crate::check::ScratchSet;
 use crate::error::{TrackError, TreeFault};
 use crate::mem::{TreeMem, WORDS};
 use crate::sync::{AtomicU64, Ordering};
 use crate::tree::ROOT_LEVEL;
 
 /// Checks applied to each node a walk reaches.
-#[derive(Debug, Default)]
-pub struct Guard<'s> {
+#[derive(Debug)]
+pub struct Guard {
     /// Node PAs seen so far, when sharing is to be detected.
     seen: Option<BTreeSet<u64>>,
     /// Areas no node may lie in.
-    scratch: &'s [KhoScratch],
+    scratch: ScratchSet,
     /// Every node reached, when collected.
     nodes: Option<Vec<PhysAddr>>,
+    /// Nodes entered so far.
+    entered: u64,
+    /// The most nodes a walk may enter.
+    max_nodes: u64,
 }
 
-impl<'s> Guard<'s> {
+/// Where a node hangs: the table holding its slot, that table's level and
+/// the slot index; `None` for the root.
+type Parent = Option<(PhysAddr, u32, usize)>;
+
+/// The error for `fault` at the node `pa` reached from `parent`: the root
+/// is named as such, any other node by the slot that points at it.
+fn node_fault(pa: PhysAddr, parent: Parent, fault: TreeFault) -> TrackError {
+    match parent {
+        None => TrackError::MapRoot { pa, fault },
+        Some((node, level, index)) => TrackError::Tree { node, level, index, fault },
+    }
+}
+
+impl Guard {
     /// No checks beyond alignment and RAM: for trees this kernel built.
-    pub fn trusted() -> Guard<'static> {
-        Guard { seen: None, scratch: &[], nodes: None }
+    pub fn trusted() -> Guard {
+        Guard { seen: None, scratch: ScratchSet::default(), nodes: None, entered: 0, max_nodes: u64::MAX }
     }
 
     /// Full checks for a tree from a previous kernel: no node reached twice,
     /// none in `scratch`; every node is recorded.
-    pub fn untrusted(scratch: &'s [KhoScratch]) -> Guard<'s> {
-        Guard { seen: Some(BTreeSet::new()), scratch, nodes: Some(Vec::new()) }
+    pub fn untrusted(scratch: &[KhoScratch]) -> Guard {
+        Guard {
+            seen: Some(BTreeSet::new()),
+            scratch: ScratchSet::new(scratch),
+            nodes: Some(Vec::new()),
+            entered: 0,
+            max_nodes: u64::MAX,
+        }
     }
 
     /// Records every node reached, with no other checks.
-    pub fn collecting() -> Guard<'static> {
-        Guard { seen: None, scratch: &[], nodes: Some(Vec::new()) }
+    pub fn collecting() -> Guard {
+        Guard { nodes: Some(Vec::new()), ..Guard::trusted() }
+    }
+
+    /// Refuses, with `MapTooLarge`, a walk that would enter more than
+    /// `max` nodes.
+    pub fn with_limit(self, max: u64) -> Guard {
+        Guard { max_nodes: max, ..self }
     }
 
     /// The nodes reached, if they were recorded.
@@ -52,15 +82,18 @@ impl<'s> Guard<'s> {
         self.nodes.unwrap_or_default()
     }
 
-    fn enter(&mut self, pa: PhysAddr, parent: PhysAddr, level: u32, index: usize) -> Result<(), TrackError> {
-        let fault = |fault| TrackError::Tree { node: parent, level, index, fault };
+    fn enter(&mut self, pa: PhysAddr, parent: Parent) -> Result<(), TrackError> {
+        if self.entered >= self.max_nodes {
+            return Err(TrackError::MapTooLarge { pages: self.entered + 1, max: self.max_nodes });
+        }
+        self.entered += 1;
         if let Some(seen) = &mut self.seen
             && !seen.insert(pa.as_u64())
         {
-            return Err(fault(TreeFault::Shared));
+            return Err(node_fault(pa, parent, TreeFault::Shared));
         }
-        if self.scratch.iter().any(|s| s.overlaps(pa, PAGE_SIZE as u64)) {
-            return Err(fault(TreeFault::InScratch));
+        if self.scratch.overlaps(pa, PAGE_SIZE as u64) {
+            return Err(node_fault(pa, parent, TreeFault::InScratch));
         }
         if let Some(nodes) = &mut self.nodes {
             nodes.push(pa);
@@ -83,22 +116,32 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
         TreeView { mem, root }
     }
 
-    fn node(&self, pa: PhysAddr, parent: PhysAddr, level: u32, index: usize) -> Result<Words<'m>, TrackError> {
+    fn node(&self, pa: PhysAddr, parent: Parent) -> Result<Words<'m>, TrackError> {
         if !pa.is_page_aligned() {
-            return Err(TrackError::Tree { node: parent, level, index, fault: TreeFault::Misaligned });
+            return Err(node_fault(pa, parent, TreeFault::Misaligned));
         }
-        self.mem.words(pa).map_err(|_| TrackError::Tree { node: parent, level, index, fault: TreeFault::NotRam })
+        self.mem.words(pa).map_err(|_| node_fault(pa, parent, TreeFault::NotRam))
     }
 
     /// Calls `f(base_key, leaf)` for every leaf in ascending key order;
     /// `base_key` is the key of the leaf's bit 0.
     pub fn for_each_leaf<B>(
         &self,
-        guard: &mut Guard<'_>,
+        guard: &mut Guard,
         f: &mut dyn FnMut(u64, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        guard.enter(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
-        let root = self.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+        self.for_each_leaf_at(guard, &mut |base, _, words| f(base, words))
+    }
+
+    /// As [`for_each_leaf`](TreeView::for_each_leaf), also passing each
+    /// leaf's PA: `f(base_key, leaf_pa, leaf)`.
+    pub fn for_each_leaf_at<B>(
+        &self,
+        guard: &mut Guard,
+        f: &mut dyn FnMut(u64, PhysAddr, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
+    ) -> Result<ControlFlow<B>, TrackError> {
+        let root = self.node(self.root, None)?;
+        guard.enter(self.root, None)?;
         self.visit(root, self.root, ROOT_LEVEL, 0, guard, f)
     }
 
@@ -108,11 +151,11 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
         pa: PhysAddr,
         level: u32,
         prefix: u64,
-        guard: &mut Guard<'_>,
-        f: &mut dyn FnMut(u64, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
+        guard: &mut Guard,
+        f: &mut dyn FnMut(u64, PhysAddr, Words<'m>) -> Result<ControlFlow<B>, TrackError>,
     ) -> Result<ControlFlow<B>, TrackError> {
         if level == 0 {
-            return f(prefix, words);
+            return f(prefix, pa, words);
         }
         let shift = GEOMETRY.level_shift(level);
         for (index, slot) in words.iter().enumerate().take(TABLE_ENTRIES) {
@@ -125,8 +168,8 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
                 return Err(TrackError::Tree { node: pa, level, index, fault: TreeFault::KeyTooWide });
             }
             let child = PhysAddr::new(raw);
-            let child_words = self.node(child, pa, level, index)?;
-            guard.enter(child, pa, level, index)?;
+            let child_words = self.node(child, Some((pa, level, index)))?;
+            guard.enter(child, Some((pa, level, index)))?;
             if let ControlFlow::Break(b) = self.visit(child_words, child, level - 1, child_prefix, guard, f)? {
                 return Ok(ControlFlow::Break(b));
             }
@@ -138,17 +181,17 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
     /// (ascending key: larger orders first, then ascending PA).
     pub fn for_each_block<B>(
         &self,
-        guard: &mut Guard<'_>,
+        guard: &mut Guard,
         f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        self.for_each_leaf(guard, &mut |base, leaf| {
+        self.for_each_leaf_at(guard, &mut |base, leaf_pa, leaf| {
             for (w, word) in leaf.iter().enumerate() {
                 let mut bits = word.load(Ordering::Relaxed);
                 while bits != 0 {
                     let raw = base | (w as u64 * 64 + u64::from(bits.trailing_zeros()));
                     bits &= bits - 1;
                     let key = RadixKey::from_raw(raw).map_err(|_| TrackError::Tree {
-                        node: PhysAddr::NULL,
+                        node: leaf_pa,
                         level: 0,
                         index: (raw & (GEOMETRY.bitmap_len as u64 - 1)) as usize,
                         fault: TreeFault::ZeroKey,
@@ -173,8 +216,59 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
         max_order: Order,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        // One cursor per order that holds any block, each with its next run;
-        // the merge takes the lowest run of the (few) active cursors.
+        let mut acc: Option<(u64, u64)> = None;
+        let merged = self.for_each_run(max_order, &mut |start, end, _| {
+            acc = match acc {
+                Some((a, e)) if start <= e => Some((a, e.max(end))),
+                Some((a, e)) => {
+                    f(PhysAddr::new(a), e - a)?;
+                    Some((start, end))
+                }
+                None => Some((start, end)),
+            };
+            ControlFlow::Continue(())
+        })?;
+        if let ControlFlow::Break(b) = merged {
+            return Ok(ControlFlow::Break(b));
+        }
+        if let Some((a, e)) = acc
+            && let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a)
+        {
+            return Ok(ControlFlow::Break(b));
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The first block, in ascending `(PA, order)`, that shares a page with
+    /// a block before it, if any: the later of the first two blocks that
+    /// overlap. Costs one pass over the runs of each order, no allocation.
+    pub fn first_overlap(&self, max_order: Order) -> Result<Option<(PhysAddr, Order)>, TrackError> {
+        let mut end = 0u64;
+        let found = self.for_each_run(max_order, &mut |start, run_end, order| {
+            // Within one order runs are disjoint, and a block inside a run
+            // follows its run-mate exactly, so the first overlap is always
+            // at the start of a run.
+            if start < end {
+                return ControlFlow::Break((PhysAddr::new(start), order));
+            }
+            end = end.max(run_end);
+            ControlFlow::Continue(())
+        })?;
+        Ok(match found {
+            ControlFlow::Break(b) => Some(b),
+            ControlFlow::Continue(()) => None,
+        })
+    }
+
+    /// Calls `f(start, end, order)` for every run of consecutive blocks of
+    /// one order, in ascending `(start, order)`: one cursor per order walks
+    /// that order's keys (ascending keys are ascending PAs within an order)
+    /// and a merge takes the lowest run of the (few) active cursors.
+    fn for_each_run<B>(
+        &self,
+        max_order: Order,
+        f: &mut dyn FnMut(u64, u64, Order) -> ControlFlow<B>,
+    ) -> Result<ControlFlow<B>, TrackError> {
         let mut active: [Option<(OrderRuns<'m, M>, u64, u64)>; 64] = [const { None }; 64];
         let mut n = 0;
         for order in 0..=max_order.get().min(GEOMETRY.max_key_order) {
@@ -184,28 +278,21 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
                 n += 1;
             }
         }
-        let mut acc: Option<(u64, u64)> = None;
         while n > 0 {
             let mut best = 0;
             for i in 1..n {
                 if let (Some(a), Some(b)) = (&active[i], &active[best])
-                    && a.1 < b.1
+                    && (a.1, a.0.order) < (b.1, b.0.order)
                 {
                     best = i;
                 }
             }
             let Some((cursor, start, end)) = &mut active[best] else { break };
-            let (start, end) = (*start, *end);
-            acc = match acc {
-                Some((a, e)) if start <= e => Some((a, e.max(end))),
-                Some((a, e)) => {
-                    if let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a) {
-                        return Ok(ControlFlow::Break(b));
-                    }
-                    Some((start, end))
-                }
-                None => Some((start, end)),
-            };
+            // PANICS: none; `order` came from `0..=max_order`.
+            let order = Order::new(u64::from(cursor.order), "run order").unwrap_or(Order::ZERO);
+            if let ControlFlow::Break(b) = f(*start, *end, order) {
+                return Ok(ControlFlow::Break(b));
+            }
             match cursor.next_run()? {
                 Some(next) => {
                     if let Some(slot) = &mut active[best] {
@@ -219,12 +306,33 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
                 }
             }
         }
-        if let Some((a, e)) = acc
-            && let ControlFlow::Break(b) = f(PhysAddr::new(a), e - a)
-        {
-            return Ok(ControlFlow::Break(b));
-        }
         Ok(ControlFlow::Continue(()))
+    }
+
+    /// The table slot that holds `target`, as `(table, level, index)`, or
+    /// `None` if `target` is the root or is not in the tree. For error
+    /// reports on a tree that passed an untrusted walk (each node reached
+    /// once), so it costs one pass over the tables.
+    pub fn slot_of(&self, target: PhysAddr) -> Result<Option<(PhysAddr, u32, usize)>, TrackError> {
+        let mut found = None;
+        let mut tables = alloc::vec![(self.root, ROOT_LEVEL)];
+        while let Some((pa, level)) = tables.pop() {
+            let words = self.node(pa, None)?;
+            for (index, slot) in words.iter().enumerate().take(TABLE_ENTRIES) {
+                let raw = slot.load(Ordering::Acquire);
+                if raw == 0 {
+                    continue;
+                }
+                if raw == target.as_u64() {
+                    found = Some((pa, level, index));
+                    return Ok(found);
+                }
+                if level > 1 {
+                    tables.push((PhysAddr::new(raw), level - 1));
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -261,7 +369,7 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
                 return Ok(Some((key, words)));
             }
             let view = TreeView { mem: self.mem, root: self.root };
-            let mut node = view.node(self.root, PhysAddr::NULL, ROOT_LEVEL + 1, 0)?;
+            let mut node = view.node(self.root, None)?;
             let mut pa = self.root;
             for level in (1..=ROOT_LEVEL).rev() {
                 let shift = GEOMETRY.level_shift(level);
@@ -281,7 +389,7 @@ impl<'v, M: TreeMem + ?Sized> OrderRuns<'v, M> {
                     }
                 }
                 let child = PhysAddr::new(node[index + offset].load(Ordering::Acquire));
-                node = view.node(child, pa, level, index + offset)?;
+                node = view.node(child, Some((pa, level, index + offset)))?;
                 pa = child;
             }
             self.leaf = Some((key & !mask, node));

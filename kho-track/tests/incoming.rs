@@ -249,13 +249,31 @@ fn bad_blocks_are_rejected() {
     })
     .unwrap_err();
     assert!(matches!(e, TrackError::Block { fault: BlockFault::InScratch, .. }), "{e:?}");
-    // A tree page inside a preserved block.
+    // A tree page inside a preserved block: the root is named as the
+    // map's root, another node by the slot that points at it.
+    let mut root = PhysAddr::NULL;
     let e = import_after(|m, t, _| {
+        root = t.tree_root();
         let key = RadixKey::encode(t.tree_root(), Order::ZERO).unwrap();
         RadixTree::from_root(t.tree_root()).insert(m, key).unwrap();
     })
     .unwrap_err();
-    assert!(matches!(e, TrackError::Tree { fault: TreeFault::InPreservedBlock, .. }), "{e:?}");
+    assert_eq!(e, TrackError::MapRoot { pa: root, fault: TreeFault::InPreservedBlock });
+    let mut want = None;
+    let e = import_after(|m, t, _| {
+        let key = key7(m);
+        let l1 = node_on_path(m, t.tree_root(), key, 1);
+        let leaf = node_on_path(m, t.tree_root(), key, 0);
+        want = Some((l1, key.table_index(1)));
+        // The leaf inside an order-1 block, unless that block would also
+        // hold page 7.
+        let o2 = if leaf.align_down(2 * PAGE_SIZE as u64) == page(m, 6) { Order::ZERO } else { order(1) };
+        let block = leaf.align_down(o2.checked_bytes().unwrap());
+        RadixTree::from_root(t.tree_root()).insert(m, RadixKey::encode(block, o2).unwrap()).unwrap();
+    })
+    .unwrap_err();
+    let (l1, index) = want.unwrap();
+    assert_eq!(e, TrackError::Tree { node: l1, level: 1, index, fault: TreeFault::InPreservedBlock });
 }
 
 fn import_data(corrupt: impl FnOnce(&Machine, &mut KhoData)) -> TrackError {
