@@ -221,13 +221,16 @@ impl Base {
 /// Names the parts of the root FDT at `fdt`: `fdt.node.NAME` (a subtree
 /// node's name), `fdt.prop.PATH` (a property's value; `PATH` is the
 /// property name for the root, `NODE.PROP` for a subtree), `fdt.len.PATH`
-/// (its big-endian length word) and `fdt.name.PROP` (the property name in
-/// the strings block).
+/// (its big-endian length word), `fdt.name.PROP` (the property name in
+/// the strings block) and `fdt.nameoff.PROP` (a number: its offset in the
+/// strings block, as a property's `nameoff` holds it); also the number
+/// `fdt.size_dt_struct`.
 fn fdt_symbols(m: &Machine, fdt: u64, syms: &mut BTreeMap<String, u64>) {
     let mut bytes = vec![0u8; PAGE_SIZE];
     m.read(PhysAddr::new(fdt), &mut bytes).unwrap();
     let be = |off: usize| u32::from_be_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
     let (structs, strings) = (be(8), be(12));
+    syms.insert("fdt.size_dt_struct".into(), be(36) as u64);
     let cstr = |off: usize| {
         let end = bytes[off..].iter().position(|&b| b == 0).unwrap();
         (String::from_utf8(bytes[off..off + end].to_vec()).unwrap(), end)
@@ -254,6 +257,7 @@ fn fdt_symbols(m: &Machine, fdt: u64, syms: &mut BTreeMap<String, u64>) {
                 syms.insert(format!("fdt.len.{path}"), fdt + off as u64);
                 syms.insert(format!("fdt.prop.{path}"), fdt + off as u64 + 8);
                 syms.insert(format!("fdt.name.{prop}"), fdt + (strings + nameoff) as u64);
+                syms.insert(format!("fdt.nameoff.{prop}"), nameoff as u64);
                 off += 8 + len.next_multiple_of(4);
             }
             4 => {}

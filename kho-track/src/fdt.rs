@@ -11,6 +11,7 @@
 //!
 //! Property values are raw native-endian bytes, never big-endian cells.
 
+use alloc::collections::BTreeSet;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -74,36 +75,110 @@ pub struct RootFdt {
     memory_map: PhysAddr,
 }
 
+/// Fails with `DuplicateProperty` if `node` has two properties of one name.
+fn check_unique_properties(node: &dtoolkit::fdt::FdtNode<'_>, name: &str) -> Result<(), TrackError> {
+    let mut seen = BTreeSet::new();
+    for p in node.properties() {
+        if !seen.insert(p.name().to_string()) {
+            return Err(TrackError::DuplicateProperty { node: name.to_string(), prop: p.name().to_string() });
+        }
+    }
+    Ok(())
+}
+
+/// FDT structure tokens.
+const FDT_BEGIN_NODE: u32 = 1;
+const FDT_END_NODE: u32 = 2;
+const FDT_PROP: u32 = 3;
+const FDT_NOP: u32 = 4;
+const FDT_END: u32 = 9;
+
+/// Walks the token stream of an FDT the parser accepted and checks that
+/// every token, with its payload, ends within the structure block
+/// `[off, off + size)`. On failure returns the token's offset and the
+/// block's end.
+fn check_struct_bounds(bytes: &[u8], off: u64, size: u64) -> Result<(), (u64, u64)> {
+    let end = off.saturating_add(size);
+    let word = |at: u64| -> Option<u32> {
+        let at = usize::try_from(at).ok()?;
+        let w = bytes.get(at..at.checked_add(4)?)?;
+        Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    let mut at = off;
+    // Each step advances by at least 4 bytes and the FDT is at most a page.
+    loop {
+        let token = word(at).ok_or((at, end))?;
+        let next = match token {
+            FDT_BEGIN_NODE => {
+                let name = usize::try_from(at + 4).ok().and_then(|s| bytes.get(s..)).ok_or((at, end))?;
+                let len = name.iter().position(|&b| b == 0).ok_or((at, end))? as u64;
+                (at + 4 + len + 1).next_multiple_of(4)
+            }
+            FDT_PROP => {
+                let len = u64::from(word(at + 4).ok_or((at, end))?);
+                (at + 12 + len).next_multiple_of(4)
+            }
+            FDT_END_NODE | FDT_NOP | FDT_END => at + 4,
+            _ => return Err((at, end)),
+        };
+        if next > end {
+            return Err((at, end));
+        }
+        if token == FDT_END {
+            return Ok(());
+        }
+        at = next;
+    }
+}
+
 fn raw_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes.try_into().ok()?))
 }
 
 impl RootFdt {
     /// Checks a root FDT read from `pa`: header (its `totalsize` at most
-    /// `bytes.len()`), a readable compatible string (exact, NUL
-    /// terminated), and a non-zero, page aligned `preserved-memory-map`.
+    /// `bytes.len()`), every token inside the structure block
+    /// (`size_dt_struct`, as libfdt bounds them), a readable compatible
+    /// string (exact, NUL terminated), a non-zero, page aligned
+    /// `preserved-memory-map`, no property twice in the root or a subtree
+    /// node, and no two subtrees with one name.
     pub fn parse(pa: PhysAddr, mut bytes: Vec<u8>) -> Result<RootFdt, TrackError> {
-        let totalsize = match bytes.get(4..8) {
-            Some(b) => u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        let be32 = |b: &[u8], off: usize| match b.get(off..off + 4) {
+            Some(w) => u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]])),
             None => 0,
         };
+        let totalsize = be32(&bytes, 4);
         if totalsize > bytes.len() as u64 {
             return Err(TrackError::FdtSize { pa, totalsize, limit: bytes.len() as u64 });
         }
         bytes.truncate(totalsize as usize);
         let fdt = Fdt::new(&bytes).map_err(|source| TrackError::Fdt { pa, source })?;
+        // The parser bounds tokens by `totalsize`; the kernel's (libfdt) by
+        // the structure block. The parser has checked the token stream
+        // itself, so walking it again only has to compare offsets.
+        check_struct_bounds(&bytes, be32(&bytes, 8), be32(&bytes, 36))
+            .map_err(|(offset, end)| TrackError::FdtStruct { pa, offset, end })?;
         let root = fdt.root();
+        check_unique_properties(&root, "/")?;
         let bad = |prop, len| TrackError::BadProperty { node: "/", prop, len };
         let compat = root.property("compatible").ok_or(bad("compatible", 0))?;
         let compatible = match compat.value().split_last() {
             Some((0, s)) => core::str::from_utf8(s).map_err(|_| bad("compatible", 0))?,
-            _ => return Err(bad("compatible", 0)),
+            Some(_) => return Err(TrackError::Unterminated { node: "/", prop: "compatible" }),
+            None => return Err(bad("compatible", 0)),
         };
         let version = Compatible::parse(compatible, "root compatible")?.readable_root("root compatible")?;
         let map = root.property(PROP_PRESERVED_MEMORY_MAP).ok_or(bad(PROP_PRESERVED_MEMORY_MAP, 8))?;
         let memory_map = PhysAddr::new(raw_u64(map.value()).ok_or(bad(PROP_PRESERVED_MEMORY_MAP, 8))?)
             .require_nonzero("preserved-memory-map")?
             .require_aligned("preserved-memory-map", PAGE_SIZE as u64)?;
+        let mut names = BTreeSet::new();
+        for child in root.children() {
+            if !names.insert(child.name().to_string()) {
+                return Err(TrackError::DuplicateSubtree { name: child.name().to_string() });
+            }
+            check_unique_properties(&child, child.name())?;
+        }
         let compatible = compatible.to_string();
         Ok(RootFdt { bytes, pa, compatible, version, memory_map })
     }

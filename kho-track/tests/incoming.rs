@@ -215,15 +215,18 @@ fn key_wider_than_the_key_width_is_rejected() {
 
 #[test]
 fn zero_key_is_rejected() {
+    let mut leaf_pa = PhysAddr::NULL;
     let e = import_after(|m, t, _| {
         // The leaf of keys 0..bitmap_len: reach it with a valid key in it.
         let key = RadixKey::from_raw(GEOMETRY.bitmap_len as u64 / 2).unwrap();
         RadixTree::from_root(t.tree_root()).insert(m, key).unwrap();
         let leaf = node_on_path(m, t.tree_root(), key, 0);
         write_u64(m, leaf, 1);
+        leaf_pa = leaf;
     })
     .unwrap_err();
-    assert!(matches!(e, TrackError::Tree { fault: TreeFault::ZeroKey, .. }), "{e:?}");
+    // The error names the leaf and the bit.
+    assert_eq!(e, TrackError::Tree { node: leaf_pa, level: 0, index: 0, fault: TreeFault::ZeroKey });
 }
 
 #[test]
