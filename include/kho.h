@@ -9,7 +9,15 @@
  * says otherwise, takes its handle first, and checks its arguments: NULL
  * pointers, misaligned pointers, sizes, orders and enum values out of range
  * and freed handles (while their memory is not reused) give -KHO_EINVAL or
- * the errno named in its documentation, never undefined behaviour.
+ * the errno named in its documentation, never undefined behaviour. In the
+ * hosted build any call may also return -KHO_ENOTRECOVERABLE (a bug caught
+ * at the panic boundary). kho_strerror() describes an errno;
+ * kho_out_last_error() and kho_in_last_error() give the typed error behind
+ * the last failure on a handle (kind, place, message).
+ *
+ * Page size: 4 KiB unless KHO_PAGE_16K or KHO_PAGE_64K is defined before
+ * this header is included; it must match the archive's (kho_page_size()).
+ * The header installed with a 16 or 64 KiB archive defines its macro.
  *
  * SPDX-License-Identifier: MIT OR Apache-2.0
  */
@@ -20,6 +28,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#if defined(KHO_PAGE_16K) && defined(KHO_PAGE_64K)
+#error "define at most one of KHO_PAGE_16K and KHO_PAGE_64K"
+#endif
+
 /* Compatible strings (NUL-terminated literals). */
 #define KHO_COMPAT_V4 "kho-v4"
 #define KHO_COMPAT_V3 "kho-v3"
@@ -41,79 +53,243 @@
 #endif
 
 
-// Success.
+/**
+ * Success.
+ */
 #define KHO_OK 0
 
-// No such entry: a block that was not preserved (or already restored), a
-// subtree that does not exist.
+/**
+ * No such entry: a block that was not preserved (or already restored), a
+ * subtree that does not exist.
+ */
 #define KHO_ENOENT 2
 
-// Out of memory: the platform's page allocator failed.
+/**
+ * Out of memory: the platform's page allocator failed.
+ */
 #define KHO_ENOMEM 12
 
-// Busy: a block kho may not preserve where it is (scratch area, NUMA
-// boundary).
+/**
+ * Busy: a block kho may not preserve where it is (scratch area, NUMA
+ * boundary).
+ */
 #define KHO_EBUSY 16
 
-// Already exists: a subtree name in use.
+/**
+ * Already exists: a subtree name in use.
+ */
 #define KHO_EEXIST 17
 
-// Invalid argument or corrupt incoming state: NULL pointers, misaligned
-// addresses, sizes that do not fit, stale handles, malformed chains.
+/**
+ * Invalid argument or corrupt incoming state: NULL pointers, misaligned
+ * addresses, sizes that do not fit, stale handles, malformed chains.
+ */
 #define KHO_EINVAL 22
 
-// No space: a caller's buffer is too small, a block set's reserved
-// capacity is used up, the root FDT is full.
+/**
+ * No space: a caller's buffer is too small, a block set's reserved
+ * capacity is used up, the root FDT is full.
+ */
 #define KHO_ENOSPC 28
 
-// Out of range: an order above the platform's maximum.
+/**
+ * Out of range: an order above the platform's maximum.
+ */
 #define KHO_ERANGE 34
 
-// Not supported: unknown flag bits or format versions.
+/**
+ * Not supported: unknown flag bits or format versions.
+ */
 #define KHO_EOPNOTSUPP 95
 
-// A bug inside kho was caught at the panic boundary of the hosted build.
-// The handle involved is in an unknown state: only destroy it.
+/**
+ * A bug inside kho was caught at the panic boundary of the hosted build.
+ * The handle involved is in an unknown state: only destroy it.
+ */
 #define KHO_ENOTRECOVERABLE 131
 
-// Page size of this build, in bytes (4 KiB).
+/**
+ * Major version of the library (the `kho-ffi` crate's).
+ */
+#define KHO_VERSION_MAJOR 0
+
+/**
+ * Minor version of the library.
+ */
+#define KHO_VERSION_MINOR 1
+
+/**
+ * Patch version of the library.
+ */
+#define KHO_VERSION_PATCH 0
+
+/**
+ * Bytes of a `setup_data` header.
+ */
+#define KHO_SETUP_DATA_HEADER_LEN 16
+
+/**
+ * Bytes of KHO's whole `setup_data` entry, header and `struct kho_data`.
+ */
+#define KHO_SETUP_KHO_LEN 48
+
+/**
+ * Bytes of [`kho_error::kind`], its NUL included.
+ */
+#define KHO_ERROR_KIND_LEN 32
+
+/**
+ * Bytes of [`kho_error::field`], its NUL included.
+ */
+#define KHO_ERROR_FIELD_LEN 64
+
+/**
+ * Bytes of [`kho_error::message`], its NUL included.
+ */
+#define KHO_ERROR_MESSAGE_LEN 192
+
+/**
+ * [`kho_error::has`] bit: `pa` holds a value.
+ */
+#define KHO_ERROR_HAS_PA (1 << 0)
+
+/**
+ * [`kho_error::has`] bit: `node` holds a value.
+ */
+#define KHO_ERROR_HAS_NODE (1 << 1)
+
+/**
+ * [`kho_error::has`] bit: `level` holds a value.
+ */
+#define KHO_ERROR_HAS_LEVEL (1 << 2)
+
+/**
+ * [`kho_error::has`] bit: `index` holds a value.
+ */
+#define KHO_ERROR_HAS_INDEX (1 << 3)
+
+/**
+ * [`kho_error::has`] bit: `order` holds a value.
+ */
+#define KHO_ERROR_HAS_ORDER (1 << 4)
+
+/**
+ * [`kho_error::has`] bit: `value` holds a value.
+ */
+#define KHO_ERROR_HAS_VALUE (1 << 5)
+
+#if !(defined(KHO_PAGE_16K) || defined(KHO_PAGE_64K))
+/**
+ * Page size of this build, in bytes (4 KiB).
+ */
 #define KHO_PAGE_SIZE 4096
+#endif
 
-// log2 of [`KHO_PAGE_SIZE`].
+#if (defined(KHO_PAGE_16K) && !defined(KHO_PAGE_64K))
+/**
+ * Page size of this build, in bytes (16 KiB).
+ */
+#define KHO_PAGE_SIZE 16384
+#endif
+
+#if defined(KHO_PAGE_64K)
+/**
+ * Page size of this build, in bytes (64 KiB).
+ */
+#define KHO_PAGE_SIZE 65536
+#endif
+
+#if !(defined(KHO_PAGE_16K) || defined(KHO_PAGE_64K))
+/**
+ * log2 of `KHO_PAGE_SIZE`.
+ */
 #define KHO_PAGE_SHIFT 12
+#endif
 
-// The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
-// platform's `max_order` is at most this.
+#if (defined(KHO_PAGE_16K) && !defined(KHO_PAGE_64K))
+/**
+ * log2 of `KHO_PAGE_SIZE`.
+ */
+#define KHO_PAGE_SHIFT 14
+#endif
+
+#if defined(KHO_PAGE_64K)
+/**
+ * log2 of `KHO_PAGE_SIZE`.
+ */
+#define KHO_PAGE_SHIFT 16
+#endif
+
+#if !(defined(KHO_PAGE_16K) || defined(KHO_PAGE_64K))
+/**
+ * The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
+ * platform's `max_order` is at most this.
+ */
 #define KHO_ORDER_MAX 52
+#endif
 
-// x86 `setup_data` type that carries `struct kho_data` (`SETUP_KEXEC_KHO`).
+#if (defined(KHO_PAGE_16K) && !defined(KHO_PAGE_64K))
+/**
+ * The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
+ * platform's `max_order` is at most this.
+ */
+#define KHO_ORDER_MAX 50
+#endif
+
+#if defined(KHO_PAGE_64K)
+/**
+ * The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
+ * platform's `max_order` is at most this.
+ */
+#define KHO_ORDER_MAX 48
+#endif
+
+/**
+ * x86 `setup_data` type that carries `struct kho_data` (`SETUP_KEXEC_KHO`).
+ */
 #define KHO_SETUP_KEXEC_KHO 10
 
-// The longest block chain a restore accepts.
+/**
+ * The longest block chain a restore accepts.
+ */
 #define KHO_BLOCK_CHAIN_MAX 10000
 
-// `struct kho_vmalloc` flag: the area was allocated by vmalloc.
+/**
+ * `struct kho_vmalloc` flag: the area was allocated by vmalloc.
+ */
 #define KHO_VMALLOC_ALLOC 1
 
-// `struct kho_vmalloc` flag: the area is mapped with huge pages.
+/**
+ * `struct kho_vmalloc` flag: the area is mapped with huge pages.
+ */
 #define KHO_VMALLOC_HUGE_VMAP 2
 
-// `struct kho_array_desc` magic (`'KARR'`).
+/**
+ * `struct kho_array_desc` magic (`'KARR'`).
+ */
 #define KHO_ARRAY_MAGIC 1262572114
 
-// `struct kho_array_desc` version.
+/**
+ * `struct kho_array_desc` version.
+ */
 #define KHO_ARRAY_VERSION 1
 
-// The root compatible string a [`kho_out`] writes.
+/**
+ * The root compatible string a [`kho_out`] writes.
+ */
 enum kho_root_compat
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // `"kho-v4"`, what mainline kernels write and read.
+  /**
+   * `"kho-v4"`, what mainline kernels write and read.
+   */
   KHO_ROOT_PLAIN = 0,
-  // `"kho-v4;array-v1;block-v1;radix-v1;vmalloc-v1"`: the base and the
-  // formats it contains (the composite form proposed upstream).
+  /**
+   * `"kho-v4;array-v1;block-v1;radix-v1;vmalloc-v1"`: the base and the
+   * formats it contains (the composite form proposed upstream).
+   */
   KHO_ROOT_COMPOSITE = 1,
 };
 #ifndef __cplusplus
@@ -124,891 +300,1543 @@ typedef uint32_t kho_root_compat;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// A sparse array. Opaque; made by [`kho_array_new`] or
-// [`kho_array_restore`].
+/**
+ * A sparse array. Opaque; made by [`kho_array_new`] or
+ * [`kho_array_restore`].
+ */
 typedef struct kho_array kho_array;
 
-// A block set adopted from the previous kernel. Opaque; made by
-// [`kho_block_restore`].
+/**
+ * A block set adopted from the previous kernel. Opaque; made by
+ * [`kho_block_restore`].
+ */
 typedef struct kho_block_restored kho_block_restored;
 
-// A block set being built for the next kernel. Opaque; made by
-// [`kho_block_set_new`].
+/**
+ * A block set being built for the next kernel. Opaque; made by
+ * [`kho_block_set_new`].
+ */
 typedef struct kho_block_set kho_block_set;
 
-// The incoming side of a handover, validated. Opaque; made by
-// [`kho_in_import`].
+/**
+ * The incoming side of a handover, validated. Opaque; made by
+ * [`kho_in_import`].
+ */
 typedef struct kho_in kho_in;
 
-// The outgoing side of a handover: a tracker of preserved memory and the
-// root FDT with its subtrees. Opaque; made by [`kho_out_new`].
+/**
+ * The outgoing side of a handover: a tracker of preserved memory and the
+ * root FDT with its subtrees. Opaque; made by [`kho_out_new`].
+ */
 typedef struct kho_out kho_out;
 
-// `struct kho_array_desc` (`array-v1`): the descriptor of a sparse array,
-// which the user embeds in their own preserved data. 16 bytes.
-//
-// | offset | field |
-// |---|---|
-// | 0 | `magic`: `KHO_ARRAY_MAGIC` |
-// | 4 | `version`: `KHO_ARRAY_VERSION` |
-// | 6 | `reserved`: 0 |
-// | 8 | `first`: PA of the first page, 0 for an empty array |
+/**
+ * `struct kho_array_desc` (`array-v1`): the descriptor of a sparse array,
+ * which the user embeds in their own preserved data. 16 bytes.
+ *
+ * | offset | field |
+ * |---|---|
+ * | 0 | `magic`: `KHO_ARRAY_MAGIC` |
+ * | 4 | `version`: `KHO_ARRAY_VERSION` |
+ * | 6 | `reserved`: 0 |
+ * | 8 | `first`: PA of the first page, 0 for an empty array |
+ */
 typedef struct kho_array_desc {
-  // `KHO_ARRAY_MAGIC`.
+  /**
+   * `KHO_ARRAY_MAGIC`.
+   */
   uint32_t magic;
-  // `KHO_ARRAY_VERSION`.
+  /**
+   * `KHO_ARRAY_VERSION`.
+   */
   uint16_t version;
-  // Zero.
+  /**
+   * Zero.
+   */
   uint16_t reserved;
-  // PA of the first page, 0 for an empty array.
+  /**
+   * PA of the first page, 0 for an empty array.
+   */
   uint64_t first;
 } kho_array_desc;
 
-// The state of an array.
+/**
+ * The state of an array.
+ */
 typedef struct kho_array_info {
-  // Non-empty entries.
+  /**
+   * Non-empty entries.
+   */
   uint64_t len;
-  // Pages in the chain.
+  /**
+   * Pages in the chain.
+   */
   uint64_t pages;
-  // The highest position holding an entry (0 when `len` is 0).
+  /**
+   * The highest position holding an entry (0 when `len` is 0).
+   */
   uint64_t last_position;
-  // Whether every page is preserved.
+  /**
+   * Whether every page is preserved.
+   */
   bool preserved;
 } kho_array_info;
 
-// Called once per entry, ascending by position, holes skipped: `raw` is
-// the stored word. Return 0 to go on; any other value stops the walk and
-// is what it returns.
+/**
+ * Called once per entry, ascending by position, holes skipped: `raw` is
+ * the stored word. Return 0 to go on; any other value stops the walk and
+ * is what it returns.
+ */
 typedef int (*kho_array_fn)(void *arg, uint64_t pos, uint64_t raw);
 
-// The shape and state of a block set.
+/**
+ * The shape and state of a block set.
+ */
 typedef struct kho_block_info {
-  // PA of the first block, 0 while the set is empty: what the next
-  // kernel's [`kho_block_restore`] takes.
+  /**
+   * PA of the first block, 0 while the set is empty: what the next
+   * kernel's [`kho_block_restore`] takes.
+   */
   uint64_t head;
-  // Entries written (or restored).
+  /**
+   * Entries written (or restored).
+   */
   uint64_t len;
-  // Entries reserved by [`kho_block_grow`] (equal to `len` for a
-  // restored set).
+  /**
+   * Entries reserved by [`kho_block_grow`] (equal to `len` for a
+   * restored set).
+   */
   uint64_t capacity;
-  // Block pages held.
+  /**
+   * Block pages held.
+   */
   uint64_t blocks;
-  // Bytes per entry.
+  /**
+   * Bytes per entry.
+   */
   uint64_t entry_size;
-  // Entries per block: `(KHO_PAGE_SIZE - 16) / entry_size`.
+  /**
+   * Entries per block: `(KHO_PAGE_SIZE - 16) / entry_size`.
+   */
   uint64_t entries_per_block;
 } kho_block_info;
 
-// Called once per entry, in order: `entry` maps its `entry_size` bytes
-// (valid during the call), `pa` is its physical address. Return 0 to go
-// on; any other value stops the walk and is what it returns.
+/**
+ * Called once per entry, in order: `entry` maps its `entry_size` bytes
+ * (valid during the call), `pa` is its physical address. Return 0 to go
+ * on; any other value stops the walk and is what it returns.
+ */
 typedef int (*kho_entry_fn)(void *arg, const void *entry, size_t entry_size, uint64_t pa);
 
-// Maps `len` bytes of RAM at physical address `pa`: returns a pointer
-// through which kho may read and write them, or NULL if any of them is
-// not RAM.
-typedef void *(*kho_phys_to_virt_fn)(void *ctx, uint64_t pa, uint64_t len);
-
-// Allocates `2^order` zeroed pages, naturally aligned, storing their
-// physical address in `*pa_out`; returns 0, or a negative errno (usually
-// `-ENOMEM`).
-typedef int (*kho_alloc_pages_fn)(void *ctx, uint32_t order, uint64_t *pa_out);
-
-// Frees `2^order` pages at `pa` that `alloc_pages` returned with the same
-// order, or that kho restored (claimed) from the previous kernel.
-typedef void (*kho_free_pages_fn)(void *ctx, uint64_t pa, uint32_t order);
-
-// Whether the block of `2^order` pages at `pa` spans two NUMA nodes
-// (kho never preserves such a block).
-typedef bool (*kho_crosses_node_fn)(void *ctx, uint64_t pa, uint32_t order);
-
-// The embedder's platform: how kho maps physical memory and allocates
-// pages.
-//
-// The callbacks must obey this contract, on which kho's memory safety
-// rests:
-//
-// - `phys_to_virt(ctx, pa, len)` returns NULL unless all of
-//   `[pa, pa + len)` is RAM; otherwise a pointer valid for reads and
-//   writes of `len` bytes, contiguous, with the same offset from an 8-byte
-//   boundary as `pa`, valid as long as any handle made from this platform
-//   lives, and to memory the embedder does not access while kho uses it
-//   (except through kho's own results);
-// - `alloc_pages` returns zeroed, naturally aligned pages of RAM that
-//   nothing else uses until they are passed to `free_pages`, and never
-//   physical address 0;
-// - no callback unwinds (no C++ exception, no `longjmp`) through kho;
-// - callbacks are thread-safe if kho is called from several threads.
-//
-// `crosses_node` may be NULL (one NUMA node). `max_order` is the largest
-// order the platform allocates or preserves (the kernel's
-// `MAX_PAGE_ORDER`, or a larger folio order); at most 52 with 4 KiB pages.
-typedef struct kho_platform {
-  // Passed as the first argument of every callback.
-  void *ctx;
-  // Required.
-  kho_phys_to_virt_fn phys_to_virt;
-  // Required.
-  kho_alloc_pages_fn alloc_pages;
-  // Required.
-  kho_free_pages_fn free_pages;
-  // Optional: NULL for a machine of one NUMA node.
-  kho_crosses_node_fn crosses_node;
-  // The largest order the platform allocates or preserves.
-  uint32_t max_order;
-} kho_platform;
-
-// `struct kho_data`: where the next kernel finds the handover (x86
-// `setup_data` of type `KHO_SETUP_KEXEC_KHO`). Packed, 32 bytes,
-// native-endian.
-//
-// | offset | field |
-// |---|---|
-// | 0 | `fdt_addr`: PA of the root FDT |
-// | 8 | `fdt_size`: its size (one page) |
-// | 16 | `scratch_addr`: PA of an array of `struct kho_scratch` |
-// | 24 | `scratch_size`: byte size of that array |
+/**
+ * `struct kho_data`: where the next kernel finds the handover (x86
+ * `setup_data` of type `KHO_SETUP_KEXEC_KHO`). Packed, 32 bytes,
+ * native-endian.
+ *
+ * | offset | field |
+ * |---|---|
+ * | 0 | `fdt_addr`: PA of the root FDT |
+ * | 8 | `fdt_size`: its size (one page) |
+ * | 16 | `scratch_addr`: PA of an array of `struct kho_scratch` |
+ * | 24 | `scratch_size`: byte size of that array |
+ */
 typedef struct KHO_PACKED kho_data {
-  // PA of the root FDT.
+  /**
+   * PA of the root FDT.
+   */
   uint64_t fdt_addr;
-  // Size of the root FDT in bytes.
+  /**
+   * Size of the root FDT in bytes.
+   */
   uint64_t fdt_size;
-  // PA of the scratch array.
+  /**
+   * PA of the scratch array.
+   */
   uint64_t scratch_addr;
-  // Size of the scratch array in bytes.
+  /**
+   * Size of the scratch array in bytes.
+   */
   uint64_t scratch_size;
 } kho_data;
 
-// What [`kho_in_import`] found.
+/**
+ * A typed error as C sees it: what went wrong (`kind`, `field`), where
+ * (`pa`, `node`, `level`, `index`, `order`), the offending `value`, and
+ * the full `message`. Numeric members hold a value only where the bit of
+ * `has` says so; strings are NUL-terminated (truncated if longer) and
+ * empty when they do not apply.
+ *
+ * `kind` is a stable name, one per error variant (`"tree_node_shared"`,
+ * `"bad_compatible"`, `"not_ram"`, ...): compare it, do not parse
+ * `message`, whose wording may change.
+ */
+typedef struct kho_error {
+  /**
+   * The negative errno the failing call returned; 0 if no error was
+   * recorded.
+   */
+  int32_t code;
+  /**
+   * Which of the numeric members hold a value (`KHO_ERROR_HAS_*` bits).
+   */
+  uint32_t has;
+  /**
+   * The physical address the error is about: a block, a page, a link.
+   */
+  uint64_t pa;
+  /**
+   * The page holding the bad value: a radix tree node, a chunk page, an
+   * array page.
+   */
+  uint64_t node;
+  /**
+   * The slot of `node`, or the position of a block, chunk or page in its
+   * chain.
+   */
+  uint64_t index;
+  /**
+   * The offending value (a count, a magic, flags, a key, a length).
+   */
+  uint64_t value;
+  /**
+   * The level of the tree node (0 = leaf).
+   */
+  uint32_t level;
+  /**
+   * The order of the block.
+   */
+  uint32_t order;
+  /**
+   * Stable name of the error kind.
+   */
+  char kind[KHO_ERROR_KIND_LEN];
+  /**
+   * The field, property or name the error is about.
+   */
+  char field[KHO_ERROR_FIELD_LEN];
+  /**
+   * The error as text, as a Rust caller would print it.
+   */
+  char message[KHO_ERROR_MESSAGE_LEN];
+} kho_error;
+
+/**
+ * Maps `len` bytes of RAM at physical address `pa`: returns a pointer
+ * through which kho may read and write them, or NULL if any of them is
+ * not RAM.
+ */
+typedef void *(*kho_phys_to_virt_fn)(void *ctx, uint64_t pa, uint64_t len);
+
+/**
+ * Allocates `2^order` zeroed pages, naturally aligned, storing their
+ * physical address in `*pa_out`; returns 0, or a negative errno (usually
+ * `-ENOMEM`).
+ */
+typedef int (*kho_alloc_pages_fn)(void *ctx, uint32_t order, uint64_t *pa_out);
+
+/**
+ * Frees `2^order` pages at `pa` that `alloc_pages` returned with the same
+ * order, or that kho restored (claimed) from the previous kernel.
+ */
+typedef void (*kho_free_pages_fn)(void *ctx, uint64_t pa, uint32_t order);
+
+/**
+ * Whether the block of `2^order` pages at `pa` spans two NUMA nodes
+ * (kho never preserves such a block).
+ */
+typedef bool (*kho_crosses_node_fn)(void *ctx, uint64_t pa, uint32_t order);
+
+/**
+ * The embedder's platform: how kho maps physical memory and allocates
+ * pages.
+ *
+ * The callbacks must obey this contract, on which kho's memory safety
+ * rests:
+ *
+ * - `phys_to_virt(ctx, pa, len)` returns NULL unless all of
+ *   `[pa, pa + len)` is RAM; otherwise a pointer valid for reads and
+ *   writes of `len` bytes, contiguous, with the same offset from an 8-byte
+ *   boundary as `pa`, valid as long as any handle made from this platform
+ *   lives, and to memory the embedder does not access while kho uses it
+ *   (except through kho's own results);
+ * - `alloc_pages` returns zeroed, naturally aligned pages of RAM that
+ *   nothing else uses until they are passed to `free_pages`, and never
+ *   physical address 0;
+ * - no callback unwinds (no C++ exception, no `longjmp`) through kho;
+ * - callbacks are thread-safe if kho is called from several threads.
+ *
+ * `crosses_node` may be NULL (one NUMA node). `max_order` is the largest
+ * order the platform allocates or preserves (the kernel's
+ * `MAX_PAGE_ORDER`, or a larger folio order); at most 52 with 4 KiB pages.
+ */
+typedef struct kho_platform {
+  /**
+   * Passed as the first argument of every callback.
+   */
+  void *ctx;
+  /**
+   * Required.
+   */
+  kho_phys_to_virt_fn phys_to_virt;
+  /**
+   * Required.
+   */
+  kho_alloc_pages_fn alloc_pages;
+  /**
+   * Required.
+   */
+  kho_free_pages_fn free_pages;
+  /**
+   * Optional: NULL for a machine of one NUMA node.
+   */
+  kho_crosses_node_fn crosses_node;
+  /**
+   * The largest order the platform allocates or preserves.
+   */
+  uint32_t max_order;
+} kho_platform;
+
+/**
+ * What [`kho_in_import`] found.
+ */
 typedef struct kho_in_stats {
-  // Preserved blocks.
+  /**
+   * Preserved blocks.
+   */
   uint64_t blocks;
-  // Pages in them.
+  /**
+   * Pages in them.
+   */
   uint64_t pages;
-  // Pages of the radix tree.
+  /**
+   * Pages of the radix tree.
+   */
   uint64_t tree_pages;
 } kho_in_stats;
 
-// `struct kho_scratch`: a range the next kernel may allocate from before
-// it has read the preserved-memory map. 16 bytes.
+/**
+ * `struct kho_scratch`: a range the next kernel may allocate from before
+ * it has read the preserved-memory map. 16 bytes.
+ */
 typedef struct kho_scratch {
-  // PA of the area, page aligned.
+  /**
+   * PA of the area, page aligned.
+   */
   uint64_t addr;
-  // Its size in bytes, whole pages.
+  /**
+   * Its size in bytes, whole pages.
+   */
   uint64_t size;
 } kho_scratch;
 
-// Called once per preserved block: `2^order` pages at `pa`. Return 0 to go
-// on; any other value stops the walk and is what the walk returns.
+/**
+ * Called once per preserved block: `2^order` pages at `pa`. Return 0 to go
+ * on; any other value stops the walk and is what the walk returns.
+ */
 typedef int (*kho_block_fn)(void *arg, uint64_t pa, uint32_t order);
 
-// Called once per range of preserved memory: `len` bytes at `pa`. Return 0
-// to go on; any other value stops the walk and is what the walk returns.
+/**
+ * Called once per range of preserved memory: `len` bytes at `pa`. Return 0
+ * to go on; any other value stops the walk and is what the walk returns.
+ */
 typedef int (*kho_range_fn)(void *arg, uint64_t pa, uint64_t len);
 
-// `struct kho_vmalloc` (`vmalloc-v1`): the descriptor of a preserved
-// vmalloc area, which the user embeds in their own preserved data.
-// 16 bytes, 8-aligned.
-//
-// | offset | field |
-// |---|---|
-// | 0 | `first`: PA of the first chunk page, 0 = empty area |
-// | 8 | `total_pages`: pages in the area |
-// | 12 | `flags`: `KHO_VMALLOC_ALLOC`, `KHO_VMALLOC_HUGE_VMAP` |
-// | 14 | `order`: every block is `2^order` pages |
+/**
+ * `struct kho_vmalloc` (`vmalloc-v1`): the descriptor of a preserved
+ * vmalloc area, which the user embeds in their own preserved data.
+ * 16 bytes, 8-aligned.
+ *
+ * | offset | field |
+ * |---|---|
+ * | 0 | `first`: PA of the first chunk page, 0 = empty area |
+ * | 8 | `total_pages`: pages in the area |
+ * | 12 | `flags`: `KHO_VMALLOC_ALLOC`, `KHO_VMALLOC_HUGE_VMAP` |
+ * | 14 | `order`: every block is `2^order` pages |
+ */
 typedef struct kho_vmalloc {
-  // PA of the first chunk page, 0 if the area is empty.
+  /**
+   * PA of the first chunk page, 0 if the area is empty.
+   */
   uint64_t first;
-  // Number of pages in the area.
+  /**
+   * Number of pages in the area.
+   */
   uint32_t total_pages;
-  // Flag bits.
+  /**
+   * Flag bits.
+   */
   uint16_t flags;
-  // Order of every block.
+  /**
+   * Order of every block.
+   */
   uint16_t order;
 } kho_vmalloc;
 
-// What a restore found (not a wire struct).
+/**
+ * What a restore found (not a wire struct).
+ */
 typedef struct kho_vmalloc_area {
-  // Blocks handed to the caller.
+  /**
+   * Blocks handed to the caller.
+   */
   uint64_t blocks;
-  // Chunk pages the chain had (all freed).
+  /**
+   * Chunk pages the chain had (all freed).
+   */
   uint64_t chunks;
-  // Pages in the area (`blocks << order`).
+  /**
+   * Pages in the area (`blocks << order`).
+   */
   uint32_t total_pages;
-  // The area's flags.
+  /**
+   * The area's flags.
+   */
   uint16_t flags;
-  // Order of every block.
+  /**
+   * Order of every block.
+   */
   uint16_t order;
 } kho_vmalloc_area;
 
-// Called once per restored block, in the area's order.
+/**
+ * Called once per restored block, in the area's order.
+ */
 typedef void (*kho_pa_fn)(void *arg, uint64_t pa);
 
-// The header at the start of every block of a block set (`block-v1`),
-// packed, 16 bytes; `count` entries follow it, packed.
+/**
+ * The header at the start of every block of a block set (`block-v1`),
+ * packed, 16 bytes; `count` entries follow it, packed.
+ */
 typedef struct KHO_PACKED kho_block_header {
-  // PA of the next block, 0 for the last.
+  /**
+   * PA of the next block, 0 for the last.
+   */
   uint64_t next;
-  // Entries used in this block.
+  /**
+   * Entries used in this block.
+   */
   uint64_t count;
 } kho_block_header;
+
+/**
+ * The header of an x86 `setup_data` entry, 16 bytes; KHO's entry has
+ * `type` `KHO_SETUP_KEXEC_KHO` and a `struct kho_data` payload
+ * (`len` 32).
+ *
+ * | offset | field |
+ * |---|---|
+ * | 0 | `next`: PA of the next entry, 0 for the last |
+ * | 8 | `type` |
+ * | 12 | `len`: payload bytes after the header |
+ */
+typedef struct kho_setup_data {
+  /**
+   * PA of the next entry, 0 for the last.
+   */
+  uint64_t next;
+  /**
+   * The payload's type.
+   */
+  uint32_t type;
+  /**
+   * Payload bytes after the header.
+   */
+  uint32_t len;
+} kho_setup_data;
 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
 
-// Creates an empty array (no pages) on the platform of `out`, and stores
-// it in `*array`.
-//
-// Returns 0, `-EINVAL`, `-ENOMEM`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or
-// writable.
+/**
+ * Creates an empty array (no pages) on the platform of `out`, and stores
+ * it in `*array`.
+ *
+ * @param out A handle from kho_out_new(): the array preserves through it.
+ * @param array Receives the new array, NULL on failure.
+ * @return 0, -KHO_EINVAL, -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `array` is NULL or
+ * writable.
+ */
 int kho_array_new(const struct kho_out *out, struct kho_array **array);
 
-// Stores the raw entry `raw` (a tagged value `(v << 1) | 1`, or a
-// non-zero 8-byte aligned pointer) at position `pos`, which must be above
-// every position stored so far. Pages are allocated as needed (and
-// preserved if the array is).
-//
-// Returns 0, `-EINVAL` (`raw` 0 or malformed, `pos` not ascending),
-// `-ENOMEM`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
-// handle that no other call uses.
+/**
+ * Stores the raw entry `raw` (a tagged value `(v << 1) | 1`, or a
+ * non-zero 8-byte aligned pointer) at position `pos`, which must be above
+ * every position stored so far. Pages are allocated as needed (and
+ * preserved if the array is).
+ *
+ * @param out A handle from kho_out_new().
+ * @param array An array handle.
+ * @param pos The position, above every position stored so far.
+ * @param raw The raw entry: `(v << 1) | 1` for a value, or a non-zero 8-byte aligned pointer.
+ * @return 0, -KHO_EINVAL (`raw` 0 or malformed, `pos` not ascending),
+ *         -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `array` is NULL or a
+ * handle that no other call uses.
+ */
 int kho_array_push(struct kho_out *out, struct kho_array *array, uint64_t pos, uint64_t raw);
 
-// Stores the value `value` (at most `INT64_MAX`) at position `pos`, as
-// [`kho_array_push`] with `raw = (value << 1) | 1`.
-//
-// Returns 0, `-ERANGE` (value above `INT64_MAX`), `-EINVAL`, `-ENOMEM`.
-//
-// # Safety
-//
-// As [`kho_array_push`].
+/**
+ * Stores the value `value` (at most `INT64_MAX`) at position `pos`, as
+ * kho_array_push() with `raw = (value << 1) | 1`.
+ *
+ * @param out A handle from kho_out_new().
+ * @param array An array handle.
+ * @param pos The position, above every position stored so far.
+ * @param value The value, at most INT64_MAX.
+ * @return 0, -KHO_ERANGE (value above `INT64_MAX`), -KHO_EINVAL, -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * As kho_array_push().
+ */
 int kho_array_push_value(struct kho_out *out,
                          struct kho_array *array,
                          uint64_t pos,
                          uint64_t value);
 
-// Stores the `n` raw words at `raws` at consecutive positions after the
-// last one stored (from 0 in an empty array); a 0 word leaves its
-// position empty. The fast path for dense data. On an error the words
-// before the bad one are stored.
-//
-// Returns 0, `-EINVAL` (a malformed word, NULL `raws` with `n` > 0),
-// `-ERANGE` (positions past `UINT64_MAX`), `-ENOMEM`.
-//
-// # Safety
-//
-// As [`kho_array_push`]; `raws` is readable for `n` words.
+/**
+ * Stores the `n` raw words at `raws` at consecutive positions after the
+ * last one stored (from 0 in an empty array); a 0 word leaves its
+ * position empty. The fast path for dense data. On an error the words
+ * before the bad one are stored.
+ *
+ * @param out A handle from kho_out_new().
+ * @param array An array handle.
+ * @param raws The raw entries, for ascending positions from the last one + 1.
+ * @param n Number of entries at `raws`.
+ * @return 0, -KHO_EINVAL (a malformed word, NULL `raws` with `n` > 0),
+ *         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * As kho_array_push(); `raws` is readable for `n` words.
+ */
 int kho_array_extend(struct kho_out *out, struct kho_array *array, const uint64_t *raws, size_t n);
 
-// Preserves every page of the array for the next kernel; pages added
-// later are preserved as they are allocated.
-//
-// Returns 0, `-EEXIST` (already preserved), `-EINVAL`, `-EBUSY`.
-//
-// # Safety
-//
-// As [`kho_array_push`].
+/**
+ * Preserves every page of the array for the next kernel; pages added
+ * later are preserved as they are allocated.
+ *
+ * @param out A handle from kho_out_new().
+ * @param array An array handle.
+ * @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY.
+ *
+ * # Safety
+ *
+ * As kho_array_push().
+ */
 int kho_array_preserve(struct kho_out *out, struct kho_array *array);
 
-// Unpreserves every page of the array.
-//
-// Returns 0, `-ENOENT` (not preserved), `-EINVAL`.
-//
-// # Safety
-//
-// As [`kho_array_push`].
+/**
+ * Unpreserves every page of the array.
+ *
+ * @param out A handle from kho_out_new().
+ * @param array An array handle.
+ * @return 0, -KHO_ENOENT (not preserved), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * As kho_array_push().
+ */
 int kho_array_unpreserve(struct kho_out *out, struct kho_array *array);
 
-// Stores the array's descriptor in `*desc`: what the next kernel's
-// [`kho_array_restore`] takes. It stays valid as entries are appended.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `array` is NULL or a handle; `desc` is NULL or writable.
+/**
+ * Stores the array's descriptor in `*desc`: what the next kernel's
+ * kho_array_restore() takes. It stays valid as entries are appended.
+ *
+ * @param array An array handle.
+ * @param desc Receives the descriptor to embed in the caller's preserved data.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `array` is NULL or a handle; `desc` is NULL or writable.
+ */
 int kho_array_descriptor(const struct kho_array *array, struct kho_array_desc *desc);
 
-// Stores the array's state in `*info`.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `array` is NULL or a handle; `info` is NULL or writable.
+/**
+ * Stores the array's state in `*info`.
+ *
+ * @param array An array handle.
+ * @param info Receives the figures.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `array` is NULL or a handle; `info` is NULL or writable.
+ */
 int kho_array_get_info(const struct kho_array *array, struct kho_array_info *info);
 
-// Calls `f(arg, pos, raw)` for every entry, ascending by position.
-//
-// Returns 0 after the last entry, the callback's value if it returned
-// non-zero, `-EINVAL`.
-//
-// # Safety
-//
-// `array` is NULL or a handle; `f` is callable with `arg` and does not
-// change the array.
+/**
+ * Calls `f(arg, pos, raw)` for every entry, ascending by position.
+ *
+ * @param array An array handle.
+ * @param f Called as `f(arg, pos, raw)` per entry, ascending; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last entry, the callback's value if it returned
+ *         non-zero, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `array` is NULL or a handle; `f` is callable with `arg` and does not
+ * change the array.
+ */
 int kho_array_for_each(const struct kho_array *array, kho_array_fn f, void *arg);
 
-// Adopts the array `*desc` describes, left by the previous kernel,
-// claiming at most `max_pages` pages, and stores it in `*array`. Every
-// page and record is checked before use. The restored array can be read,
-// appended to, preserved again and destroyed.
-//
-// Returns 0, `-EINVAL` (NULL arguments, a malformed array, more than
-// `max_pages` pages), `-EOPNOTSUPP` (another version), `-ENOENT` (a page
-// that was not preserved), `-ENOMEM`. On failure nothing stays claimed.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
-// readable; `array` is NULL or writable.
+/**
+ * Adopts the array `*desc` describes, left by the previous kernel,
+ * claiming at most `max_pages` pages, and stores it in `*array`. Every
+ * page and record is checked before use. The restored array can be read,
+ * appended to, preserved again and destroyed.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc The descriptor the previous kernel stored.
+ * @param max_pages The most pages the array may span (a bound on the work done).
+ * @param array Receives the restored array, NULL on failure.
+ * @return 0, -KHO_EINVAL (NULL arguments, a malformed array, more than
+ *         `max_pages` pages), -KHO_EOPNOTSUPP (another version), -KHO_ENOENT (a page
+ *         that was not preserved), -KHO_ENOMEM. On failure nothing stays claimed.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
+ * readable; `array` is NULL or writable.
+ */
 int kho_array_restore(struct kho_in *inc,
                       const struct kho_array_desc *desc,
                       uint64_t max_pages,
                       struct kho_array **array);
 
-// Gives the array up: unpreserves its pages if it is preserved (then
-// `out` is required), frees them, then frees the handle. A NULL `array`
-// is ignored (returns 0).
-//
-// Returns 0, `-EINVAL` (a preserved array without a valid `out`: the
-// handle stays valid), or the first refusal to unpreserve (the pages
-// refused are not freed; the handle is freed).
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
-// handle that no other call uses.
-int kho_array_destroy(struct kho_out *out, struct kho_array *array);
+/**
+ * Gives the array up: unpreserves its pages if it is preserved (then
+ * `out` is required), frees them, then frees the handle. A NULL `array`
+ * is ignored (returns 0).
+ *
+ * @param out The handle a preserved array preserves through; may be NULL for an array never preserved.
+ * @param array The array, or NULL.
+ * @return 0, -KHO_EINVAL (a preserved array without a valid `out`: the
+ *         handle stays valid), or the first refusal to unpreserve (the pages
+ *         refused are not freed; the handle is freed).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `array` is NULL or a
+ * handle that no other call uses.
+ */
+int kho_array_destroy(struct kho_out *out,
+                      struct kho_array *array);
 
-// Frees the handle alone: the pages stay as they are (preserved ones are
-// handed to the next kernel; store the descriptor first). NULL (or an
-// invalid handle) is ignored.
-//
-// # Safety
-//
-// `array` is NULL or a handle that no other call uses.
+/**
+ * Frees the handle alone: the pages stay as they are (preserved ones are
+ * handed to the next kernel; store the descriptor first). NULL (or an
+ * invalid handle) is ignored.
+ *
+ * @param array The array, or NULL.
+ *
+ * # Safety
+ *
+ * `array` is NULL or a handle that no other call uses.
+ */
 void kho_array_free(struct kho_array *array);
 
-// Creates an empty block set of entries of `entry_size` bytes (no pages
-// yet) on the platform of `out`, and stores it in `*set`.
-//
-// Returns 0, `-EINVAL` (NULL arguments, `entry_size` 0 or above
-// `KHO_PAGE_SIZE - 16`), `-ENOMEM`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or
-// writable.
+/**
+ * Creates an empty block set of entries of `entry_size` bytes (no pages
+ * yet) on the platform of `out`, and stores it in `*set`.
+ *
+ * @param out A handle from kho_out_new(): the set preserves through it.
+ * @param entry_size Bytes per entry, 1 to KHO_PAGE_SIZE - 16.
+ * @param set Receives the new set, NULL on failure.
+ * @return 0, -KHO_EINVAL (NULL arguments, `entry_size` 0 or above
+ *         `KHO_PAGE_SIZE - 16`), -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `set` is NULL or
+ * writable.
+ */
 int kho_block_set_new(const struct kho_out *out, size_t entry_size, struct kho_block_set **set);
 
-// Reserves capacity for `n` more entries, allocating and preserving the
-// pages needed. All or nothing.
-//
-// Returns 0, `-ENOSPC` (the chain would exceed `KHO_BLOCK_CHAIN_MAX`
-// blocks), `-ENOMEM`, `-EBUSY`, `-EINVAL`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
-// from [`kho_block_set_new`] that no other call uses.
+/**
+ * Reserves capacity for `n` more entries, allocating and preserving the
+ * pages needed. All or nothing.
+ *
+ * @param out A handle from kho_out_new().
+ * @param set A block set handle.
+ * @param n Entries of capacity to add.
+ * @return 0, -KHO_ENOSPC (the chain would exceed `KHO_BLOCK_CHAIN_MAX`
+ *         blocks), -KHO_ENOMEM, -KHO_EBUSY, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `set` is NULL or a handle
+ * from kho_block_set_new() that no other call uses.
+ */
 int kho_block_grow(struct kho_out *out, struct kho_block_set *set, size_t n);
 
-// Gives back capacity for `n` entries from the tail: entries beyond the
-// new capacity are dropped, pages no longer needed unpreserved and freed.
-//
-// Returns 0, `-EINVAL` (`n` above the capacity, bad handles), `-ENOENT`.
-//
-// # Safety
-//
-// As [`kho_block_grow`].
+/**
+ * Gives back capacity for `n` entries from the tail: entries beyond the
+ * new capacity are dropped, pages no longer needed unpreserved and freed.
+ *
+ * @param out A handle from kho_out_new().
+ * @param set A block set handle.
+ * @param n Entries of capacity to give back.
+ * @return 0, -KHO_EINVAL (`n` above the capacity, bad handles), -KHO_ENOENT.
+ *
+ * # Safety
+ *
+ * As kho_block_grow().
+ */
 int kho_block_shrink(struct kho_out *out, struct kho_block_set *set, size_t n);
 
-// Appends the entries packed in `entries` (`len` bytes, a multiple of the
-// entry size; one entry is the usual case) within the reserved capacity.
-// All of them or none.
-//
-// Returns 0, `-ENOSPC` (not enough reserved capacity), `-EINVAL` (`len`
-// not a non-zero multiple of the entry size, NULL arguments).
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
-// uses; `entries` is readable for `len` bytes.
+/**
+ * Appends the entries packed in `entries` (`len` bytes, a multiple of the
+ * entry size; one entry is the usual case) within the reserved capacity.
+ * All of them or none.
+ *
+ * @param set A block set handle.
+ * @param entries The entries, packed.
+ * @param len Bytes at `entries`, a non-zero multiple of the entry size.
+ * @return 0, -KHO_ENOSPC (not enough reserved capacity), -KHO_EINVAL (`len`
+ *         not a non-zero multiple of the entry size, NULL arguments).
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_set_new() that no other call
+ * uses; `entries` is readable for `len` bytes.
+ */
 int kho_block_push(struct kho_block_set *set, const void *entries, size_t len);
 
-// Steps back over the last entry (un-writing it) and stores its physical
-// address in `*pa` unless `pa` is NULL: how a serialization that failed
-// part-way is unwound.
-//
-// Returns 0, `-ENOENT` (the set is empty), `-EINVAL`.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
-// uses; `pa` is NULL or writable.
+/**
+ * Steps back over the last entry (un-writing it) and stores its physical
+ * address in `*pa` unless `pa` is NULL: how a serialization that failed
+ * part-way is unwound.
+ *
+ * @param set A block set handle.
+ * @param pa NULL, or receives the physical address of the entry stepped back over.
+ * @return 0, -KHO_ENOENT (the set is empty), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_set_new() that no other call
+ * uses; `pa` is NULL or writable.
+ */
 int kho_block_pop(struct kho_block_set *set, uint64_t *pa);
 
-// Stores the set's state in `*info`.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_set_new`]; `info` is NULL or
-// writable.
+/**
+ * Stores the set's state in `*info`.
+ *
+ * @param set A block set handle.
+ * @param info Receives the state.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_set_new(); `info` is NULL or
+ * writable.
+ */
 int kho_block_set_info(const struct kho_block_set *set, struct kho_block_info *info);
 
-// Calls `f(arg, entry, entry_size, pa)` for every entry written, in
-// order.
-//
-// Returns 0 after the last entry, the callback's value if it returned
-// non-zero, `-EINVAL`.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_set_new`]; `f` is callable
-// with `arg` and does not change the set.
-int kho_block_set_for_each(const struct kho_block_set *set, kho_entry_fn f, void *arg);
+/**
+ * Calls `f(arg, entry, entry_size, pa)` for every entry written, in
+ * order.
+ *
+ * @param set A block set handle.
+ * @param f Called as `f(arg, entry, size, pa)` per entry, in order; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last entry, the callback's value if it returned
+ *         non-zero, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_set_new(); `f` is callable
+ * with `arg` and does not change the set.
+ */
+int kho_block_set_for_each(const struct kho_block_set *set,
+                           kho_entry_fn f,
+                           void *arg);
 
-// Gives the set up: unpreserves and frees every block page, then frees
-// the handle. A NULL `set` is ignored (returns 0).
-//
-// Returns 0, or `-EINVAL` / `-ENOENT` (the tracker refused to unpreserve
-// a block: the handle stays valid and can be destroyed again).
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
-// from [`kho_block_set_new`] that no other call uses.
+/**
+ * Gives the set up: unpreserves and frees every block page, then frees
+ * the handle. A NULL `set` is ignored (returns 0).
+ *
+ * @param out The handle the set preserves through.
+ * @param set The set, or NULL.
+ * @return 0, or -KHO_EINVAL / -KHO_ENOENT (the tracker refused to unpreserve
+ *         a block: the handle stays valid and can be destroyed again).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `set` is NULL or a handle
+ * from kho_block_set_new() that no other call uses.
+ */
 int kho_block_set_destroy(struct kho_out *out, struct kho_block_set *set);
 
-// Frees the handle alone: the block pages stay preserved, as they are
-// handed to the next kernel (read the head with [`kho_block_set_info`]
-// first). NULL (or an invalid handle) is ignored.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
-// uses.
+/**
+ * Frees the handle alone: the block pages stay preserved, as they are
+ * handed to the next kernel (read the head with kho_block_set_info()
+ * first). NULL (or an invalid handle) is ignored.
+ *
+ * @param set The set, or NULL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_set_new() that no other call
+ * uses.
+ */
 void kho_block_set_free(struct kho_block_set *set);
 
-// Adopts the block set whose first block is at `head` (0: empty set),
-// of entries of `entry_size` bytes (what the user's own format implies),
-// and stores it in `*set`. Every block is checked (alignment, RAM, at
-// most `KHO_BLOCK_CHAIN_MAX` blocks, no cycle, count in range) and
-// claimed.
-//
-// Returns 0, `-EINVAL` (NULL arguments, bad entry size, a malformed chain,
-// a block that was not preserved), `-ENOMEM`. On failure nothing stays
-// claimed.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from `kho_in_import`; `set` is NULL or
-// writable.
+/**
+ * Adopts the block set whose first block is at `head` (0: empty set),
+ * of entries of `entry_size` bytes (what the user's own format implies),
+ * and stores it in `*set`. Every block is checked (alignment, RAM, at
+ * most `KHO_BLOCK_CHAIN_MAX` blocks, no cycle, count in range) and
+ * claimed.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param head Physical address of the first block, from the caller's preserved data (0: empty set).
+ * @param entry_size Bytes per entry, 1 to KHO_PAGE_SIZE - 16.
+ * @param set Receives the restored set, NULL on failure.
+ * @return 0, -KHO_EINVAL (NULL arguments, bad entry size, a malformed chain,
+ *         a block that was not preserved), -KHO_ENOMEM. On failure nothing stays
+ *         claimed.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `set` is NULL or
+ * writable.
+ */
 int kho_block_restore(struct kho_in *inc,
                       uint64_t head,
                       size_t entry_size,
                       struct kho_block_restored **set);
 
-// Stores a restored set's state in `*info`.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_restore`]; `info` is NULL or
-// writable.
+/**
+ * Stores a restored set's state in `*info`.
+ *
+ * @param set A restored set.
+ * @param info Receives the state.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_restore(); `info` is NULL or
+ * writable.
+ */
 int kho_block_restored_info(const struct kho_block_restored *set, struct kho_block_info *info);
 
-// Calls `f(arg, entry, entry_size, pa)` for every entry of a restored
-// set, in order.
-//
-// Returns 0 after the last entry, the callback's value if it returned
-// non-zero, `-EINVAL` (also if the chain was overwritten since the
-// restore).
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_restore`]; `f` is callable
-// with `arg`.
-int kho_block_restored_for_each(const struct kho_block_restored *set, kho_entry_fn f, void *arg);
+/**
+ * Calls `f(arg, entry, entry_size, pa)` for every entry of a restored
+ * set, in order.
+ *
+ * @param set A restored set.
+ * @param f Called as `f(arg, entry, size, pa)` per entry, in order; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last entry, the callback's value if it returned
+ *         non-zero, -KHO_EINVAL (also if the chain was overwritten since the
+ *         restore).
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_restore(); `f` is callable
+ * with `arg`.
+ */
+int kho_block_restored_for_each(const struct kho_block_restored *set,
+                                kho_entry_fn f,
+                                void *arg);
 
-// Copies the first entries of a restored set into `buf` (`len` bytes):
-// as many whole entries as fit, their number stored in `*nr`. At
-// memcpy speed, a block at a time.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_restore`]; `buf` is writable
-// for `len` bytes; `nr` is NULL or writable.
+/**
+ * Copies the first entries of a restored set into `buf` (`len` bytes):
+ * as many whole entries as fit, their number stored in `*nr`. At
+ * memcpy speed, a block at a time.
+ *
+ * @param set A restored set.
+ * @param buf Receives whole entries, from the first.
+ * @param len Bytes at `buf`.
+ * @param nr Receives the number of entries copied.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_restore(); `buf` is writable
+ * for `len` bytes; `nr` is NULL or writable.
+ */
 int kho_block_restored_read(const struct kho_block_restored *set,
                             void *buf,
                             size_t len,
                             size_t *nr);
 
-// Frees every block page of a restored set (they are the platform's
-// again), then the handle. NULL (or an invalid handle) is ignored.
-//
-// # Safety
-//
-// `set` is NULL or a handle from [`kho_block_restore`] that no other call
-// uses.
+/**
+ * Frees every block page of a restored set (they are the platform's
+ * again), then the handle. NULL (or an invalid handle) is ignored.
+ *
+ * @param set A restored set, or NULL.
+ *
+ * # Safety
+ *
+ * `set` is NULL or a handle from kho_block_restore() that no other call
+ * uses.
+ */
 void kho_block_restored_free(struct kho_block_restored *set);
 
-// Imports the handover `*data` describes, left in RAM by the previous
-// kernel, validating the root FDT, its compatible, the scratch areas and
-// the whole radix tree (every node and every block: alignment, RAM,
-// orders within `platform->max_order`, nothing in scratch). Nothing is
-// claimed but the root FDT's page. On success stores the handle in `*inc`;
-// on failure NULL.
-//
-// Call [`kho_in_reserved`] next, before allocating anything outside the
-// scratch areas.
-//
-// Returns 0, `-EINVAL` (NULL argument, a bad platform, any malformed
-// state), `-ERANGE` (a block of an order above the platform's maximum, a
-// key too wide), `-ENOMEM`.
-//
-// # Safety
-//
-// - `platform` is NULL or points at a valid `struct kho_platform` whose
-//   callbacks obey its contract; its `ctx` outlives the handle.
-// - `data` is NULL or points at a readable `struct kho_data`.
-// - `inc` is NULL or valid for writing a pointer.
+/**
+ * A short description of an errno, for messages: `err` may be negative
+ * (as the calls return it) or positive. Never NULL: an unknown value
+ * gives `"unknown error"`.
+ *
+ * @param err A result of a kho call, or its absolute value.
+ * @return A static NUL-terminated string, never freed.
+ */
+const char *kho_strerror(int err);
+
+/**
+ * The version of the library linked in, as `"MAJOR.MINOR.PATCH"`: compare
+ * it with the `KHO_VERSION_*` macros of the header compiled against.
+ *
+ * @return A static NUL-terminated string, never freed.
+ */
+const char *kho_version(void);
+
+/**
+ * Writes KHO's x86 `setup_data` entry (a `struct kho_setup_data` header
+ * of type `KHO_SETUP_KEXEC_KHO`, then `*data`; KHO_SETUP_KHO_LEN bytes) at
+ * `buf`, after checking `*data` as the next kernel will. Link it into the
+ * boot parameters' `setup_data` chain.
+ *
+ * @param data The handover's location, as kho_out_finish() returned it.
+ * @param next The header's `next`: PA of the following entry, or 0.
+ * @param buf Where to write the entry (any alignment).
+ * @param len Bytes at `buf`.
+ * @param written NULL, or receives the bytes written (KHO_SETUP_KHO_LEN).
+ * @param err NULL, or receives the typed error on failure.
+ * @return 0; -KHO_EINVAL (NULL `data` or `buf`, `len` below
+ *         KHO_SETUP_KHO_LEN, an invalid `*data`).
+ *
+ * # Safety
+ *
+ * `data` is NULL or readable; `buf` is writable for `len` bytes;
+ * `written` and `err` are NULL or writable.
+ */
+int kho_setup_data_write(const struct kho_data *data,
+                         uint64_t next,
+                         void *buf,
+                         size_t len,
+                         size_t *written,
+                         struct kho_error *err);
+
+/**
+ * Reads KHO's x86 `setup_data` entry at `buf` (header and payload): the
+ * type must be KHO_SETUP_KEXEC_KHO, the payload at least a `struct
+ * kho_data`, and the `kho_data` valid.
+ *
+ * @param buf The entry (any alignment).
+ * @param len Bytes readable at `buf`.
+ * @param data Receives the payload.
+ * @param next NULL, or receives the header's `next`.
+ * @param err NULL, or receives the typed error on failure.
+ * @return 0; -KHO_EINVAL (NULL `buf` or `data`, a short buffer, another
+ *         type, a short `len`, an invalid `kho_data`).
+ *
+ * # Safety
+ *
+ * `buf` is readable for `len` bytes; `data`, `next` and `err`
+ * are NULL or writable.
+ */
+int kho_setup_data_read(const void *buf,
+                        size_t len,
+                        struct kho_data *data,
+                        uint64_t *next,
+                        struct kho_error *err);
+
+/**
+ * Reads the handover's location from the `/chosen` node of a device tree:
+ * `linux,kho-fdt` and `linux,kho-scratch`, big-endian cells as the root's
+ * `#address-cells` and `#size-cells` say (2 and 1 when absent).
+ *
+ * @param dtb The device tree blob.
+ * @param len Bytes readable at `dtb` (at least its `totalsize`).
+ * @param data Receives the location.
+ * @param err NULL, or receives the typed error on failure.
+ * @return 0; -KHO_ENOENT (neither property: no handover);
+ *         -KHO_EINVAL (NULL arguments, a tree that does not parse, only
+ *         one of the properties, a property of the wrong length, an
+ *         invalid location).
+ *
+ * # Safety
+ *
+ * `dtb` is readable for `len` bytes; `data` and `err` are NULL
+ * or writable.
+ */
+int kho_chosen_read(const void *dtb, size_t len, struct kho_data *data, struct kho_error *err);
+
+/**
+ * Writes (or overwrites) `linux,kho-fdt` and `linux,kho-scratch` in the
+ * `/chosen` node of the device tree at `dtb`, in the root's cell counts,
+ * after checking `*data` as the next kernel will. The tree grows in place
+ * into the spare bytes of the buffer (`cap` beyond its `totalsize`).
+ *
+ * @param dtb The device tree blob, in a buffer of `cap` bytes.
+ * @param cap Bytes writable at `dtb`.
+ * @param data The handover's location.
+ * @param totalsize NULL, or receives the tree's new `totalsize`.
+ * @param err NULL, or receives the typed error on failure.
+ * @return 0; -KHO_ENOENT (no `/chosen` node); -KHO_ENOSPC (`cap` too
+ *         small: the tree is left valid); -KHO_ERANGE (an address or size
+ *         that does not fit one cell); -KHO_EINVAL (NULL arguments, a tree
+ *         that does not parse, cell counts other than 1 or 2, an invalid
+ *         location).
+ *
+ * # Safety
+ *
+ * `dtb` is readable and writable for `cap` bytes; `data` is NULL
+ * or readable; `totalsize` and `err` are NULL or writable.
+ */
+int kho_chosen_write(void *dtb,
+                     size_t cap,
+                     const struct kho_data *data,
+                     size_t *totalsize,
+                     struct kho_error *err);
+
+/**
+ * Imports the handover `*data` describes, left in RAM by the previous
+ * kernel, and validates all of it as untrusted input: the root FDT, its
+ * compatible, the scratch areas and the whole radix tree (every node and
+ * every block: alignment, RAM, orders within `platform->max_order`,
+ * nothing in scratch, no overlaps). Nothing is claimed but the root FDT's
+ * page. Call kho_in_reserved() next, before allocating anything outside
+ * the scratch areas.
+ *
+ * @param platform The embedder's memory; copied, but its `ctx` must
+ *        outlive the handle.
+ * @param data Where the handover is (from `setup_data`, `/chosen`, ...).
+ * @param inc Receives the handle on success, NULL on failure.
+ * @param err NULL, or receives the typed error when the import fails:
+ *        for a corrupt handover, what was wrong and where (`kind`,
+ *        `field`, `pa`, tree `node`, `level` and `index`); `code` is 0 on
+ *        success.
+ * @return 0 on success;
+ *   -KHO_EINVAL: a NULL or misaligned argument, a bad platform, or any
+ *   malformed state (root FDT, compatible, properties, scratch array,
+ *   tree node or block);
+ *   -KHO_ERANGE: a block of an order above the platform's maximum, or a
+ *   key wider than the key width;
+ *   -KHO_ENOMEM: the heap is exhausted.
+ *
+ * # Safety
+ *
+ * `platform` is NULL or points at a valid `struct kho_platform`
+ * whose callbacks keep its contract; `data` is NULL or readable; `inc`
+ * and `err` are NULL or writable.
+ */
 int kho_in_import(const struct kho_platform *platform,
                   const struct kho_data *data,
-                  struct kho_in **inc);
+                  struct kho_in **inc,
+                  struct kho_error *err);
 
-// Stores what the import found in `*stats`.
-//
-// Returns 0 or `-EINVAL`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `stats` is NULL or
-// writable.
+/**
+ * Copies the last typed error of a call on `inc` into `*err`: a restore
+ * that found a corrupt chain or an unpreserved block says which and
+ * where. `err->code` is 0 if no call on the handle has failed on a typed
+ * error yet; argument checks that fail before the handle's state is
+ * touched record nothing.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param err Receives the record.
+ * @return 0, or -KHO_EINVAL (`err` NULL or misaligned, `inc` not a live
+ *         handle).
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `err` is NULL
+ * or writable.
+ */
+int kho_in_last_error(const struct kho_in *inc, struct kho_error *err);
+
+/**
+ * Stores what the import found in `*stats`.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param stats Receives the figures.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `stats` is NULL or
+ * writable.
+ */
 int kho_in_get_stats(const struct kho_in *inc, struct kho_in_stats *stats);
 
-// Copies the root compatible string, NUL-terminated, into `buf` of `len`
-// bytes, and its length (without the NUL) into `*len_out` unless
-// `len_out` is NULL.
-//
-// Returns 0, `-ENOSPC` (`buf` too small: `*len_out` tells the length),
-// `-EINVAL`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `buf` is writable for
-// `len` bytes; `len_out` is NULL or writable.
+/**
+ * Copies the root compatible string, NUL-terminated, into `buf` of `len`
+ * bytes, and its length (without the NUL) into `*len_out` unless
+ * `len_out` is NULL.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param buf Receives the root compatible, NUL-terminated.
+ * @param len Bytes at `buf`.
+ * @param len_out NULL, or receives the string's length without its NUL.
+ * @return 0, -KHO_ENOSPC (`buf` too small: `*len_out` tells the length),
+ *         -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `buf` is writable for
+ * `len` bytes; `len_out` is NULL or writable.
+ */
 int kho_in_compatible(const struct kho_in *inc, char *buf, size_t len, size_t *len_out);
 
-// Copies up to `cap` of the scratch areas the previous kernel named into
-// `scratch`, and their number into `*nr_out`.
-//
-// Returns 0, `-ENOSPC` (more than `cap`: `*nr_out` tells how many),
-// `-EINVAL`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `scratch` is writable
-// for `cap` entries; `nr_out` is NULL or writable.
+/**
+ * Copies up to `cap` of the scratch areas the previous kernel named into
+ * `scratch`, and their number into `*nr_out`.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param scratch Receives the scratch areas.
+ * @param cap Entries `scratch` can hold.
+ * @param nr_out Receives the number of scratch areas.
+ * @return 0, -KHO_ENOSPC (more than `cap`: `*nr_out` tells how many),
+ *         -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `scratch` is writable
+ * for `cap` entries; `nr_out` is NULL or writable.
+ */
 int kho_in_scratch(const struct kho_in *inc,
                    struct kho_scratch *scratch,
                    size_t cap,
                    size_t *nr_out);
 
-// Calls `f(arg, pa, order)` for every block the kernel must keep away
-// from its allocator until [`kho_in_finish`]: every preserved block not
-// restored yet, the radix tree's pages and the root FDT's page. Call it
-// right after the import, before restoring anything.
-//
-// Returns 0 after the last block, the callback's value if it returned
-// non-zero, `-EINVAL`, `-ENOMEM`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `f` is callable with
-// `arg`.
+/**
+ * Calls `f(arg, pa, order)` for every block the kernel must keep away
+ * from its allocator until kho_in_finish(): every preserved block not
+ * restored yet, the radix tree's pages and the root FDT's page. Call it
+ * right after the import, before restoring anything.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last block, the callback's value if it returned
+ *         non-zero, -KHO_EINVAL, -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `f` is callable with
+ * `arg`.
+ */
 int kho_in_reserved(const struct kho_in *inc, kho_block_fn f, void *arg);
 
-// Calls `f(arg, pa, order)` for every preserved block nobody restored,
-// for the kernel to free once it is done restoring.
-//
-// Returns as [`kho_in_reserved`].
-//
-// # Safety
-//
-// As [`kho_in_reserved`].
+/**
+ * Calls `f(arg, pa, order)` for every preserved block nobody restored,
+ * for the kernel to free once it is done restoring.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return as kho_in_reserved().
+ *
+ * # Safety
+ *
+ * As kho_in_reserved().
+ */
 int kho_in_unclaimed(const struct kho_in *inc, kho_block_fn f, void *arg);
 
-// Calls `f(arg, pa, order)` for every preserved block not restored yet, in
-// the kernel's order (larger orders first, then ascending PA).
-//
-// Returns 0 after the last block, the callback's value if it returned
-// non-zero, `-EINVAL`.
-//
-// # Safety
-//
-// As [`kho_in_reserved`].
+/**
+ * Calls `f(arg, pa, order)` for every preserved block not restored yet, in
+ * the kernel's order (larger orders first, then ascending PA).
+ *
+ * @param inc A handle from kho_in_import().
+ * @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last block, the callback's value if it returned
+ *         non-zero, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * As kho_in_reserved().
+ */
 int kho_in_walk_blocks(const struct kho_in *inc, kho_block_fn f, void *arg);
 
-// Calls `f(arg, pa, len)` for every range of preserved memory not
-// restored yet, adjacent blocks merged, ascending: what a kernel feeds its
-// boot-time reservation.
-//
-// Returns as [`kho_in_walk_blocks`].
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `f` is callable with
-// `arg`.
+/**
+ * Calls `f(arg, pa, len)` for every range of preserved memory not
+ * restored yet, adjacent blocks merged, ascending: what a kernel feeds its
+ * boot-time reservation.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param f Called as `f(arg, pa, len)` per range; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return as kho_in_walk_blocks().
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `f` is callable with
+ * `arg`.
+ */
 int kho_in_walk_ranges(const struct kho_in *inc, kho_range_fn f, void *arg);
 
-// Restores the folio of `2^order` pages at `pa` (the kernel's
-// `kho_restore_folio`): it is the caller's from now on.
-//
-// Returns 0, `-ENOENT` (not preserved at exactly that order, or restored
-// already), `-EINVAL` (misaligned `pa`, bad handle), `-ERANGE`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`].
+/**
+ * Restores the folio of `2^order` pages at `pa` (the kernel's
+ * kho_restore_folio()): it is the caller's from now on.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param pa Physical address of the block (aligned to its size).
+ * @param order The block is 2^order pages.
+ * @return 0, -KHO_ENOENT (not preserved at exactly that order, or restored
+ *         already), -KHO_EINVAL (misaligned `pa`, bad handle), -KHO_ERANGE.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import().
+ */
 int kho_restore_folio(struct kho_in *inc, uint64_t pa, uint32_t order);
 
-// Restores `nr_pages` pages from `pa` (the kernel's `kho_restore_pages`),
-// split into blocks as the previous kernel split them. All or nothing.
-//
-// Returns 0, `-ENOENT`, `-EINVAL`.
-//
-// # Safety
-//
-// As [`kho_restore_folio`].
+/**
+ * Restores `nr_pages` pages from `pa` (the kernel's kho_restore_pages()),
+ * split into blocks as the previous kernel split them. All or nothing.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param pa Physical address of the first page.
+ * @param nr_pages Number of pages.
+ * @return 0, -KHO_ENOENT, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * As kho_restore_folio().
+ */
 int kho_restore_pages(struct kho_in *inc, uint64_t pa, uint64_t nr_pages);
 
-// Looks the subtree `name` up (the kernel's `kho_retrieve_subtree`):
-// stores its blob's physical address in `*pa` and its size in `*size`
-// (0 when the root predates `kho-v3`, which did not record sizes).
-// `size` may be NULL. The blob is not restored by this call.
-//
-// Returns 0, `-ENOENT` (no such subtree), `-EINVAL` (NULL arguments, a
-// malformed subtree).
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`]; `name` is NULL or
-// NUL-terminated; `pa` and `size` are NULL or writable.
+/**
+ * Looks the subtree `name` up (the kernel's kho_retrieve_subtree()):
+ * stores its blob's physical address in `*pa` and its size in `*size`
+ * (0 when the root predates `kho-v3`, which did not record sizes).
+ * `size` may be NULL. The blob is not restored by this call.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param name The subtree's node name, NUL-terminated UTF-8.
+ * @param pa Receives the blob's physical address.
+ * @param size NULL, or receives the blob's size (0 before `kho-v3`).
+ * @return 0, -KHO_ENOENT (no such subtree), -KHO_EINVAL (NULL arguments, a
+ *         malformed subtree).
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `name` is NULL or
+ * NUL-terminated; `pa` and `size` are NULL or writable.
+ */
 int kho_retrieve_subtree(const struct kho_in *inc, const char *name, uint64_t *pa, uint64_t *size);
 
-// Ends the incoming side: frees the radix tree's pages and the root FDT's
-// page (which [`kho_in_reserved`] listed), then the handle. Blocks nobody
-// restored stay reserved: list them with [`kho_in_unclaimed`] first and
-// free them. NULL (or an invalid handle) is ignored.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from [`kho_in_import`] that no other call uses.
+/**
+ * Ends the incoming side: frees the radix tree's pages and the root FDT's
+ * page (which kho_in_reserved() listed), then the handle. Blocks nobody
+ * restored stay reserved: list them with kho_in_unclaimed() first and
+ * free them. NULL (or an invalid handle) is ignored.
+ *
+ * @param inc A handle from kho_in_import(), or NULL.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import() that no other call uses.
+ */
 void kho_in_finish(struct kho_in *inc);
 
-// Frees the handle alone: every page [`kho_in_reserved`] listed stays
-// where it is, untouched, as for a bootloader that only looks. (The
-// import took the root FDT's page out of the tree, as the kernel does.)
-// NULL (or an invalid handle) is ignored.
-//
-// # Safety
-//
-// As [`kho_in_finish`].
+/**
+ * Frees the handle alone: every page kho_in_reserved() listed stays
+ * where it is, untouched, as for a bootloader that only looks. (The
+ * import took the root FDT's page out of the tree, as the kernel does.)
+ * NULL (or an invalid handle) is ignored.
+ *
+ * @param inc A handle from kho_in_import(), or NULL.
+ *
+ * # Safety
+ *
+ * As kho_in_finish().
+ */
 void kho_in_destroy(struct kho_in *inc);
 
-// Creates the outgoing side of a handover on `platform`, for a next
-// kernel that will boot with the `nr_scratch` scratch areas at `scratch`
-// (copied), writing the root compatible `compat` (a `kho_root_compat`).
-// Allocates the radix tree's root and the root FDT page. On success stores
-// the handle in `*out`; on failure stores NULL there (if `out` is not
-// NULL).
-//
-// Returns 0, `-EINVAL` (NULL `platform` or `out`, a NULL required
-// callback, `max_order` out of range, `compat` not a `kho_root_compat`, a
-// scratch area that is not whole pages), `-ENOMEM`.
-//
-// # Safety
-//
-// - `platform` is NULL or points at a valid `struct kho_platform` whose
-//   callbacks obey its contract; its `ctx` outlives the handle.
-// - `scratch` points at `nr_scratch` valid entries (or `nr_scratch` is 0).
-// - `out` is NULL or valid for writing a pointer.
+/**
+ * Creates the outgoing side of a handover: allocates the radix tree's root
+ * and the root FDT page through `platform`, for a next kernel that boots
+ * with the given scratch areas.
+ *
+ * @param platform The embedder's memory; copied, but its `ctx` must
+ *        outlive the handle.
+ * @param scratch The `nr_scratch` scratch areas of the next kernel
+ *        (copied); may be NULL when `nr_scratch` is 0.
+ * @param nr_scratch Number of entries at `scratch`.
+ * @param compat The root compatible to write, a `kho_root_compat` value.
+ * @param out Receives the handle on success, NULL on failure.
+ * @param err NULL, or receives the typed error when the call fails (its
+ *        `code` is 0 on success).
+ * @return 0 on success;
+ *   -KHO_EINVAL: `platform` or `out` NULL, a required callback NULL,
+ *   `max_order` above KHO_ORDER_MAX, `compat` not a `kho_root_compat`,
+ *   a scratch area not page aligned or not whole pages, or a page from
+ *   `alloc_pages` at PA 0 or misaligned for its order;
+ *   -KHO_EBUSY: `alloc_pages` handed out a page inside one of the scratch
+ *   areas (kho keeps the handover's own pages out of them, as the next
+ *   kernel allocates from them before it reads the handover);
+ *   -KHO_ENOMEM: `alloc_pages` failed, or the heap is exhausted.
+ *
+ * # Safety
+ *
+ * `platform` is NULL or points at a valid `struct kho_platform`
+ * whose callbacks keep its contract; `scratch` points at `nr_scratch`
+ * readable entries; `out` and `err` are NULL or writable.
+ */
 int kho_out_new(const struct kho_platform *platform,
                 const struct kho_scratch *scratch,
                 size_t nr_scratch,
                 uint32_t compat,
-                struct kho_out **out);
+                struct kho_out **out,
+                struct kho_error *err);
 
-// Preserves the folio of `2^order` pages at physical address `pa` for the
-// next kernel (the kernel's `kho_preserve_folio`). Preserving a block
-// twice has no further effect.
-//
-// Returns 0, `-EINVAL` (bad handle, `pa` not aligned to the folio, not
-// RAM), `-ERANGE` (order above the platform's maximum), `-EBUSY` (the
-// folio overlaps a scratch area or crosses a NUMA node), `-ENOMEM`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`] (not used exclusively by
-// another call at the same time).
+/**
+ * Copies the last typed error of a call on `out` into `*err`: its kind,
+ * where it was found, and its message. `err->code` is 0 if no call on the
+ * handle has failed on a typed error yet; argument checks that fail
+ * before the handle's state is touched (NULL pointers, orders out of
+ * range, a bad handle) record nothing.
+ *
+ * @param out A handle from kho_out_new().
+ * @param err Receives the record.
+ * @return 0, or -KHO_EINVAL (`err` NULL or misaligned, `out` not a live
+ *         handle).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `err` is NULL or
+ * writable.
+ */
+int kho_out_last_error(const struct kho_out *out, struct kho_error *err);
+
+/**
+ * Preserves the folio of `2^order` pages at physical address `pa` for the
+ * next kernel (the kernel's kho_preserve_folio()). Preserving a block
+ * twice has no further effect.
+ *
+ * @param out A handle from kho_out_new().
+ * @param pa Physical address of the block (aligned to its size).
+ * @param order The block is 2^order pages.
+ * @return 0, -KHO_EINVAL (bad handle, `pa` not aligned to the folio, not
+ *         RAM), -KHO_ERANGE (order above the platform's maximum), -KHO_EBUSY (the
+ *         folio overlaps a scratch area or crosses a NUMA node), -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new() (not used exclusively by
+ * another call at the same time).
+ */
 int kho_preserve_folio(struct kho_out *out, uint64_t pa, uint32_t order);
 
-// Undoes [`kho_preserve_folio`] of the same folio (the kernel's
-// `kho_unpreserve_folio`).
-//
-// Returns 0, `-ENOENT` (not preserved at that order), `-EINVAL`,
-// `-ERANGE`.
-//
-// # Safety
-//
-// As [`kho_preserve_folio`].
+/**
+ * Undoes kho_preserve_folio() of the same folio (the kernel's
+ * kho_unpreserve_folio()).
+ *
+ * @param out A handle from kho_out_new().
+ * @param pa Physical address of the block (aligned to its size).
+ * @param order The block is 2^order pages.
+ * @return 0, -KHO_ENOENT (not preserved at that order), -KHO_EINVAL,
+ *         -KHO_ERANGE.
+ *
+ * # Safety
+ *
+ * As kho_preserve_folio().
+ */
 int kho_unpreserve_folio(struct kho_out *out, uint64_t pa, uint32_t order);
 
-// Preserves `nr_pages` pages from the page-aligned physical address `pa`
-// (the kernel's `kho_preserve_pages`), as maximal naturally aligned
-// blocks. All or nothing.
-//
-// Returns 0, `-EINVAL` (zero pages, `pa` not page aligned, the range wraps
-// or is not RAM), `-EBUSY`, `-ENOMEM`.
-//
-// # Safety
-//
-// As [`kho_preserve_folio`].
+/**
+ * Preserves `nr_pages` pages from the page-aligned physical address `pa`
+ * (the kernel's kho_preserve_pages()), as maximal naturally aligned
+ * blocks. All or nothing.
+ *
+ * @param out A handle from kho_out_new().
+ * @param pa Physical address of the first page, page aligned.
+ * @param nr_pages Number of pages.
+ * @return 0, -KHO_EINVAL (zero pages, `pa` not page aligned, the range wraps
+ *         or is not RAM), -KHO_EBUSY, -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * As kho_preserve_folio().
+ */
 int kho_preserve_pages(struct kho_out *out, uint64_t pa, uint64_t nr_pages);
 
-// Undoes [`kho_preserve_pages`] of the same range (the kernel's
-// `kho_unpreserve_pages`).
-//
-// Returns 0, `-ENOENT` (some block was not preserved; the others are
-// unpreserved all the same), `-EINVAL`.
-//
-// # Safety
-//
-// As [`kho_preserve_folio`].
+/**
+ * Undoes kho_preserve_pages() of the same range (the kernel's
+ * kho_unpreserve_pages()).
+ *
+ * @param out A handle from kho_out_new().
+ * @param pa Physical address of the first page.
+ * @param nr_pages Number of pages.
+ * @return 0, -KHO_ENOENT (some block was not preserved; the others are
+ *         unpreserved all the same), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * As kho_preserve_folio().
+ */
 int kho_unpreserve_pages(struct kho_out *out, uint64_t pa, uint64_t nr_pages);
 
-// Stores in `*preserved` whether exactly the block of `2^order` pages at
-// `pa` is preserved.
-//
-// Returns 0, `-EINVAL` (NULL `preserved`, bad handle, misaligned `pa`),
-// `-ERANGE`.
-//
-// # Safety
-//
-// As [`kho_preserve_folio`]; `preserved` is NULL or writable.
+/**
+ * Stores in `*preserved` whether exactly the block of `2^order` pages at
+ * `pa` is preserved.
+ *
+ * @param out A handle from kho_out_new().
+ * @param pa Physical address of the block (aligned to its size).
+ * @param order The block is 2^order pages.
+ * @param preserved Receives whether the block is preserved.
+ * @return 0, -KHO_EINVAL (NULL `preserved`, bad handle, misaligned `pa`),
+ *         -KHO_ERANGE.
+ *
+ * # Safety
+ *
+ * As kho_preserve_folio(); `preserved` is NULL or writable.
+ */
 int kho_is_preserved(const struct kho_out *out, uint64_t pa, uint32_t order, bool *preserved);
 
-// Adds a subtree `name` to the root FDT, pointing at a blob of `size`
-// bytes at physical address `blob` (the kernel's `kho_add_subtree`). The
-// blob is not preserved by this call: preserve it too.
-//
-// Returns 0, `-EEXIST` (the name is taken), `-ENOSPC` (the root FDT would
-// outgrow its page), `-EINVAL` (NULL, empty or invalid name, bad handle).
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`], used by no other call at
-// the same time; `name` is NULL or a NUL-terminated string.
+/**
+ * Adds a subtree `name` to the root FDT, pointing at a blob of `size`
+ * bytes at physical address `blob` (the kernel's kho_add_subtree()). The
+ * blob is not preserved by this call: preserve it too.
+ *
+ * @param out A handle from kho_out_new().
+ * @param name The subtree's node name, NUL-terminated UTF-8.
+ * @param blob Physical address of the blob.
+ * @param size Size of the blob in bytes.
+ * @return 0, -KHO_EEXIST (the name is taken), -KHO_ENOSPC (the root FDT would
+ *         outgrow its page), -KHO_EINVAL (NULL, empty or invalid name, bad handle).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(), used by no other call at
+ * the same time; `name` is NULL or a NUL-terminated string.
+ */
 int kho_add_subtree(struct kho_out *out, const char *name, uint64_t blob, uint64_t size);
 
-// Removes the subtree whose blob is at physical address `blob` (the
-// kernel's `kho_remove_subtree`).
-//
-// Returns 0, `-ENOENT`, `-EINVAL`.
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`], used by no other call at
-// the same time.
+/**
+ * Removes the subtree whose blob is at physical address `blob` (the
+ * kernel's kho_remove_subtree()).
+ *
+ * @param out A handle from kho_out_new().
+ * @param blob Physical address of the blob.
+ * @return 0, -KHO_ENOENT, -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(), used by no other call at
+ * the same time.
+ */
 int kho_remove_subtree(struct kho_out *out, uint64_t blob);
 
-// Calls `f(arg, pa, order)` for every preserved block, in the kernel's
-// order (larger orders first, then ascending PA).
-//
-// Returns 0 after the last block, the callback's value if it returned
-// non-zero, or `-EINVAL` (NULL `f`, bad handle).
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`]; `f` is callable with
-// `arg` and does not use `out` exclusively.
+/**
+ * Calls `f(arg, pa, order)` for every preserved block, in the kernel's
+ * order (larger orders first, then ascending PA).
+ *
+ * @param out A handle from kho_out_new().
+ * @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return 0 after the last block, the callback's value if it returned
+ *         non-zero, or -KHO_EINVAL (NULL `f`, bad handle).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `f` is callable with
+ * `arg` and does not use `out` exclusively.
+ */
 int kho_out_walk_blocks(const struct kho_out *out, kho_block_fn f, void *arg);
 
-// Calls `f(arg, pa, len)` for every range of preserved memory, adjacent
-// blocks merged, in ascending PA.
-//
-// Returns as [`kho_out_walk_blocks`].
-//
-// # Safety
-//
-// As [`kho_out_walk_blocks`].
+/**
+ * Calls `f(arg, pa, len)` for every range of preserved memory, adjacent
+ * blocks merged, in ascending PA.
+ *
+ * @param out A handle from kho_out_new().
+ * @param f Called as `f(arg, pa, len)` per range; a non-zero result stops the walk.
+ * @param arg Passed to `f` unchanged.
+ * @return as kho_out_walk_blocks().
+ *
+ * # Safety
+ *
+ * As kho_out_walk_blocks().
+ */
 int kho_out_walk_ranges(const struct kho_out *out, kho_range_fn f, void *arg);
 
-// Ends the outgoing side: writes the scratch array into pages of its own
-// and stores in `*data` the `struct kho_data` for the next kernel. Every
-// page the handle held now belongs to the handover.
-//
-// The handle is consumed whatever the result (except for `-EINVAL` on a
-// NULL `data` or a bad handle, which leave it alone). On `-ENOMEM` (no
-// page for the scratch array) the tracker's pages stay allocated.
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`] that no other call uses;
-// `data` is NULL or writable.
+/**
+ * Ends the outgoing side: writes the scratch array into pages of its own
+ * and stores in `*data` the `struct kho_data` for the next kernel. Every
+ * page the handle held now belongs to the handover.
+ *
+ * The handle is consumed whatever the result (except for -KHO_EINVAL on a
+ * NULL `data` or a bad handle, which leave it alone). On -KHO_ENOMEM (no
+ * page for the scratch array) the tracker's pages stay allocated.
+ *
+ * @param out A handle from kho_out_new(); consumed.
+ * @param data Receives the `struct kho_data` for the next kernel.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new() that no other call uses;
+ * `data` is NULL or writable.
+ */
 int kho_out_finish(struct kho_out *out, struct kho_data *data);
 
-// Gives up the outgoing side: frees the radix tree and the root FDT page,
-// then the handle. Preserved memory itself belongs to its owners and is
-// not touched. NULL (or an invalid handle) is ignored.
-//
-// # Safety
-//
-// `out` is NULL or a handle from [`kho_out_new`] that no other call uses.
+/**
+ * Gives up the outgoing side: frees the radix tree and the root FDT page,
+ * then the handle. Preserved memory itself belongs to its owners and is
+ * not touched. NULL (or an invalid handle) is ignored.
+ *
+ * @param out A handle from kho_out_new(), or NULL.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new() that no other call uses.
+ */
 void kho_out_destroy(struct kho_out *out);
 
-// Provided by the embedder of the freestanding archive (the hosted
-// one uses the C library's `malloc`): returns `size` bytes aligned
-// to `align` (a power of two) that nothing else uses until
-// `kho_host_free`, or NULL.
+/**
+ * Provided by the embedder of the freestanding archive (the hosted
+ * one uses the C library's `malloc`): returns `size` bytes aligned
+ * to `align` (a power of two) that nothing else uses until
+ * `kho_host_free`, or NULL.
+ */
 extern void *kho_host_alloc(size_t size, size_t align);
 
-// Provided by the embedder of the freestanding archive: takes back
-// what `kho_host_alloc(size, align)` returned.
+/**
+ * Provided by the embedder of the freestanding archive: takes back
+ * what `kho_host_alloc(size, align)` returned.
+ */
 extern void kho_host_free(void *ptr, size_t size, size_t align);
 
-// Preserves a vmalloc area of `nr_blocks` blocks of `2^order` pages each,
-// whose physical addresses are `blocks[0..nr_blocks]` in virtual order
-// (the kernel's `kho_preserve_vmalloc`), and stores its descriptor in
-// `*desc`. Every block is preserved at `order`; chunk pages listing them
-// are allocated from the platform and preserved. An empty area
-// (`nr_blocks` 0, `blocks` may be NULL) gives the all-zero descriptor.
-//
-// Returns 0, `-EOPNOTSUPP` (flags other than `KHO_VMALLOC_ALLOC` and
-// `KHO_VMALLOC_HUGE_VMAP`), `-ERANGE` (order above the platform's
-// maximum, more than `UINT32_MAX` pages), `-EINVAL` (NULL arguments, a
-// zero or misaligned block), `-EBUSY`, `-ENOMEM`. On failure nothing
-// stays preserved.
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `blocks` points at
-// `nr_blocks` readable addresses; `desc` is NULL or writable.
+/**
+ * Preserves a vmalloc area of `nr_blocks` blocks of `2^order` pages each,
+ * whose physical addresses are `blocks[0..nr_blocks]` in virtual order
+ * (the kernel's kho_preserve_vmalloc()), and stores its descriptor in
+ * `*desc`. Every block is preserved at `order`; chunk pages listing them
+ * are allocated from the platform and preserved. An empty area
+ * (`nr_blocks` 0, `blocks` may be NULL) gives the all-zero descriptor.
+ *
+ * @param out A handle from kho_out_new().
+ * @param blocks Physical addresses of the area's blocks, in order.
+ * @param nr_blocks Number of entries at `blocks`.
+ * @param order Every block is 2^order pages.
+ * @param flags KHO_VMALLOC_ALLOC and KHO_VMALLOC_HUGE_VMAP bits.
+ * @param desc Receives the descriptor to embed in the caller's preserved data.
+ * @return 0, -KHO_EOPNOTSUPP (flags other than `KHO_VMALLOC_ALLOC` and
+ *         `KHO_VMALLOC_HUGE_VMAP`), -KHO_ERANGE (order above the platform's
+ *         maximum, more than `UINT32_MAX` pages), -KHO_EINVAL (NULL arguments, a
+ *         zero or misaligned block), -KHO_EBUSY, -KHO_ENOMEM. On failure nothing
+ *         stays preserved.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `blocks` points at
+ * `nr_blocks` readable addresses; `desc` is NULL or writable.
+ */
 int kho_preserve_vmalloc(struct kho_out *out,
                          const uint64_t *blocks,
                          size_t nr_blocks,
@@ -1016,71 +1844,103 @@ int kho_preserve_vmalloc(struct kho_out *out,
                          uint16_t flags,
                          struct kho_vmalloc *desc);
 
-// Undoes [`kho_preserve_vmalloc`]: unpreserves every block and chunk page
-// `*desc` lists and frees the chunk pages (the kernel's
-// `kho_unpreserve_vmalloc`).
-//
-// Returns 0, `-EINVAL`, `-EOPNOTSUPP`, `-ERANGE` (a descriptor this
-// platform could not have made), `-ENOENT` (something was not preserved;
-// the rest is unpreserved all the same).
-//
-// # Safety
-//
-// `out` is NULL or a handle from `kho_out_new`; `desc` is NULL or
-// readable.
+/**
+ * Undoes kho_preserve_vmalloc(): unpreserves every block and chunk page
+ * `*desc` lists and frees the chunk pages (the kernel's
+ * kho_unpreserve_vmalloc()).
+ *
+ * @param out A handle from kho_out_new().
+ * @param desc The descriptor kho_preserve_vmalloc() wrote.
+ * @return 0, -KHO_EINVAL, -KHO_EOPNOTSUPP, -KHO_ERANGE (a descriptor this
+ *         platform could not have made), -KHO_ENOENT (something was not preserved;
+ *         the rest is unpreserved all the same).
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `desc` is NULL or
+ * readable.
+ */
 int kho_unpreserve_vmalloc(struct kho_out *out, const struct kho_vmalloc *desc);
 
-// Checks `*desc` alone and stores in `*nr_blocks` the number of blocks
-// the area has, to size the array [`kho_restore_vmalloc`] fills.
-//
-// Returns 0, `-EINVAL`, `-EOPNOTSUPP`, `-ERANGE`.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
-// readable; `nr_blocks` is NULL or writable.
+/**
+ * Checks `*desc` alone and stores in `*nr_blocks` the number of blocks
+ * the area has, to size the array kho_restore_vmalloc() fills.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc The descriptor the previous kernel stored.
+ * @param nr_blocks Receives the number of blocks the area has.
+ * @return 0, -KHO_EINVAL, -KHO_EOPNOTSUPP, -KHO_ERANGE.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
+ * readable; `nr_blocks` is NULL or writable.
+ */
 int kho_vmalloc_nr_blocks(const struct kho_in *inc,
                           const struct kho_vmalloc *desc,
                           uint64_t *nr_blocks);
 
-// Restores the area `*desc` describes (the kernel's
-// `kho_restore_vmalloc`, without the mapping): checks and claims every
-// chunk page and block, writes the blocks' physical addresses in order to
-// `blocks[0..]`, frees the chunk pages, and stores what it found in
-// `*area` unless `area` is NULL. The blocks are the caller's from then on,
-// as if it had allocated them at the area's order.
-//
-// Returns 0, `-ENOSPC` (`cap` below the block count; nothing claimed),
-// `-EINVAL` (NULL arguments, any malformed chunk or entry), `-ENOENT` (a
-// chunk or block that was not preserved), `-EOPNOTSUPP`, `-ERANGE`. On
-// failure nothing is claimed.
-//
-// # Safety
-//
-// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
-// readable; `blocks` is writable for `cap` addresses; `area` is NULL or
-// writable.
+/**
+ * Restores the area `*desc` describes (the kernel's
+ * kho_restore_vmalloc(), without the mapping): checks and claims every
+ * chunk page and block, writes the blocks' physical addresses in order to
+ * `blocks[0..]`, frees the chunk pages, and stores what it found in
+ * `*area` unless `area` is NULL. The blocks are the caller's from then on,
+ * as if it had allocated them at the area's order.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc The descriptor the previous kernel stored.
+ * @param blocks Receives the blocks' physical addresses, in order.
+ * @param cap Entries `blocks` can hold.
+ * @param area NULL, or receives what the area holds.
+ * @return 0, -KHO_ENOSPC (`cap` below the block count; nothing claimed),
+ *         -KHO_EINVAL (NULL arguments, any malformed chunk or entry), -KHO_ENOENT (a
+ *         chunk or block that was not preserved), -KHO_EOPNOTSUPP, -KHO_ERANGE. On
+ *         failure nothing is claimed.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
+ * readable; `blocks` is writable for `cap` addresses; `area` is NULL or
+ * writable.
+ */
 int kho_restore_vmalloc(struct kho_in *inc,
                         const struct kho_vmalloc *desc,
                         uint64_t *blocks,
                         size_t cap,
                         struct kho_vmalloc_area *area);
 
-// [`kho_restore_vmalloc`] handing each block to `f(arg, pa)` instead of an
-// array. `f` runs only once the whole area is checked and claimed, so it
-// never sees a block of an area that fails.
-//
-// Returns as [`kho_restore_vmalloc`] (without `-ENOSPC`; NULL `f` is
-// `-EINVAL`).
-//
-// # Safety
-//
-// As [`kho_restore_vmalloc`]; `f` is callable with `arg`.
+/**
+ * kho_restore_vmalloc() handing each block to `f(arg, pa)` instead of an
+ * array. `f` runs only once the whole area is checked and claimed, so it
+ * never sees a block of an area that fails.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc The descriptor the previous kernel stored.
+ * @param f Called as `f(arg, pa)` per block, in order, once the whole area is checked.
+ * @param arg Passed to `f` unchanged.
+ * @param area NULL, or receives what the area holds.
+ * @return as kho_restore_vmalloc() (without -KHO_ENOSPC; NULL `f` is
+ *         -KHO_EINVAL).
+ *
+ * # Safety
+ *
+ * As kho_restore_vmalloc(); `f` is callable with `arg`.
+ */
 int kho_restore_vmalloc_each(struct kho_in *inc,
                              const struct kho_vmalloc *desc,
                              kho_pa_fn f,
                              void *arg,
                              struct kho_vmalloc_area *area);
+
+/**
+ * The page size the library was built for, in bytes. A program checks it
+ * against the header's KHO_PAGE_SIZE once, at start-up: a header and an
+ * archive of different page sizes disagree on every page-sized quantity.
+ *
+ * @return 4096, 16384 or 65536.
+ */
+uint64_t kho_page_size(void);
 
 #ifdef __cplusplus
 }  // extern "C"
@@ -1115,4 +1975,11 @@ KHO_STATIC_ASSERT(offsetof(struct kho_array_desc, magic) == 0, "kho_array_desc.m
 KHO_STATIC_ASSERT(offsetof(struct kho_array_desc, version) == 4, "kho_array_desc.version");
 KHO_STATIC_ASSERT(offsetof(struct kho_array_desc, reserved) == 6, "kho_array_desc.reserved");
 KHO_STATIC_ASSERT(offsetof(struct kho_array_desc, first) == 8, "kho_array_desc.first");
+KHO_STATIC_ASSERT(sizeof(struct kho_setup_data) == 16, "struct kho_setup_data is 16 bytes");
+KHO_STATIC_ASSERT(offsetof(struct kho_setup_data, type) == 8, "kho_setup_data.type");
+KHO_STATIC_ASSERT(offsetof(struct kho_setup_data, len) == 12, "kho_setup_data.len");
+KHO_STATIC_ASSERT(KHO_SETUP_KHO_LEN == sizeof(struct kho_setup_data) + sizeof(struct kho_data), "setup_data entry");
+KHO_STATIC_ASSERT(sizeof(struct kho_error) == 336, "struct kho_error is 336 bytes");
+KHO_STATIC_ASSERT(KHO_PAGE_SIZE == 1ull << KHO_PAGE_SHIFT, "KHO_PAGE_SIZE");
+KHO_STATIC_ASSERT(KHO_ORDER_MAX == 64 - KHO_PAGE_SHIFT, "KHO_ORDER_MAX");
 #undef KHO_STATIC_ASSERT

@@ -106,7 +106,7 @@ static struct kho_data kernel_a(struct arena *ram, struct kho_scratch scratch)
 	memset(&m, 0, sizeof(m));
 	m.magic = MANIFEST_MAGIC;
 
-	CHECK(kho_out_new(&platform, &scratch, 1, KHO_ROOT_PLAIN, &out));
+	CHECK(kho_out_new(&platform, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL));
 
 	/* Folios of random orders full of random bytes. */
 	for (int i = 0; i < NR_FOLIOS; i++) {
@@ -250,7 +250,7 @@ static void kernel_b(struct arena *ram, struct kho_data data, struct kho_scratch
 	arena_mark(ram, RAM_BASE, ram->pages, 1);
 	arena_mark(ram, scratch.addr, scratch.size / KHO_PAGE_SIZE, 0);
 
-	CHECK(kho_in_import(&platform, &data, &in));
+	CHECK(kho_in_import(&platform, &data, &in, NULL));
 	CHECK(kho_in_reserved(in, reserve_block, &boot));
 	struct kho_in_stats stats;
 	CHECK(kho_in_get_stats(in, &stats));

@@ -77,11 +77,13 @@ impl Preserve for NotPreserving {
 /// Creates an empty array (no pages) on the platform of `out`, and stores
 /// it in `*array`.
 ///
-/// Returns 0, `-EINVAL`, `-ENOMEM`.
+/// @param out A handle from kho_out_new(): the array preserves through it.
+/// @param array Receives the new array, NULL on failure.
+/// @return 0, -KHO_EINVAL, -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or
+/// `out` is NULL or a handle from kho_out_new(); `array` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_new(out: *const kho_out, array: *mut *mut kho_array) -> c_int {
@@ -102,12 +104,16 @@ pub unsafe extern "C" fn kho_array_new(out: *const kho_out, array: *mut *mut kho
 /// every position stored so far. Pages are allocated as needed (and
 /// preserved if the array is).
 ///
-/// Returns 0, `-EINVAL` (`raw` 0 or malformed, `pos` not ascending),
-/// `-ENOMEM`.
+/// @param out A handle from kho_out_new().
+/// @param array An array handle.
+/// @param pos The position, above every position stored so far.
+/// @param raw The raw entry: `(v << 1) | 1` for a value, or a non-zero 8-byte aligned pointer.
+/// @return 0, -KHO_EINVAL (`raw` 0 or malformed, `pos` not ascending),
+///         -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
+/// `out` is NULL or a handle from kho_out_new(); `array` is NULL or a
 /// handle that no other call uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_push(out: *mut kho_out, array: *mut kho_array, pos: u64, raw: u64) -> c_int {
@@ -116,20 +122,24 @@ pub unsafe extern "C" fn kho_array_push(out: *mut kho_out, array: *mut kho_array
         let o = unsafe { handle_ref(out)? };
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let a = unsafe { handle_mut(array)? };
-        let entry = Entry::from_raw(raw).map_err(|e| neg_errno(&e))?;
+        let entry = Entry::from_raw(raw).map_err(|e| o.last.fail(&e))?;
         let p = o.with_tracker(&a.mem);
-        Ok(to_c(a.array.writer(&p).push(pos, entry)))
+        Ok(o.last.rc(a.array.writer(&p).push(pos, entry)))
     })
 }
 
 /// Stores the value `value` (at most `INT64_MAX`) at position `pos`, as
-/// [`kho_array_push`] with `raw = (value << 1) | 1`.
+/// kho_array_push() with `raw = (value << 1) | 1`.
 ///
-/// Returns 0, `-ERANGE` (value above `INT64_MAX`), `-EINVAL`, `-ENOMEM`.
+/// @param out A handle from kho_out_new().
+/// @param array An array handle.
+/// @param pos The position, above every position stored so far.
+/// @param value The value, at most INT64_MAX.
+/// @return 0, -KHO_ERANGE (value above `INT64_MAX`), -KHO_EINVAL, -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// As [`kho_array_push`].
+/// As kho_array_push().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_push_value(out: *mut kho_out, array: *mut kho_array, pos: u64, value: u64) -> c_int {
     guard(|| {
@@ -144,12 +154,16 @@ pub unsafe extern "C" fn kho_array_push_value(out: *mut kho_out, array: *mut kho
 /// position empty. The fast path for dense data. On an error the words
 /// before the bad one are stored.
 ///
-/// Returns 0, `-EINVAL` (a malformed word, NULL `raws` with `n` > 0),
-/// `-ERANGE` (positions past `UINT64_MAX`), `-ENOMEM`.
+/// @param out A handle from kho_out_new().
+/// @param array An array handle.
+/// @param raws The raw entries, for ascending positions from the last one + 1.
+/// @param n Number of entries at `raws`.
+/// @return 0, -KHO_EINVAL (a malformed word, NULL `raws` with `n` > 0),
+///         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// As [`kho_array_push`]; `raws` is readable for `n` words.
+/// As kho_array_push(); `raws` is readable for `n` words.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_extend(
     out: *mut kho_out,
@@ -165,18 +179,20 @@ pub unsafe extern "C" fn kho_array_extend(
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let a = unsafe { handle_mut(array)? };
         let p = o.with_tracker(&a.mem);
-        Ok(to_c(a.array.writer(&p).extend_raw(raws)))
+        Ok(o.last.rc(a.array.writer(&p).extend_raw(raws)))
     })
 }
 
 /// Preserves every page of the array for the next kernel; pages added
 /// later are preserved as they are allocated.
 ///
-/// Returns 0, `-EEXIST` (already preserved), `-EINVAL`, `-EBUSY`.
+/// @param out A handle from kho_out_new().
+/// @param array An array handle.
+/// @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY.
 ///
 /// # Safety
 ///
-/// As [`kho_array_push`].
+/// As kho_array_push().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_preserve(out: *mut kho_out, array: *mut kho_array) -> c_int {
     guard(|| {
@@ -185,17 +201,19 @@ pub unsafe extern "C" fn kho_array_preserve(out: *mut kho_out, array: *mut kho_a
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let a = unsafe { handle_mut(array)? };
         let p = o.with_tracker(&a.mem);
-        Ok(to_c(a.array.preserve(&p)))
+        Ok(o.last.rc(a.array.preserve(&p)))
     })
 }
 
 /// Unpreserves every page of the array.
 ///
-/// Returns 0, `-ENOENT` (not preserved), `-EINVAL`.
+/// @param out A handle from kho_out_new().
+/// @param array An array handle.
+/// @return 0, -KHO_ENOENT (not preserved), -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// As [`kho_array_push`].
+/// As kho_array_push().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_unpreserve(out: *mut kho_out, array: *mut kho_array) -> c_int {
     guard(|| {
@@ -204,14 +222,16 @@ pub unsafe extern "C" fn kho_array_unpreserve(out: *mut kho_out, array: *mut kho
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let a = unsafe { handle_mut(array)? };
         let p = o.with_tracker(&a.mem);
-        Ok(to_c(a.array.unpreserve(&p)))
+        Ok(o.last.rc(a.array.unpreserve(&p)))
     })
 }
 
 /// Stores the array's descriptor in `*desc`: what the next kernel's
-/// [`kho_array_restore`] takes. It stays valid as entries are appended.
+/// kho_array_restore() takes. It stays valid as entries are appended.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param array An array handle.
+/// @param desc Receives the descriptor to embed in the caller's preserved data.
+/// @return 0 or -KHO_EINVAL.
 ///
 /// # Safety
 ///
@@ -230,7 +250,9 @@ pub unsafe extern "C" fn kho_array_descriptor(array: *const kho_array, desc: *mu
 
 /// Stores the array's state in `*info`.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param array An array handle.
+/// @param info Receives the figures.
+/// @return 0 or -KHO_EINVAL.
 ///
 /// # Safety
 ///
@@ -254,8 +276,11 @@ pub unsafe extern "C" fn kho_array_get_info(array: *const kho_array, info: *mut 
 
 /// Calls `f(arg, pos, raw)` for every entry, ascending by position.
 ///
-/// Returns 0 after the last entry, the callback's value if it returned
-/// non-zero, `-EINVAL`.
+/// @param array An array handle.
+/// @param f Called as `f(arg, pos, raw)` per entry, ascending; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return 0 after the last entry, the callback's value if it returned
+///         non-zero, -KHO_EINVAL.
 ///
 /// # Safety
 ///
@@ -284,13 +309,17 @@ pub unsafe extern "C" fn kho_array_for_each(array: *const kho_array, f: kho_arra
 /// page and record is checked before use. The restored array can be read,
 /// appended to, preserved again and destroyed.
 ///
-/// Returns 0, `-EINVAL` (NULL arguments, a malformed array, more than
-/// `max_pages` pages), `-EOPNOTSUPP` (another version), `-ENOENT` (a page
-/// that was not preserved), `-ENOMEM`. On failure nothing stays claimed.
+/// @param inc A handle from kho_in_import().
+/// @param desc The descriptor the previous kernel stored.
+/// @param max_pages The most pages the array may span (a bound on the work done).
+/// @param array Receives the restored array, NULL on failure.
+/// @return 0, -KHO_EINVAL (NULL arguments, a malformed array, more than
+///         `max_pages` pages), -KHO_EOPNOTSUPP (another version), -KHO_ENOENT (a page
+///         that was not preserved), -KHO_ENOMEM. On failure nothing stays claimed.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
 /// readable; `array` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_restore(
@@ -308,7 +337,7 @@ pub unsafe extern "C" fn kho_array_restore(
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
         let p = i.with_tracker();
-        let restored = KhoArray::restore(&p, &desc, max_pages).map_err(|e| neg_errno(&e))?;
+        let restored = KhoArray::restore(&p, &desc, max_pages).map_err(|e| i.last.fail(&e))?;
         match new_handle::<kho_array>(Array { array: restored, mem: *i.platform.get() }) {
             Ok(h) => {
                 *slot = h;
@@ -327,13 +356,15 @@ pub unsafe extern "C" fn kho_array_restore(
 /// `out` is required), frees them, then frees the handle. A NULL `array`
 /// is ignored (returns 0).
 ///
-/// Returns 0, `-EINVAL` (a preserved array without a valid `out`: the
-/// handle stays valid), or the first refusal to unpreserve (the pages
-/// refused are not freed; the handle is freed).
+/// @param out The handle a preserved array preserves through; may be NULL for an array never preserved.
+/// @param array The array, or NULL.
+/// @return 0, -KHO_EINVAL (a preserved array without a valid `out`: the
+///         handle stays valid), or the first refusal to unpreserve (the pages
+///         refused are not freed; the handle is freed).
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `array` is NULL or a
+/// `out` is NULL or a handle from kho_out_new(); `array` is NULL or a
 /// handle that no other call uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_array_destroy(out: *mut kho_out, array: *mut kho_array) -> c_int {
@@ -352,17 +383,18 @@ pub unsafe extern "C" fn kho_array_destroy(out: *mut kho_out, array: *mut kho_ar
         };
         // SAFETY: a handle that nothing else uses (caller's promise).
         let Array { array, mem } = unsafe { take_handle(array)? };
-        let r = match o {
-            Some(o) => array.destroy(&o.with_tracker(&mem)),
-            None => array.destroy(&kho_abi::WithTracker::new(&mem, &NotPreserving)),
-        };
-        Ok(to_c(r))
+        Ok(match o {
+            Some(o) => o.last.rc(array.destroy(&o.with_tracker(&mem))),
+            None => to_c(array.destroy(&kho_abi::WithTracker::new(&mem, &NotPreserving))),
+        })
     })
 }
 
 /// Frees the handle alone: the pages stay as they are (preserved ones are
 /// handed to the next kernel; store the descriptor first). NULL (or an
 /// invalid handle) is ignored.
+///
+/// @param array The array, or NULL.
 ///
 /// # Safety
 ///

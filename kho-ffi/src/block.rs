@@ -132,12 +132,15 @@ fn read_entries<P: PhysMem + ?Sized>(mut cursor: RawCursor<'_, P>, buf: &mut [u8
 /// Creates an empty block set of entries of `entry_size` bytes (no pages
 /// yet) on the platform of `out`, and stores it in `*set`.
 ///
-/// Returns 0, `-EINVAL` (NULL arguments, `entry_size` 0 or above
-/// `KHO_PAGE_SIZE - 16`), `-ENOMEM`.
+/// @param out A handle from kho_out_new(): the set preserves through it.
+/// @param entry_size Bytes per entry, 1 to KHO_PAGE_SIZE - 16.
+/// @param set Receives the new set, NULL on failure.
+/// @return 0, -KHO_EINVAL (NULL arguments, `entry_size` 0 or above
+///         `KHO_PAGE_SIZE - 16`), -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or
+/// `out` is NULL or a handle from kho_out_new(); `set` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_set_new(
@@ -151,7 +154,7 @@ pub unsafe extern "C" fn kho_block_set_new(
         *slot = core::ptr::null_mut();
         // SAFETY: a handle or NULL (caller's promise).
         let o = unsafe { handle_ref(out)? };
-        let raw = RawBlockSet::new(entry_size).map_err(|e| neg_errno(&e))?;
+        let raw = RawBlockSet::new(entry_size).map_err(|e| o.last.fail(&e))?;
         *slot = new_handle::<kho_block_set>(BlockOut { set: raw, mem: *o.platform.get() }).map_err(|_| -KHO_ENOMEM)?;
         Ok(KHO_OK)
     })
@@ -160,13 +163,16 @@ pub unsafe extern "C" fn kho_block_set_new(
 /// Reserves capacity for `n` more entries, allocating and preserving the
 /// pages needed. All or nothing.
 ///
-/// Returns 0, `-ENOSPC` (the chain would exceed `KHO_BLOCK_CHAIN_MAX`
-/// blocks), `-ENOMEM`, `-EBUSY`, `-EINVAL`.
+/// @param out A handle from kho_out_new().
+/// @param set A block set handle.
+/// @param n Entries of capacity to add.
+/// @return 0, -KHO_ENOSPC (the chain would exceed `KHO_BLOCK_CHAIN_MAX`
+///         blocks), -KHO_ENOMEM, -KHO_EBUSY, -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
-/// from [`kho_block_set_new`] that no other call uses.
+/// `out` is NULL or a handle from kho_out_new(); `set` is NULL or a handle
+/// from kho_block_set_new() that no other call uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_grow(out: *mut kho_out, set: *mut kho_block_set, n: usize) -> c_int {
     guard(|| {
@@ -174,18 +180,21 @@ pub unsafe extern "C" fn kho_block_grow(out: *mut kho_out, set: *mut kho_block_s
         let o = unsafe { handle_ref(out)? };
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let s = unsafe { handle_mut(set)? };
-        Ok(to_c(s.set.grow(&o.with_tracker(&s.mem), n)))
+        Ok(o.last.rc(s.set.grow(&o.with_tracker(&s.mem), n)))
     })
 }
 
 /// Gives back capacity for `n` entries from the tail: entries beyond the
 /// new capacity are dropped, pages no longer needed unpreserved and freed.
 ///
-/// Returns 0, `-EINVAL` (`n` above the capacity, bad handles), `-ENOENT`.
+/// @param out A handle from kho_out_new().
+/// @param set A block set handle.
+/// @param n Entries of capacity to give back.
+/// @return 0, -KHO_EINVAL (`n` above the capacity, bad handles), -KHO_ENOENT.
 ///
 /// # Safety
 ///
-/// As [`kho_block_grow`].
+/// As kho_block_grow().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_shrink(out: *mut kho_out, set: *mut kho_block_set, n: usize) -> c_int {
     guard(|| {
@@ -193,7 +202,7 @@ pub unsafe extern "C" fn kho_block_shrink(out: *mut kho_out, set: *mut kho_block
         let o = unsafe { handle_ref(out)? };
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let s = unsafe { handle_mut(set)? };
-        Ok(to_c(s.set.shrink(&o.with_tracker(&s.mem), n)))
+        Ok(o.last.rc(s.set.shrink(&o.with_tracker(&s.mem), n)))
     })
 }
 
@@ -201,12 +210,15 @@ pub unsafe extern "C" fn kho_block_shrink(out: *mut kho_out, set: *mut kho_block
 /// entry size; one entry is the usual case) within the reserved capacity.
 /// All of them or none.
 ///
-/// Returns 0, `-ENOSPC` (not enough reserved capacity), `-EINVAL` (`len`
-/// not a non-zero multiple of the entry size, NULL arguments).
+/// @param set A block set handle.
+/// @param entries The entries, packed.
+/// @param len Bytes at `entries`, a non-zero multiple of the entry size.
+/// @return 0, -KHO_ENOSPC (not enough reserved capacity), -KHO_EINVAL (`len`
+///         not a non-zero multiple of the entry size, NULL arguments).
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+/// `set` is NULL or a handle from kho_block_set_new() that no other call
 /// uses; `entries` is readable for `len` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_push(set: *mut kho_block_set, entries: *const c_void, len: usize) -> c_int {
@@ -227,11 +239,13 @@ pub unsafe extern "C" fn kho_block_push(set: *mut kho_block_set, entries: *const
 /// address in `*pa` unless `pa` is NULL: how a serialization that failed
 /// part-way is unwound.
 ///
-/// Returns 0, `-ENOENT` (the set is empty), `-EINVAL`.
+/// @param set A block set handle.
+/// @param pa NULL, or receives the physical address of the entry stepped back over.
+/// @return 0, -KHO_ENOENT (the set is empty), -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+/// `set` is NULL or a handle from kho_block_set_new() that no other call
 /// uses; `pa` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_pop(set: *mut kho_block_set, pa: *mut u64) -> c_int {
@@ -255,11 +269,13 @@ pub unsafe extern "C" fn kho_block_pop(set: *mut kho_block_set, pa: *mut u64) ->
 
 /// Stores the set's state in `*info`.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param set A block set handle.
+/// @param info Receives the state.
+/// @return 0 or -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_set_new`]; `info` is NULL or
+/// `set` is NULL or a handle from kho_block_set_new(); `info` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_set_info(set: *const kho_block_set, info: *mut kho_block_info) -> c_int {
@@ -283,12 +299,15 @@ pub unsafe extern "C" fn kho_block_set_info(set: *const kho_block_set, info: *mu
 /// Calls `f(arg, entry, entry_size, pa)` for every entry written, in
 /// order.
 ///
-/// Returns 0 after the last entry, the callback's value if it returned
-/// non-zero, `-EINVAL`.
+/// @param set A block set handle.
+/// @param f Called as `f(arg, entry, size, pa)` per entry, in order; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return 0 after the last entry, the callback's value if it returned
+///         non-zero, -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_set_new`]; `f` is callable
+/// `set` is NULL or a handle from kho_block_set_new(); `f` is callable
 /// with `arg` and does not change the set.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_set_for_each(set: *const kho_block_set, f: kho_entry_fn, arg: *mut c_void) -> c_int {
@@ -304,13 +323,15 @@ pub unsafe extern "C" fn kho_block_set_for_each(set: *const kho_block_set, f: kh
 /// Gives the set up: unpreserves and frees every block page, then frees
 /// the handle. A NULL `set` is ignored (returns 0).
 ///
-/// Returns 0, or `-EINVAL` / `-ENOENT` (the tracker refused to unpreserve
-/// a block: the handle stays valid and can be destroyed again).
+/// @param out The handle the set preserves through.
+/// @param set The set, or NULL.
+/// @return 0, or -KHO_EINVAL / -KHO_ENOENT (the tracker refused to unpreserve
+///         a block: the handle stays valid and can be destroyed again).
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `set` is NULL or a handle
-/// from [`kho_block_set_new`] that no other call uses.
+/// `out` is NULL or a handle from kho_out_new(); `set` is NULL or a handle
+/// from kho_block_set_new() that no other call uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_set_destroy(out: *mut kho_out, set: *mut kho_block_set) -> c_int {
     guard(|| {
@@ -321,7 +342,7 @@ pub unsafe extern "C" fn kho_block_set_destroy(out: *mut kho_out, set: *mut kho_
         let o = unsafe { handle_ref(out)? };
         // SAFETY: a handle or NULL used exclusively (caller's promise).
         let s = unsafe { handle_mut(set)? };
-        s.set.destroy(&o.with_tracker(&s.mem)).map_err(|e| neg_errno(&e))?;
+        s.set.destroy(&o.with_tracker(&s.mem)).map_err(|e| o.last.fail(&e))?;
         // SAFETY: checked just above; no reference to it is used after this.
         let _ = unsafe { take_handle(set) };
         Ok(KHO_OK)
@@ -329,12 +350,14 @@ pub unsafe extern "C" fn kho_block_set_destroy(out: *mut kho_out, set: *mut kho_
 }
 
 /// Frees the handle alone: the block pages stay preserved, as they are
-/// handed to the next kernel (read the head with [`kho_block_set_info`]
+/// handed to the next kernel (read the head with kho_block_set_info()
 /// first). NULL (or an invalid handle) is ignored.
+///
+/// @param set The set, or NULL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_set_new`] that no other call
+/// `set` is NULL or a handle from kho_block_set_new() that no other call
 /// uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_set_free(set: *mut kho_block_set) {
@@ -350,13 +373,17 @@ pub unsafe extern "C" fn kho_block_set_free(set: *mut kho_block_set) {
 /// most `KHO_BLOCK_CHAIN_MAX` blocks, no cycle, count in range) and
 /// claimed.
 ///
-/// Returns 0, `-EINVAL` (NULL arguments, bad entry size, a malformed chain,
-/// a block that was not preserved), `-ENOMEM`. On failure nothing stays
-/// claimed.
+/// @param inc A handle from kho_in_import().
+/// @param head Physical address of the first block, from the caller's preserved data (0: empty set).
+/// @param entry_size Bytes per entry, 1 to KHO_PAGE_SIZE - 16.
+/// @param set Receives the restored set, NULL on failure.
+/// @return 0, -KHO_EINVAL (NULL arguments, bad entry size, a malformed chain,
+///         a block that was not preserved), -KHO_ENOMEM. On failure nothing stays
+///         claimed.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from `kho_in_import`; `set` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `set` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_restore(
@@ -372,7 +399,8 @@ pub unsafe extern "C" fn kho_block_restore(
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
         let p = i.with_tracker();
-        let restored = RestoredRawBlockSet::restore(&p, PhysAddr::new(head), entry_size).map_err(|e| neg_errno(&e))?;
+        let restored =
+            RestoredRawBlockSet::restore(&p, PhysAddr::new(head), entry_size).map_err(|e| i.last.fail(&e))?;
         match new_handle::<kho_block_restored>(BlockIn { set: restored, mem: *i.platform.get() }) {
             Ok(h) => {
                 *slot = h;
@@ -388,11 +416,13 @@ pub unsafe extern "C" fn kho_block_restore(
 
 /// Stores a restored set's state in `*info`.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param set A restored set.
+/// @param info Receives the state.
+/// @return 0 or -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_restore`]; `info` is NULL or
+/// `set` is NULL or a handle from kho_block_restore(); `info` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_restored_info(set: *const kho_block_restored, info: *mut kho_block_info) -> c_int {
@@ -417,13 +447,16 @@ pub unsafe extern "C" fn kho_block_restored_info(set: *const kho_block_restored,
 /// Calls `f(arg, entry, entry_size, pa)` for every entry of a restored
 /// set, in order.
 ///
-/// Returns 0 after the last entry, the callback's value if it returned
-/// non-zero, `-EINVAL` (also if the chain was overwritten since the
-/// restore).
+/// @param set A restored set.
+/// @param f Called as `f(arg, entry, size, pa)` per entry, in order; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return 0 after the last entry, the callback's value if it returned
+///         non-zero, -KHO_EINVAL (also if the chain was overwritten since the
+///         restore).
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_restore`]; `f` is callable
+/// `set` is NULL or a handle from kho_block_restore(); `f` is callable
 /// with `arg`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_restored_for_each(
@@ -444,11 +477,15 @@ pub unsafe extern "C" fn kho_block_restored_for_each(
 /// as many whole entries as fit, their number stored in `*nr`. At
 /// memcpy speed, a block at a time.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param set A restored set.
+/// @param buf Receives whole entries, from the first.
+/// @param len Bytes at `buf`.
+/// @param nr Receives the number of entries copied.
+/// @return 0 or -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_restore`]; `buf` is writable
+/// `set` is NULL or a handle from kho_block_restore(); `buf` is writable
 /// for `len` bytes; `nr` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_restored_read(
@@ -471,9 +508,11 @@ pub unsafe extern "C" fn kho_block_restored_read(
 /// Frees every block page of a restored set (they are the platform's
 /// again), then the handle. NULL (or an invalid handle) is ignored.
 ///
+/// @param set A restored set, or NULL.
+///
 /// # Safety
 ///
-/// `set` is NULL or a handle from [`kho_block_restore`] that no other call
+/// `set` is NULL or a handle from kho_block_restore() that no other call
 /// uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_block_restored_free(set: *mut kho_block_restored) {

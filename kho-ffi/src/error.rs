@@ -3,7 +3,7 @@
 //! The values are Linux's, written as literals so that cbindgen can put
 //! them in the header; a test checks each against [`kho_abi::Errno`].
 
-use core::ffi::c_int;
+use core::ffi::{CStr, c_char, c_int};
 
 use kho_abi::ToErrno;
 
@@ -32,6 +32,56 @@ pub const KHO_EOPNOTSUPP: c_int = 95;
 /// A bug inside kho was caught at the panic boundary of the hosted build.
 /// The handle involved is in an unknown state: only destroy it.
 pub const KHO_ENOTRECOVERABLE: c_int = 131;
+
+/// A short description of an errno, for messages: `err` may be negative
+/// (as the calls return it) or positive. Never NULL: an unknown value
+/// gives `"unknown error"`.
+///
+/// @param err A result of a kho call, or its absolute value.
+/// @return A static NUL-terminated string, never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn kho_strerror(err: c_int) -> *const c_char {
+    strerror(err).as_ptr()
+}
+
+/// The text of [`kho_strerror`].
+pub fn strerror(err: c_int) -> &'static CStr {
+    match err.unsigned_abs() {
+        0 => c"success",
+        2 => c"no such entry (not preserved, already restored, no such subtree)",
+        12 => c"out of memory (the platform's page allocator failed)",
+        16 => c"busy (a block in a scratch area or across a NUMA boundary)",
+        17 => c"already exists",
+        22 => c"invalid argument or corrupt incoming state",
+        28 => c"no space (buffer too small, capacity used up, root FDT full)",
+        34 => c"out of range (order or key too large)",
+        95 => c"not supported (unknown flags or format version)",
+        131 => c"internal error caught at the panic boundary: destroy the handle",
+        _ => c"unknown error",
+    }
+}
+
+/// Major version of the library (the `kho-ffi` crate's).
+pub const KHO_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library.
+pub const KHO_VERSION_MINOR: u32 = 1;
+/// Patch version of the library.
+pub const KHO_VERSION_PATCH: u32 = 0;
+
+/// The version of the library linked in, as `"MAJOR.MINOR.PATCH"`: compare
+/// it with the `KHO_VERSION_*` macros of the header compiled against.
+///
+/// @return A static NUL-terminated string, never freed.
+#[unsafe(no_mangle)]
+pub extern "C" fn kho_version() -> *const c_char {
+    VERSION.as_ptr()
+}
+
+/// The version string, NUL-terminated.
+const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+    Ok(v) => v,
+    Err(_) => panic!("the package version has no NUL"),
+};
 
 /// `-EINVAL`, the answer to every argument that fails its checks.
 pub(crate) const EINVAL: c_int = -KHO_EINVAL;
@@ -66,6 +116,38 @@ mod tests {
         assert_eq!(KHO_ERANGE, Errno::Range.code());
         assert_eq!(KHO_EOPNOTSUPP, Errno::OpNotSupp.code());
         assert_eq!(EINVAL, Errno::Inval.neg());
+    }
+
+    #[test]
+    fn version_macros_are_the_package_version() {
+        let v = format!("{KHO_VERSION_MAJOR}.{KHO_VERSION_MINOR}.{KHO_VERSION_PATCH}");
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+        assert_eq!(VERSION.to_str().unwrap(), v);
+        // SAFETY: a static NUL-terminated string.
+        assert_eq!(unsafe { CStr::from_ptr(kho_version()) }, VERSION);
+    }
+
+    #[test]
+    fn strerror_knows_every_errno_and_both_signs() {
+        for code in [
+            KHO_OK,
+            KHO_ENOENT,
+            KHO_ENOMEM,
+            KHO_EBUSY,
+            KHO_EEXIST,
+            KHO_EINVAL,
+            KHO_ENOSPC,
+            KHO_ERANGE,
+            KHO_EOPNOTSUPP,
+            KHO_ENOTRECOVERABLE,
+        ] {
+            assert_ne!(strerror(code), c"unknown error", "{code}");
+            assert_eq!(strerror(code), strerror(-code));
+        }
+        assert_eq!(strerror(5), c"unknown error");
+        assert_eq!(strerror(c_int::MIN), c"unknown error");
+        // SAFETY: a static NUL-terminated string.
+        assert_eq!(unsafe { CStr::from_ptr(kho_strerror(-22)) }, strerror(22));
     }
 
     #[test]

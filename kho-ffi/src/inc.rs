@@ -17,13 +17,14 @@ use core::ops::ControlFlow;
 use kho_abi::{KhoData, Order, PhysAddr, WithTracker};
 use kho_track::Incoming;
 
-use crate::error::{KHO_ENOMEM, KHO_ENOSPC, KHO_OK, neg_errno, to_c};
+use crate::error::{KHO_ENOMEM, KHO_ENOSPC, KHO_OK};
 use crate::out::{kho_block_fn, kho_range_fn, order_arg, walk_result};
 use crate::panic::{guard, guard_or};
 use crate::platform::{Platform, PlatformBox, kho_platform, platform_arg};
 use crate::ptr::{
     Castable, arg_mut, arg_opt_mut, arg_ref, arg_slice_mut, arg_str, handle_ref, new_handle, take_handle,
 };
+use crate::record::{LastError, kho_error};
 use crate::wire::{kho_data, kho_scratch};
 
 /// The incoming side of a handover, validated. Opaque; made by
@@ -49,6 +50,8 @@ pub(crate) struct In {
     /// Borrows `platform`: declared first, so dropped first.
     pub(crate) incoming: Incoming<'static, Platform>,
     pub(crate) platform: PlatformBox,
+    /// The last typed error of a call on this handle.
+    pub(crate) last: LastError,
 }
 
 // SAFETY: a magic of its own ("KHO_IN_1").
@@ -71,32 +74,47 @@ fn each_block(blocks: &[(PhysAddr, Order)], mut f: impl FnMut(u64, u32) -> c_int
 }
 
 /// Imports the handover `*data` describes, left in RAM by the previous
-/// kernel, validating the root FDT, its compatible, the scratch areas and
-/// the whole radix tree (every node and every block: alignment, RAM,
-/// orders within `platform->max_order`, nothing in scratch). Nothing is
-/// claimed but the root FDT's page. On success stores the handle in `*inc`;
-/// on failure NULL.
+/// kernel, and validates all of it as untrusted input: the root FDT, its
+/// compatible, the scratch areas and the whole radix tree (every node and
+/// every block: alignment, RAM, orders within `platform->max_order`,
+/// nothing in scratch, no overlaps). Nothing is claimed but the root FDT's
+/// page. Call kho_in_reserved() next, before allocating anything outside
+/// the scratch areas.
 ///
-/// Call [`kho_in_reserved`] next, before allocating anything outside the
-/// scratch areas.
-///
-/// Returns 0, `-EINVAL` (NULL argument, a bad platform, any malformed
-/// state), `-ERANGE` (a block of an order above the platform's maximum, a
-/// key too wide), `-ENOMEM`.
+/// @param platform The embedder's memory; copied, but its `ctx` must
+///        outlive the handle.
+/// @param data Where the handover is (from `setup_data`, `/chosen`, ...).
+/// @param inc Receives the handle on success, NULL on failure.
+/// @param err NULL, or receives the typed error when the import fails:
+///        for a corrupt handover, what was wrong and where (`kind`,
+///        `field`, `pa`, tree `node`, `level` and `index`); `code` is 0 on
+///        success.
+/// @return 0 on success;
+///   -KHO_EINVAL: a NULL or misaligned argument, a bad platform, or any
+///   malformed state (root FDT, compatible, properties, scratch array,
+///   tree node or block);
+///   -KHO_ERANGE: a block of an order above the platform's maximum, or a
+///   key wider than the key width;
+///   -KHO_ENOMEM: the heap is exhausted.
 ///
 /// # Safety
 ///
-/// - `platform` is NULL or points at a valid `struct kho_platform` whose
-///   callbacks obey its contract; its `ctx` outlives the handle.
-/// - `data` is NULL or points at a readable `struct kho_data`.
-/// - `inc` is NULL or valid for writing a pointer.
+/// `platform` is NULL or points at a valid `struct kho_platform`
+/// whose callbacks keep its contract; `data` is NULL or readable; `inc`
+/// and `err` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_import(
     platform: *const kho_platform,
     data: *const kho_data,
     inc: *mut *mut kho_in,
+    err: *mut kho_error,
 ) -> c_int {
     guard(|| {
+        // SAFETY: `err` is NULL or writable (caller's promise).
+        let mut err = unsafe { arg_opt_mut(err)? };
+        if let Some(e) = err.as_deref_mut() {
+            *e = kho_error::EMPTY;
+        }
         // SAFETY: NULL or writable (caller's promise).
         let slot = unsafe { arg_mut(inc)? };
         *slot = core::ptr::null_mut();
@@ -108,8 +126,14 @@ pub unsafe extern "C" fn kho_in_import(
         // SAFETY: the importer is stored in `In` beside the box, declared
         // before it and so dropped before it; on failure nothing keeps it.
         let mem = unsafe { platform.lend() };
-        let incoming = Incoming::import(mem, &data).map_err(|e| neg_errno(&e))?;
-        match new_handle::<kho_in>(In { incoming, platform }) {
+        let incoming = Incoming::import(mem, &data).map_err(|e| {
+            let rec = kho_error::of(&e);
+            if let Some(slot) = err {
+                *slot = rec;
+            }
+            rec.code
+        })?;
+        match new_handle::<kho_in>(In { incoming, platform, last: LastError::new() }) {
             Ok(handle) => {
                 *slot = handle;
                 Ok(KHO_OK)
@@ -119,13 +143,42 @@ pub unsafe extern "C" fn kho_in_import(
     })
 }
 
-/// Stores what the import found in `*stats`.
+/// Copies the last typed error of a call on `inc` into `*err`: a restore
+/// that found a corrupt chain or an unpreserved block says which and
+/// where. `err->code` is 0 if no call on the handle has failed on a typed
+/// error yet; argument checks that fail before the handle's state is
+/// touched record nothing.
 ///
-/// Returns 0 or `-EINVAL`.
+/// @param inc A handle from kho_in_import().
+/// @param err Receives the record.
+/// @return 0, or -KHO_EINVAL (`err` NULL or misaligned, `inc` not a live
+///         handle).
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `stats` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `err` is NULL
+/// or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn kho_in_last_error(inc: *const kho_in, err: *mut kho_error) -> c_int {
+    guard(|| {
+        // SAFETY: NULL or writable (caller's promise).
+        let err = unsafe { arg_mut(err)? };
+        // SAFETY: a handle or NULL (caller's promise).
+        let i = unsafe { handle_ref(inc)? };
+        *err = i.last.get();
+        Ok(KHO_OK)
+    })
+}
+
+/// Stores what the import found in `*stats`.
+///
+/// @param inc A handle from kho_in_import().
+/// @param stats Receives the figures.
+/// @return 0 or -KHO_EINVAL.
+///
+/// # Safety
+///
+/// `inc` is NULL or a handle from kho_in_import(); `stats` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_get_stats(inc: *const kho_in, stats: *mut kho_in_stats) -> c_int {
@@ -144,12 +197,16 @@ pub unsafe extern "C" fn kho_in_get_stats(inc: *const kho_in, stats: *mut kho_in
 /// bytes, and its length (without the NUL) into `*len_out` unless
 /// `len_out` is NULL.
 ///
-/// Returns 0, `-ENOSPC` (`buf` too small: `*len_out` tells the length),
-/// `-EINVAL`.
+/// @param inc A handle from kho_in_import().
+/// @param buf Receives the root compatible, NUL-terminated.
+/// @param len Bytes at `buf`.
+/// @param len_out NULL, or receives the string's length without its NUL.
+/// @return 0, -KHO_ENOSPC (`buf` too small: `*len_out` tells the length),
+///         -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `buf` is writable for
+/// `inc` is NULL or a handle from kho_in_import(); `buf` is writable for
 /// `len` bytes; `len_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_compatible(
@@ -181,12 +238,16 @@ pub unsafe extern "C" fn kho_in_compatible(
 /// Copies up to `cap` of the scratch areas the previous kernel named into
 /// `scratch`, and their number into `*nr_out`.
 ///
-/// Returns 0, `-ENOSPC` (more than `cap`: `*nr_out` tells how many),
-/// `-EINVAL`.
+/// @param inc A handle from kho_in_import().
+/// @param scratch Receives the scratch areas.
+/// @param cap Entries `scratch` can hold.
+/// @param nr_out Receives the number of scratch areas.
+/// @return 0, -KHO_ENOSPC (more than `cap`: `*nr_out` tells how many),
+///         -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `scratch` is writable
+/// `inc` is NULL or a handle from kho_in_import(); `scratch` is writable
 /// for `cap` entries; `nr_out` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_scratch(
@@ -215,16 +276,19 @@ pub unsafe extern "C" fn kho_in_scratch(
 }
 
 /// Calls `f(arg, pa, order)` for every block the kernel must keep away
-/// from its allocator until [`kho_in_finish`]: every preserved block not
+/// from its allocator until kho_in_finish(): every preserved block not
 /// restored yet, the radix tree's pages and the root FDT's page. Call it
 /// right after the import, before restoring anything.
 ///
-/// Returns 0 after the last block, the callback's value if it returned
-/// non-zero, `-EINVAL`, `-ENOMEM`.
+/// @param inc A handle from kho_in_import().
+/// @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return 0 after the last block, the callback's value if it returned
+///         non-zero, -KHO_EINVAL, -KHO_ENOMEM.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `f` is callable with
+/// `inc` is NULL or a handle from kho_in_import(); `f` is callable with
 /// `arg`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_reserved(inc: *const kho_in, f: kho_block_fn, arg: *mut c_void) -> c_int {
@@ -232,7 +296,7 @@ pub unsafe extern "C" fn kho_in_reserved(inc: *const kho_in, f: kho_block_fn, ar
         let f = f.ok_or(crate::error::EINVAL)?;
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        let blocks = i.incoming.reserved_blocks().map_err(|e| neg_errno(&e))?;
+        let blocks = i.incoming.reserved_blocks().map_err(|e| i.last.fail(&e))?;
         // SAFETY: `f` is callable with `arg` (caller's promise).
         Ok(each_block(&blocks, |pa, order| unsafe { f(arg, pa, order) }))
     })
@@ -241,18 +305,21 @@ pub unsafe extern "C" fn kho_in_reserved(inc: *const kho_in, f: kho_block_fn, ar
 /// Calls `f(arg, pa, order)` for every preserved block nobody restored,
 /// for the kernel to free once it is done restoring.
 ///
-/// Returns as [`kho_in_reserved`].
+/// @param inc A handle from kho_in_import().
+/// @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return as kho_in_reserved().
 ///
 /// # Safety
 ///
-/// As [`kho_in_reserved`].
+/// As kho_in_reserved().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_unclaimed(inc: *const kho_in, f: kho_block_fn, arg: *mut c_void) -> c_int {
     guard(|| {
         let f = f.ok_or(crate::error::EINVAL)?;
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        let blocks = i.incoming.unclaimed().map_err(|e| neg_errno(&e))?;
+        let blocks = i.incoming.unclaimed().map_err(|e| i.last.fail(&e))?;
         // SAFETY: `f` is callable with `arg` (caller's promise).
         Ok(each_block(&blocks, |pa, order| unsafe { f(arg, pa, order) }))
     })
@@ -261,12 +328,15 @@ pub unsafe extern "C" fn kho_in_unclaimed(inc: *const kho_in, f: kho_block_fn, a
 /// Calls `f(arg, pa, order)` for every preserved block not restored yet, in
 /// the kernel's order (larger orders first, then ascending PA).
 ///
-/// Returns 0 after the last block, the callback's value if it returned
-/// non-zero, `-EINVAL`.
+/// @param inc A handle from kho_in_import().
+/// @param f Called as `f(arg, pa, order)` per block; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return 0 after the last block, the callback's value if it returned
+///         non-zero, -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// As [`kho_in_reserved`].
+/// As kho_in_reserved().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_walk_blocks(inc: *const kho_in, f: kho_block_fn, arg: *mut c_void) -> c_int {
     guard(|| {
@@ -286,11 +356,14 @@ pub unsafe extern "C" fn kho_in_walk_blocks(inc: *const kho_in, f: kho_block_fn,
 /// restored yet, adjacent blocks merged, ascending: what a kernel feeds its
 /// boot-time reservation.
 ///
-/// Returns as [`kho_in_walk_blocks`].
+/// @param inc A handle from kho_in_import().
+/// @param f Called as `f(arg, pa, len)` per range; a non-zero result stops the walk.
+/// @param arg Passed to `f` unchanged.
+/// @return as kho_in_walk_blocks().
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `f` is callable with
+/// `inc` is NULL or a handle from kho_in_import(); `f` is callable with
 /// `arg`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_walk_ranges(inc: *const kho_in, f: kho_range_fn, arg: *mut c_void) -> c_int {
@@ -308,52 +381,62 @@ pub unsafe extern "C" fn kho_in_walk_ranges(inc: *const kho_in, f: kho_range_fn,
 }
 
 /// Restores the folio of `2^order` pages at `pa` (the kernel's
-/// `kho_restore_folio`): it is the caller's from now on.
+/// kho_restore_folio()): it is the caller's from now on.
 ///
-/// Returns 0, `-ENOENT` (not preserved at exactly that order, or restored
-/// already), `-EINVAL` (misaligned `pa`, bad handle), `-ERANGE`.
+/// @param inc A handle from kho_in_import().
+/// @param pa Physical address of the block (aligned to its size).
+/// @param order The block is 2^order pages.
+/// @return 0, -KHO_ENOENT (not preserved at exactly that order, or restored
+///         already), -KHO_EINVAL (misaligned `pa`, bad handle), -KHO_ERANGE.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`].
+/// `inc` is NULL or a handle from kho_in_import().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_restore_folio(inc: *mut kho_in, pa: u64, order: u32) -> c_int {
     guard(|| {
         // SAFETY: a handle or NULL; shared use is allowed (caller's promise).
         let i = unsafe { handle_ref(inc)? };
         let order = order_arg(order)?;
-        Ok(to_c(i.incoming.restore_folio(PhysAddr::new(pa), order)))
+        Ok(i.last.rc(i.incoming.restore_folio(PhysAddr::new(pa), order)))
     })
 }
 
-/// Restores `nr_pages` pages from `pa` (the kernel's `kho_restore_pages`),
+/// Restores `nr_pages` pages from `pa` (the kernel's kho_restore_pages()),
 /// split into blocks as the previous kernel split them. All or nothing.
 ///
-/// Returns 0, `-ENOENT`, `-EINVAL`.
+/// @param inc A handle from kho_in_import().
+/// @param pa Physical address of the first page.
+/// @param nr_pages Number of pages.
+/// @return 0, -KHO_ENOENT, -KHO_EINVAL.
 ///
 /// # Safety
 ///
-/// As [`kho_restore_folio`].
+/// As kho_restore_folio().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_restore_pages(inc: *mut kho_in, pa: u64, nr_pages: u64) -> c_int {
     guard(|| {
         // SAFETY: a handle or NULL; shared use is allowed (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        Ok(to_c(i.incoming.restore_pages(PhysAddr::new(pa), nr_pages)))
+        Ok(i.last.rc(i.incoming.restore_pages(PhysAddr::new(pa), nr_pages)))
     })
 }
 
-/// Looks the subtree `name` up (the kernel's `kho_retrieve_subtree`):
+/// Looks the subtree `name` up (the kernel's kho_retrieve_subtree()):
 /// stores its blob's physical address in `*pa` and its size in `*size`
 /// (0 when the root predates `kho-v3`, which did not record sizes).
 /// `size` may be NULL. The blob is not restored by this call.
 ///
-/// Returns 0, `-ENOENT` (no such subtree), `-EINVAL` (NULL arguments, a
-/// malformed subtree).
+/// @param inc A handle from kho_in_import().
+/// @param name The subtree's node name, NUL-terminated UTF-8.
+/// @param pa Receives the blob's physical address.
+/// @param size NULL, or receives the blob's size (0 before `kho-v3`).
+/// @return 0, -KHO_ENOENT (no such subtree), -KHO_EINVAL (NULL arguments, a
+///         malformed subtree).
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`]; `name` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `name` is NULL or
 /// NUL-terminated; `pa` and `size` are NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_retrieve_subtree(
@@ -371,7 +454,7 @@ pub unsafe extern "C" fn kho_retrieve_subtree(
         let name = unsafe { arg_str(name)? };
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        let s = i.incoming.subtree(name).map_err(|e| neg_errno(&e))?;
+        let s = i.incoming.subtree(name).map_err(|e| i.last.fail(&e))?;
         *pa = s.pa.as_u64();
         if let Some(size) = size {
             *size = s.size.unwrap_or(0);
@@ -381,32 +464,36 @@ pub unsafe extern "C" fn kho_retrieve_subtree(
 }
 
 /// Ends the incoming side: frees the radix tree's pages and the root FDT's
-/// page (which [`kho_in_reserved`] listed), then the handle. Blocks nobody
-/// restored stay reserved: list them with [`kho_in_unclaimed`] first and
+/// page (which kho_in_reserved() listed), then the handle. Blocks nobody
+/// restored stay reserved: list them with kho_in_unclaimed() first and
 /// free them. NULL (or an invalid handle) is ignored.
+///
+/// @param inc A handle from kho_in_import(), or NULL.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from [`kho_in_import`] that no other call uses.
+/// `inc` is NULL or a handle from kho_in_import() that no other call uses.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_finish(inc: *mut kho_in) {
     guard_or((), || {
         // SAFETY: a handle or NULL that nothing else uses (caller's promise).
-        if let Ok(In { incoming, platform }) = unsafe { take_handle(inc) } {
+        if let Ok(In { incoming, platform, .. }) = unsafe { take_handle(inc) } {
             incoming.finish();
             drop(platform);
         }
     })
 }
 
-/// Frees the handle alone: every page [`kho_in_reserved`] listed stays
+/// Frees the handle alone: every page kho_in_reserved() listed stays
 /// where it is, untouched, as for a bootloader that only looks. (The
 /// import took the root FDT's page out of the tree, as the kernel does.)
 /// NULL (or an invalid handle) is ignored.
 ///
+/// @param inc A handle from kho_in_import(), or NULL.
+///
 /// # Safety
 ///
-/// As [`kho_in_finish`].
+/// As kho_in_finish().
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_in_destroy(inc: *mut kho_in) {
     guard_or((), || {

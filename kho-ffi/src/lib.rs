@@ -15,7 +15,9 @@
 //! | `struct kho_block_set`, `struct kho_block_restored` | [`block`] | block sets (`block-v1`) |
 //! | `struct kho_array` | [`mod@array`] | sparse arrays (`array-v1`) |
 //! | `struct kho_data`, ... | [`wire`] | the wire structs, laid out exactly as the kernel's |
-//! | errno values | [`error`] | what the `-errno` results mean |
+//! | `struct kho_setup_data`, `kho_chosen_*` | [`handoff`] | how the next kernel finds the handover: x86 `setup_data`, `/chosen` |
+//! | errno values, `kho_strerror`, `kho_version` | [`error`] | what the `-errno` results mean, the library's version |
+//! | `struct kho_error` | [`record`] | the last typed error of a handle: kind, place, message |
 //!
 //! Two builds:
 //!
@@ -41,10 +43,12 @@ extern crate alloc;
 pub mod array;
 pub mod block;
 pub mod error;
+pub mod handoff;
 pub mod inc;
 pub mod out;
 pub mod panic;
 pub mod platform;
 pub(crate) mod ptr;
+pub mod record;
 pub mod vmalloc;
 pub mod wire;

@@ -11,7 +11,7 @@ use core::ffi::{c_int, c_void};
 use ::kho_vmalloc::RestoredArea;
 use kho_abi::{KhoVmalloc, PageAlloc, PhysAddr, VmallocFlags};
 
-use crate::error::{EINVAL, KHO_ENOSPC, KHO_EOPNOTSUPP, KHO_OK, neg_errno};
+use crate::error::{EINVAL, KHO_ENOSPC, KHO_EOPNOTSUPP, KHO_OK};
 use crate::inc::kho_in;
 use crate::out::{kho_out, order_arg};
 use crate::panic::guard;
@@ -52,20 +52,26 @@ pub type kho_pa_fn = Option<unsafe extern "C" fn(arg: *mut c_void, pa: u64)>;
 
 /// Preserves a vmalloc area of `nr_blocks` blocks of `2^order` pages each,
 /// whose physical addresses are `blocks[0..nr_blocks]` in virtual order
-/// (the kernel's `kho_preserve_vmalloc`), and stores its descriptor in
+/// (the kernel's kho_preserve_vmalloc()), and stores its descriptor in
 /// `*desc`. Every block is preserved at `order`; chunk pages listing them
 /// are allocated from the platform and preserved. An empty area
 /// (`nr_blocks` 0, `blocks` may be NULL) gives the all-zero descriptor.
 ///
-/// Returns 0, `-EOPNOTSUPP` (flags other than `KHO_VMALLOC_ALLOC` and
-/// `KHO_VMALLOC_HUGE_VMAP`), `-ERANGE` (order above the platform's
-/// maximum, more than `UINT32_MAX` pages), `-EINVAL` (NULL arguments, a
-/// zero or misaligned block), `-EBUSY`, `-ENOMEM`. On failure nothing
-/// stays preserved.
+/// @param out A handle from kho_out_new().
+/// @param blocks Physical addresses of the area's blocks, in order.
+/// @param nr_blocks Number of entries at `blocks`.
+/// @param order Every block is 2^order pages.
+/// @param flags KHO_VMALLOC_ALLOC and KHO_VMALLOC_HUGE_VMAP bits.
+/// @param desc Receives the descriptor to embed in the caller's preserved data.
+/// @return 0, -KHO_EOPNOTSUPP (flags other than `KHO_VMALLOC_ALLOC` and
+///         `KHO_VMALLOC_HUGE_VMAP`), -KHO_ERANGE (order above the platform's
+///         maximum, more than `UINT32_MAX` pages), -KHO_EINVAL (NULL arguments, a
+///         zero or misaligned block), -KHO_EBUSY, -KHO_ENOMEM. On failure nothing
+///         stays preserved.
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `blocks` points at
+/// `out` is NULL or a handle from kho_out_new(); `blocks` points at
 /// `nr_blocks` readable addresses; `desc` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_preserve_vmalloc(
@@ -87,23 +93,25 @@ pub unsafe extern "C" fn kho_preserve_vmalloc(
         let flags = VmallocFlags::from_bits(flags).ok_or(-KHO_EOPNOTSUPP)?;
         let p = o.with_tracker(o.platform.get());
         let d = ::kho_vmalloc::preserve(&p, blocks.iter().map(|&b| PhysAddr::new(b)), order, flags)
-            .map_err(|e| neg_errno(&e))?;
+            .map_err(|e| o.last.fail(&e))?;
         *desc = d.into();
         Ok(KHO_OK)
     })
 }
 
-/// Undoes [`kho_preserve_vmalloc`]: unpreserves every block and chunk page
+/// Undoes kho_preserve_vmalloc(): unpreserves every block and chunk page
 /// `*desc` lists and frees the chunk pages (the kernel's
-/// `kho_unpreserve_vmalloc`).
+/// kho_unpreserve_vmalloc()).
 ///
-/// Returns 0, `-EINVAL`, `-EOPNOTSUPP`, `-ERANGE` (a descriptor this
-/// platform could not have made), `-ENOENT` (something was not preserved;
-/// the rest is unpreserved all the same).
+/// @param out A handle from kho_out_new().
+/// @param desc The descriptor kho_preserve_vmalloc() wrote.
+/// @return 0, -KHO_EINVAL, -KHO_EOPNOTSUPP, -KHO_ERANGE (a descriptor this
+///         platform could not have made), -KHO_ENOENT (something was not preserved;
+///         the rest is unpreserved all the same).
 ///
 /// # Safety
 ///
-/// `out` is NULL or a handle from `kho_out_new`; `desc` is NULL or
+/// `out` is NULL or a handle from kho_out_new(); `desc` is NULL or
 /// readable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_unpreserve_vmalloc(out: *mut kho_out, desc: *const kho_vmalloc) -> c_int {
@@ -113,19 +121,22 @@ pub unsafe extern "C" fn kho_unpreserve_vmalloc(out: *mut kho_out, desc: *const 
         // SAFETY: a handle or NULL; shared use is allowed (caller's promise).
         let o = unsafe { handle_ref(out)? };
         let p = o.with_tracker(o.platform.get());
-        ::kho_vmalloc::unpreserve(&p, &desc).map_err(|e| neg_errno(&e))?;
+        ::kho_vmalloc::unpreserve(&p, &desc).map_err(|e| o.last.fail(&e))?;
         Ok(KHO_OK)
     })
 }
 
 /// Checks `*desc` alone and stores in `*nr_blocks` the number of blocks
-/// the area has, to size the array [`kho_restore_vmalloc`] fills.
+/// the area has, to size the array kho_restore_vmalloc() fills.
 ///
-/// Returns 0, `-EINVAL`, `-EOPNOTSUPP`, `-ERANGE`.
+/// @param inc A handle from kho_in_import().
+/// @param desc The descriptor the previous kernel stored.
+/// @param nr_blocks Receives the number of blocks the area has.
+/// @return 0, -KHO_EINVAL, -KHO_EOPNOTSUPP, -KHO_ERANGE.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
 /// readable; `nr_blocks` is NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_vmalloc_nr_blocks(
@@ -140,26 +151,31 @@ pub unsafe extern "C" fn kho_vmalloc_nr_blocks(
         let desc: KhoVmalloc = (*unsafe { arg_ref(desc)? }).into();
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        *nr = ::kho_vmalloc::block_count(&desc, i.platform.get().max_order()).map_err(|e| neg_errno(&e))?;
+        *nr = ::kho_vmalloc::block_count(&desc, i.platform.get().max_order()).map_err(|e| i.last.fail(&e))?;
         Ok(KHO_OK)
     })
 }
 
 /// Restores the area `*desc` describes (the kernel's
-/// `kho_restore_vmalloc`, without the mapping): checks and claims every
+/// kho_restore_vmalloc(), without the mapping): checks and claims every
 /// chunk page and block, writes the blocks' physical addresses in order to
 /// `blocks[0..]`, frees the chunk pages, and stores what it found in
 /// `*area` unless `area` is NULL. The blocks are the caller's from then on,
 /// as if it had allocated them at the area's order.
 ///
-/// Returns 0, `-ENOSPC` (`cap` below the block count; nothing claimed),
-/// `-EINVAL` (NULL arguments, any malformed chunk or entry), `-ENOENT` (a
-/// chunk or block that was not preserved), `-EOPNOTSUPP`, `-ERANGE`. On
-/// failure nothing is claimed.
+/// @param inc A handle from kho_in_import().
+/// @param desc The descriptor the previous kernel stored.
+/// @param blocks Receives the blocks' physical addresses, in order.
+/// @param cap Entries `blocks` can hold.
+/// @param area NULL, or receives what the area holds.
+/// @return 0, -KHO_ENOSPC (`cap` below the block count; nothing claimed),
+///         -KHO_EINVAL (NULL arguments, any malformed chunk or entry), -KHO_ENOENT (a
+///         chunk or block that was not preserved), -KHO_EOPNOTSUPP, -KHO_ERANGE. On
+///         failure nothing is claimed.
 ///
 /// # Safety
 ///
-/// `inc` is NULL or a handle from `kho_in_import`; `desc` is NULL or
+/// `inc` is NULL or a handle from kho_in_import(); `desc` is NULL or
 /// readable; `blocks` is writable for `cap` addresses; `area` is NULL or
 /// writable.
 #[unsafe(no_mangle)]
@@ -180,7 +196,7 @@ pub unsafe extern "C" fn kho_restore_vmalloc(
         // SAFETY: a handle or NULL; shared use is allowed (caller's promise).
         let i = unsafe { handle_ref(inc)? };
         let p = i.with_tracker();
-        let need = ::kho_vmalloc::block_count(&desc, p.max_order()).map_err(|e| neg_errno(&e))?;
+        let need = ::kho_vmalloc::block_count(&desc, p.max_order()).map_err(|e| i.last.fail(&e))?;
         if need > blocks.len() as u64 {
             return Err(-KHO_ENOSPC);
         }
@@ -190,7 +206,7 @@ pub unsafe extern "C" fn kho_restore_vmalloc(
                 *slot = pa.as_u64();
             }
         })
-        .map_err(|e| neg_errno(&e))?;
+        .map_err(|e| i.last.fail(&e))?;
         if let Some(area) = area {
             *area = restored.into();
         }
@@ -198,16 +214,21 @@ pub unsafe extern "C" fn kho_restore_vmalloc(
     })
 }
 
-/// [`kho_restore_vmalloc`] handing each block to `f(arg, pa)` instead of an
+/// kho_restore_vmalloc() handing each block to `f(arg, pa)` instead of an
 /// array. `f` runs only once the whole area is checked and claimed, so it
 /// never sees a block of an area that fails.
 ///
-/// Returns as [`kho_restore_vmalloc`] (without `-ENOSPC`; NULL `f` is
-/// `-EINVAL`).
+/// @param inc A handle from kho_in_import().
+/// @param desc The descriptor the previous kernel stored.
+/// @param f Called as `f(arg, pa)` per block, in order, once the whole area is checked.
+/// @param arg Passed to `f` unchanged.
+/// @param area NULL, or receives what the area holds.
+/// @return as kho_restore_vmalloc() (without -KHO_ENOSPC; NULL `f` is
+///         -KHO_EINVAL).
 ///
 /// # Safety
 ///
-/// As [`kho_restore_vmalloc`]; `f` is callable with `arg`.
+/// As kho_restore_vmalloc(); `f` is callable with `arg`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn kho_restore_vmalloc_each(
     inc: *mut kho_in,
@@ -227,7 +248,7 @@ pub unsafe extern "C" fn kho_restore_vmalloc_each(
         let p = i.with_tracker();
         // SAFETY: `f` is callable with `arg` (caller's promise).
         let restored =
-            ::kho_vmalloc::restore(&p, &desc, |pa| unsafe { f(arg, pa.as_u64()) }).map_err(|e| neg_errno(&e))?;
+            ::kho_vmalloc::restore(&p, &desc, |pa| unsafe { f(arg, pa.as_u64()) }).map_err(|e| i.last.fail(&e))?;
         if let Some(area) = area {
             *area = restored.into();
         }

@@ -11,13 +11,53 @@ use core::mem::offset_of;
 use kho_abi::{BlockHeader, KhoData, KhoScratch, KhoVmalloc, Order, PAGE_SHIFT, PAGE_SIZE, VmallocFlags};
 use kho_array::ArrayDesc;
 
+// The page size of the archive. The header carries all three sizes behind
+// `KHO_PAGE_16K` / `KHO_PAGE_64K` (cbindgen turns the features into those
+// macros); the header installed with a 16 or 64 KiB archive defines its
+// macro, and C built in this repository passes it with `-D`.
+
 /// Page size of this build, in bytes (4 KiB).
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 pub const KHO_PAGE_SIZE: u64 = 4096;
-/// log2 of [`KHO_PAGE_SIZE`].
+/// log2 of `KHO_PAGE_SIZE`.
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 pub const KHO_PAGE_SHIFT: u32 = 12;
 /// The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
 /// platform's `max_order` is at most this.
+#[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 pub const KHO_ORDER_MAX: u32 = 52;
+
+/// Page size of this build, in bytes (16 KiB).
+#[cfg(all(feature = "page-16k", not(feature = "page-64k")))]
+pub const KHO_PAGE_SIZE: u64 = 16384;
+/// log2 of `KHO_PAGE_SIZE`.
+#[cfg(all(feature = "page-16k", not(feature = "page-64k")))]
+pub const KHO_PAGE_SHIFT: u32 = 14;
+/// The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
+/// platform's `max_order` is at most this.
+#[cfg(all(feature = "page-16k", not(feature = "page-64k")))]
+pub const KHO_ORDER_MAX: u32 = 50;
+
+/// Page size of this build, in bytes (64 KiB).
+#[cfg(feature = "page-64k")]
+pub const KHO_PAGE_SIZE: u64 = 65536;
+/// log2 of `KHO_PAGE_SIZE`.
+#[cfg(feature = "page-64k")]
+pub const KHO_PAGE_SHIFT: u32 = 16;
+/// The largest order a radix key can hold (`64 - KHO_PAGE_SHIFT`); a
+/// platform's `max_order` is at most this.
+#[cfg(feature = "page-64k")]
+pub const KHO_ORDER_MAX: u32 = 48;
+
+/// The page size the library was built for, in bytes. A program checks it
+/// against the header's KHO_PAGE_SIZE once, at start-up: a header and an
+/// archive of different page sizes disagree on every page-sized quantity.
+///
+/// @return 4096, 16384 or 65536.
+#[unsafe(no_mangle)]
+pub extern "C" fn kho_page_size() -> u64 {
+    KHO_PAGE_SIZE
+}
 /// x86 `setup_data` type that carries `struct kho_data` (`SETUP_KEXEC_KHO`).
 pub const KHO_SETUP_KEXEC_KHO: u32 = 10;
 /// The longest block chain a restore accepts.
@@ -31,7 +71,7 @@ pub const KHO_ARRAY_MAGIC: u32 = 0x4b41_5252;
 /// `struct kho_array_desc` version.
 pub const KHO_ARRAY_VERSION: u16 = 1;
 
-const _: () = assert!(KHO_PAGE_SIZE == PAGE_SIZE as u64, "kho-ffi's header describes 4 KiB pages");
+const _: () = assert!(KHO_PAGE_SIZE == PAGE_SIZE as u64, "kho-ffi's page size is kho-abi's");
 const _: () = assert!(KHO_PAGE_SHIFT == PAGE_SHIFT);
 const _: () = assert!(KHO_ORDER_MAX == Order::MAX.get());
 const _: () = assert!(KHO_SETUP_KEXEC_KHO == kho_abi::handover::SETUP_KEXEC_KHO);

@@ -109,8 +109,10 @@ fn preserves_from_threads_restore_once() {
     let scratch = kho_scratch { addr: BASE + (PAGES - 256) * PAGE, size: 256 * PAGE };
     ram.used.lock().unwrap()[(PAGES - 256) as usize..].fill(true);
     let mut out = std::ptr::null_mut();
+    let composite = kho_root_compat::KHO_ROOT_COMPOSITE as u32;
     // SAFETY: valid arguments.
-    assert_eq!(unsafe { kho_out_new(&p, &scratch, 1, kho_root_compat::KHO_ROOT_COMPOSITE as u32, &mut out) }, 0);
+    let rc = unsafe { kho_out_new(&p, &scratch, 1, composite, &mut out, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
     let folios: Vec<Vec<u64>> = (0..4).map(|_| (0..200).map(|_| alloc(&ram, 0)).collect()).collect();
     let handle = out as usize;
     std::thread::scope(|s| {
@@ -134,7 +136,7 @@ fn preserves_from_threads_restore_once() {
 
     let mut inc = std::ptr::null_mut();
     // SAFETY: valid arguments; the handover lies in the same RAM.
-    assert_eq!(unsafe { kho_in_import(&p, &data, &mut inc) }, 0);
+    assert_eq!(unsafe { kho_in_import(&p, &data, &mut inc, std::ptr::null_mut()) }, 0);
     let mut buf = [0 as std::ffi::c_char; 64];
     // SAFETY: a live handle, a buffer of 64 bytes.
     assert_eq!(unsafe { kho_in_compatible(inc, buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) }, 0);

@@ -85,43 +85,43 @@ static void platform_checks(struct arena *a)
 	struct kho_scratch scratch = {BASE, 1 << 20};
 	struct kho_out *out = (struct kho_out *)&p; /* overwritten with NULL on failure */
 
-	RC(kho_out_new(NULL, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(NULL, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	RC(out == NULL, 1);
-	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, NULL, NULL), -KHO_EINVAL);
 	struct kho_platform q = p;
 	q.phys_to_virt = NULL;
-	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	q = p;
 	q.alloc_pages = NULL;
-	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	q = p;
 	q.free_pages = NULL;
-	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	q = p;
 	q.max_order = KHO_ORDER_MAX + 1;
-	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	q.max_order = UINT32_MAX;
-	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
-	RC(kho_out_new(&p, &scratch, 1, 2, &out), -KHO_EINVAL);
-	RC(kho_out_new(&p, &scratch, 1, UINT32_MAX, &out), -KHO_EINVAL);
-	RC(kho_out_new(&p, NULL, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
-	RC(kho_out_new(&p, &scratch, SIZE_MAX, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
-	RC(kho_out_new(&p, (const struct kho_scratch *)((char *)&scratch + 4), 1, KHO_ROOT_PLAIN, &out),
+	RC(kho_out_new(&q, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, &scratch, 1, 2, &out, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, &scratch, 1, UINT32_MAX, &out, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, NULL, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, &scratch, SIZE_MAX, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
+	RC(kho_out_new(&p, (const struct kho_scratch *)((char *)&scratch + 4), 1, KHO_ROOT_PLAIN, &out, NULL),
 	   -KHO_EINVAL);
 	struct kho_scratch bad = {BASE + 100, 4096};
-	RC(kho_out_new(&p, &bad, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&p, &bad, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	bad.addr = BASE;
 	bad.size = 0;
-	RC(kho_out_new(&p, &bad, 1, KHO_ROOT_PLAIN, &out), -KHO_EINVAL);
+	RC(kho_out_new(&p, &bad, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_EINVAL);
 	/* Allocation failures surface as -ENOMEM, with nothing leaked. */
 	a->fail_after = 0;
-	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_ENOMEM);
+	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_ENOMEM);
 	a->fail_after = 1;
-	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out), -KHO_ENOMEM);
+	RC(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL), -KHO_ENOMEM);
 	a->fail_after = -1;
 	RC(a->outstanding, 0);
 	/* NULL scratch with a count of zero is fine, as is the composite root. */
-	OK(kho_out_new(&p, NULL, 0, KHO_ROOT_COMPOSITE, &out));
+	OK(kho_out_new(&p, NULL, 0, KHO_ROOT_COMPOSITE, &out, NULL));
 	kho_out_destroy(out);
 	RC(a->outstanding, 0);
 	kho_out_destroy(NULL);
@@ -148,7 +148,7 @@ static void outgoing_checks(struct arena *a, struct state *s)
 	struct kho_platform p = arena_platform(a);
 	struct kho_scratch scratch = {BASE, 1 << 20};
 	struct kho_out *out = NULL;
-	OK(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out));
+	OK(kho_out_new(&p, &scratch, 1, KHO_ROOT_PLAIN, &out, NULL));
 	OK(arena_alloc(a, 2, &s->folio));
 
 	RC(kho_preserve_folio(NULL, s->folio, 2), -KHO_EINVAL);
@@ -343,32 +343,32 @@ static void incoming_checks(struct arena *a, struct state *s)
 {
 	struct kho_platform p = arena_platform(a);
 	struct kho_in *in = NULL;
-	RC(kho_in_import(NULL, &s->data, &in), -KHO_EINVAL);
-	RC(kho_in_import(&p, NULL, &in), -KHO_EINVAL);
-	RC(kho_in_import(&p, &s->data, NULL), -KHO_EINVAL);
+	RC(kho_in_import(NULL, &s->data, &in, NULL), -KHO_EINVAL);
+	RC(kho_in_import(&p, NULL, &in, NULL), -KHO_EINVAL);
+	RC(kho_in_import(&p, &s->data, NULL, NULL), -KHO_EINVAL);
 	struct kho_data bad = s->data;
 	bad.fdt_addr = 0;
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	bad = s->data;
 	bad.fdt_addr = BASE + SIZE;
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	bad = s->data;
 	bad.fdt_size = UINT64_MAX;
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	bad = s->data;
 	bad.scratch_size = 15;
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	bad = s->data;
 	bad.scratch_addr = UINT64_MAX - 15;
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	bad = s->data;
 	bad.fdt_addr = s->folio; /* not an FDT */
-	RC(kho_in_import(&p, &bad, &in), -KHO_EINVAL);
+	RC(kho_in_import(&p, &bad, &in, NULL), -KHO_EINVAL);
 	struct kho_platform small = p;
 	small.max_order = 1; /* the folio is order 2 */
-	RC(kho_in_import(&small, &s->data, &in), -KHO_ERANGE);
+	RC(kho_in_import(&small, &s->data, &in, NULL), -KHO_ERANGE);
 	RC(in == NULL, 1);
-	OK(kho_in_import(&p, &s->data, &in));
+	OK(kho_in_import(&p, &s->data, &in, NULL));
 
 	struct kho_in_stats st;
 	RC(kho_in_get_stats(in, NULL), -KHO_EINVAL);
