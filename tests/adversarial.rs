@@ -33,7 +33,9 @@
 //!   tracker's back (tables are allocated as needed);
 //! - `pre OP` / `post OP`: an extra incoming operation before or after the
 //!   normal restores: `restore-folio AT ORDER`, `restore-pages AT N`,
-//!   `restore-blockset`, `restore-vmalloc`, `restore-array`;
+//!   `restore-blockset`, `restore-vmalloc`, `restore-array`, and
+//!   `check-blob NAME` (the subtree's blob over its whole `blob-size`,
+//!   step `blob`);
 //! - `step NAME`: the step expected to fail;
 //! - `expect DOMAIN PREFIX`: the error's crate (`track`, `block`,
 //!   `vmalloc`, `array`) and the start of its `Debug` form (the variant);
@@ -532,6 +534,11 @@ impl Ctx<'_> {
                 let (pa, n) = (PhysAddr::new(arg(1)), arg(2));
                 self.step("pages", || self.inc.restore_pages(pa, n).map_err(|e| failure("", "track", e)))?;
                 done.blocks.extend(split(pa, n));
+                Ok(())
+            }
+            "check-blob" => {
+                let name = op.get(1).unwrap_or_else(|| panic!("{}: check-blob NAME", self.case.name));
+                self.step("blob", || self.inc.check_subtree_blob(name).map_err(|e| failure("", "track", e)))?;
                 Ok(())
             }
             "restore-blockset" => self.restore_block_set(done),

@@ -19,7 +19,7 @@ use kho_abi::{
 };
 
 use crate::check::{ScratchSet, check_run, for_each_run};
-use crate::error::{BlockFault, TrackError, TreeFault};
+use crate::error::{BlobFault, BlockFault, TrackError, TreeFault};
 use crate::fdt::{RootFdt, Subtree};
 use crate::mem::WORDS;
 use crate::split::Blocks;
@@ -347,6 +347,87 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
     /// The subtree called `name`.
     pub fn subtree(&self, name: &str) -> Result<Subtree, TrackError> {
         self.fdt.subtree(name)
+    }
+
+    /// Whether every page of `[pa, pa + len)` (`len` 0 is taken as 1) lies
+    /// inside preserved blocks not yet restored: any blocks, of any order,
+    /// each containing part of the range. The root FDT's page, which the
+    /// import claimed if it was preserved as its own block, counts as not
+    /// preserved here (see [`root_fdt_preserved`](Incoming::root_fdt_preserved)).
+    /// Costs at most `max_order + 1` lookups per block covering the range.
+    pub fn is_preserved(&self, pa: PhysAddr, len: u64) -> Result<bool, TrackError> {
+        let end = pa.checked_add(len.max(1)).ok_or(AbiError::Overflow { what: "preserved range" })?;
+        Ok(self.first_unpreserved(pa, end)?.is_none())
+    }
+
+    /// The first page of `[pa, end)` in no unrestored preserved block.
+    fn first_unpreserved(&self, pa: PhysAddr, end: PhysAddr) -> Result<Option<PhysAddr>, TrackError> {
+        let mut p = pa.align_down(PAGE_SIZE as u64).as_u64();
+        'pages: while p < end.as_u64() {
+            for o in 0..=self.max_order.get() {
+                let order = Order::new(u64::from(o), "order")?;
+                let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "block size" })?;
+                let base = p & !(bytes - 1);
+                if self.tree.contains(self.mem, RadixKey::encode(PhysAddr::new(base), order)?)? {
+                    // The next page after this block (the block is RAM, so
+                    // its end does not overflow; saturate all the same).
+                    p = base.saturating_add(bytes);
+                    continue 'pages;
+                }
+            }
+            return Ok(Some(PhysAddr::new(p)));
+        }
+        Ok(None)
+    }
+
+    /// Whether the root FDT's page was preserved: as a block of its own
+    /// (which the import claimed) or inside a larger preserved block.
+    pub fn root_fdt_preserved(&self) -> Result<bool, TrackError> {
+        Ok(self.fdt_claimed || self.is_preserved(self.fdt.pa().align_down(PAGE_SIZE as u64), PAGE_SIZE as u64)?)
+    }
+
+    /// Looks up the subtree `name` and checks its blob over its whole
+    /// `blob-size` (one page for roots before `kho-v3`, which have none; a
+    /// size of 0 is taken as 1): PA non-zero, PA plus size without
+    /// overflow, entirely RAM, and every page inside preserved blocks not
+    /// yet restored. A blob that passes can be restored block by block;
+    /// one that fails is reported as `SubtreeBlob`, naming the subtree and
+    /// the first address at fault.
+    pub fn check_subtree_blob(&self, name: &str) -> Result<Subtree, TrackError> {
+        let sub = self.subtree(name)?;
+        self.check_blob(&sub)?;
+        Ok(sub)
+    }
+
+    /// The checks of [`check_subtree_blob`](Incoming::check_subtree_blob)
+    /// on a subtree already looked up (for example from
+    /// [`subtrees`](Incoming::subtrees)).
+    pub fn check_blob(&self, sub: &Subtree) -> Result<(), TrackError> {
+        let size = sub.size.unwrap_or(PAGE_SIZE as u64);
+        let fault = |at, fault| TrackError::SubtreeBlob { name: sub.name.clone(), pa: sub.pa, size, at, fault };
+        if sub.pa.is_null() {
+            return Err(fault(sub.pa, BlobFault::ZeroAddress));
+        }
+        let len = size.max(1);
+        let Some(end) = sub.pa.checked_add(len) else { return Err(fault(sub.pa, BlobFault::Overflow)) };
+        if self.mem.phys_to_virt(sub.pa, len).is_err() {
+            // The longest RAM prefix, by bisection: the first byte past it
+            // is the one at fault.
+            let (mut ok, mut bad) = (0u64, len);
+            while bad - ok > 1 {
+                let mid = ok + (bad - ok) / 2;
+                if self.mem.phys_to_virt(sub.pa, mid).is_ok() {
+                    ok = mid;
+                } else {
+                    bad = mid;
+                }
+            }
+            return Err(fault(PhysAddr::new(sub.pa.as_u64() + ok), BlobFault::NotRam));
+        }
+        match self.first_unpreserved(sub.pa, end)? {
+            Some(page) => Err(fault(page.max(sub.pa), BlobFault::NotPreserved)),
+            None => Ok(()),
+        }
     }
 
     /// Every subtree.
