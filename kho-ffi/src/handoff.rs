@@ -85,7 +85,8 @@ fn fail(err: Option<&mut kho_error>, e: &HandoffError) -> c_int {
 /// @param buf Where to write the entry (any alignment).
 /// @param len Bytes at `buf`.
 /// @param written NULL, or receives the bytes written (KHO_SETUP_KHO_LEN).
-/// @param err NULL, or receives the typed error on failure.
+/// @param err NULL, or receives the typed error on failure (`code` 0 when
+///        there is none).
 /// @return 0; -KHO_EINVAL (NULL `data` or `buf`, `len` below
 ///         KHO_SETUP_KHO_LEN, an invalid `*data`).
 ///
@@ -104,7 +105,10 @@ pub unsafe extern "C" fn kho_setup_data_write(
 ) -> c_int {
     guard(|| {
         // SAFETY: NULL or writable (caller's promise).
-        let err = unsafe { arg_opt_mut(err)? };
+        let err = unsafe { arg_opt_mut(err)? }.map(|e| {
+            *e = kho_error::EMPTY;
+            e
+        });
         // SAFETY: NULL or writable (caller's promise).
         let written = unsafe { arg_opt_mut(written)? };
         // SAFETY: NULL or readable (caller's promise).
@@ -127,7 +131,8 @@ pub unsafe extern "C" fn kho_setup_data_write(
 /// @param len Bytes readable at `buf`.
 /// @param data Receives the payload.
 /// @param next NULL, or receives the header's `next`.
-/// @param err NULL, or receives the typed error on failure.
+/// @param err NULL, or receives the typed error on failure (`code` 0 when
+///        there is none).
 /// @return 0; -KHO_EINVAL (NULL `buf` or `data`, a short buffer, another
 ///         type, a short `len`, an invalid `kho_data`).
 ///
@@ -145,7 +150,10 @@ pub unsafe extern "C" fn kho_setup_data_read(
 ) -> c_int {
     guard(|| {
         // SAFETY: NULL or writable (caller's promise).
-        let err = unsafe { arg_opt_mut(err)? };
+        let err = unsafe { arg_opt_mut(err)? }.map(|e| {
+            *e = kho_error::EMPTY;
+            e
+        });
         // SAFETY: NULL or writable (caller's promise).
         let next = unsafe { arg_opt_mut(next)? };
         // SAFETY: NULL or writable (caller's promise).
@@ -171,7 +179,8 @@ pub unsafe extern "C" fn kho_setup_data_read(
 /// @param dtb The device tree blob.
 /// @param len Bytes readable at `dtb` (at least its `totalsize`).
 /// @param data Receives the location.
-/// @param err NULL, or receives the typed error on failure.
+/// @param err NULL, or receives the typed error on failure (`code` 0 when
+///        there is none).
 /// @return 0; -KHO_ENOENT (neither property: no handover);
 ///         -KHO_EINVAL (NULL arguments, a tree that does not parse, only
 ///         one of the properties, a property of the wrong length, an
@@ -190,7 +199,10 @@ pub unsafe extern "C" fn kho_chosen_read(
 ) -> c_int {
     guard(|| {
         // SAFETY: NULL or writable (caller's promise).
-        let err = unsafe { arg_opt_mut(err)? };
+        let err = unsafe { arg_opt_mut(err)? }.map(|e| {
+            *e = kho_error::EMPTY;
+            e
+        });
         // SAFETY: NULL or writable (caller's promise).
         let data = unsafe { arg_mut(data)? };
         // SAFETY: readable for `len` bytes (caller's promise).
@@ -214,7 +226,8 @@ pub unsafe extern "C" fn kho_chosen_read(
 /// @param cap Bytes writable at `dtb`.
 /// @param data The handover's location.
 /// @param totalsize NULL, or receives the tree's new `totalsize`.
-/// @param err NULL, or receives the typed error on failure.
+/// @param err NULL, or receives the typed error on failure (`code` 0 when
+///        there is none).
 /// @return 0; -KHO_ENOENT (no `/chosen` node); -KHO_ENOSPC (`cap` too
 ///         small: the tree is left valid); -KHO_ERANGE (an address or size
 ///         that does not fit one cell); -KHO_EINVAL (NULL arguments, a tree
@@ -235,7 +248,10 @@ pub unsafe extern "C" fn kho_chosen_write(
 ) -> c_int {
     guard(|| {
         // SAFETY: NULL or writable (caller's promise).
-        let err = unsafe { arg_opt_mut(err)? };
+        let err = unsafe { arg_opt_mut(err)? }.map(|e| {
+            *e = kho_error::EMPTY;
+            e
+        });
         // SAFETY: NULL or writable (caller's promise).
         let totalsize = unsafe { arg_opt_mut(totalsize)? };
         // SAFETY: NULL or readable (caller's promise).

@@ -464,9 +464,13 @@ pub unsafe extern "C" fn kho_retrieve_subtree(
 }
 
 /// Ends the incoming side: frees the radix tree's pages and the root FDT's
-/// page (which kho_in_reserved() listed), then the handle. Blocks nobody
-/// restored stay reserved: list them with kho_in_unclaimed() first and
-/// free them. NULL (or an invalid handle) is ignored.
+/// page (which kho_in_reserved() listed) through the platform's
+/// `free_pages`, then the handle. Those pages were allocated by the
+/// previous kernel, never by this platform's `alloc_pages`: `free_pages`
+/// must accept them (it hands them to the page allocator as free memory).
+/// Blocks nobody restored stay reserved and are not freed: list them with
+/// kho_in_unclaimed() first and free them. NULL (or an invalid handle) is
+/// ignored.
 ///
 /// @param inc A handle from kho_in_import(), or NULL.
 ///

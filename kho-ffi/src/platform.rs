@@ -24,8 +24,20 @@ pub type kho_phys_to_virt_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, pa:
 /// `-ENOMEM`).
 pub type kho_alloc_pages_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, order: u32, pa_out: *mut u64) -> c_int>;
 
-/// Frees `2^order` pages at `pa` that `alloc_pages` returned with the same
-/// order, or that kho restored (claimed) from the previous kernel.
+/// Frees `2^order` pages at `pa`: gives them to the embedder's page
+/// allocator as free memory. kho calls it for
+///
+/// - pages `alloc_pages` returned, with the same order (tree nodes, the
+///   root FDT page, chunk, block and array pages it allocated);
+/// - pages of the **previous kernel** that this allocator never handed
+///   out: kho_in_finish() frees the old radix tree's node pages and the
+///   root FDT page, and restores free the chunk pages of a vmalloc area
+///   and the pages of restored block sets and arrays when they are done
+///   with them (order 0 each).
+///
+/// So `free_pages` must accept any page range of RAM, not only its own
+/// allocations. It is never called for a block the caller restored with
+/// kho_restore_folio() or kho_restore_pages(): those are the caller's.
 pub type kho_free_pages_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, pa: u64, order: u32)>;
 
 /// Whether the block of `2^order` pages at `pa` spans two NUMA nodes
@@ -46,7 +58,13 @@ pub type kho_crosses_node_fn = Option<unsafe extern "C" fn(ctx: *mut c_void, pa:
 ///   (except through kho's own results);
 /// - `alloc_pages` returns zeroed, naturally aligned pages of RAM that
 ///   nothing else uses until they are passed to `free_pages`, and never
-///   physical address 0;
+///   physical address 0; on the outgoing side, pages outside the next
+///   kernel's scratch areas (kho_out_new() fails with -KHO_EBUSY if the
+///   root FDT page lands in one, and a preserve of a block in one fails
+///   with -KHO_EBUSY);
+/// - `free_pages` takes back pages it never allocated: the previous
+///   kernel's tree and FDT pages at kho_in_finish(), and pages restores
+///   are done with (see `kho_free_pages_fn`);
 /// - no callback unwinds (no C++ exception, no `longjmp`) through kho;
 /// - callbacks are thread-safe if kho is called from several threads.
 ///

@@ -96,6 +96,15 @@ fn c_bad_input_test() {
 }
 
 #[test]
+fn c_errors_test() {
+    let out = build_and_run("errors", &["tests/c/errors.c", "examples/c/arena.c"]);
+    assert!(out.contains(" 0 failed"), "{out}");
+    // The typed reason of a corrupt handover reaches C: kind, node, slot.
+    assert!(out.contains("kind=tree_node_misaligned"), "{out}");
+    assert!(out.contains("kind=bad_compatible"), "{out}");
+}
+
+#[test]
 fn c_handover_example() {
     let out = build_and_run("handover", &["examples/c/handover.c", "examples/c/arena.c"]);
     assert!(out.contains("handover OK"), "{out}");

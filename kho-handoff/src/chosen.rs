@@ -98,12 +98,21 @@ fn encode(what: &'static str, addr: u64, size: u64, cells: Cells, out: &mut [u8;
     Ok(at)
 }
 
+/// The device tree at the start of `buf`: its header's `totalsize` bytes
+/// when the buffer holds them (a buffer may be larger than the tree).
+fn tree_bytes(buf: &[u8]) -> &[u8] {
+    match buf.get(4..8).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) {
+        Some(total) if total <= buf.len() => &buf[..total],
+        _ => buf,
+    }
+}
+
 /// Reads the handover's location from the `/chosen` node of the device
-/// tree `dtb`: `None` if neither property is there (no handover), an error
-/// if only one is, if either is malformed, or if the ranges fail
-/// [`KhoData::validate`].
+/// tree at the start of `dtb` (which may be longer than the tree): `None`
+/// if neither property is there (no handover), an error if only one is,
+/// if either is malformed, or if the ranges fail [`KhoData::validate`].
 pub fn read(dtb: &[u8]) -> Result<Option<KhoData>, HandoffError> {
-    let fdt = Fdt::new(dtb).map_err(HandoffError::Fdt)?;
+    let fdt = Fdt::new(tree_bytes(dtb)).map_err(HandoffError::Fdt)?;
     let cells = root_cells(fdt.root())?;
     let Some(chosen) = fdt.find_node("/chosen") else { return Ok(None) };
     let (fdt_prop, scratch_prop) = (chosen.property(PROP_KHO_FDT), chosen.property(PROP_KHO_SCRATCH));
@@ -214,6 +223,7 @@ mod tests {
         assert_eq!(prop(dtb, PROP_KHO_SCRATCH), [0, 0, 0, 1, 0x23, 0x45, 0x70, 0, 0, 0, 0, 0, 0, 0, 0, 0x30]);
         assert_eq!(prop(dtb, "bootargs"), b"console=ttyAMA0\0");
         assert_eq!(read(dtb), Ok(Some(DATA)));
+        assert_eq!(read(&buf), Ok(Some(DATA)), "a buffer longer than the tree");
     }
 
     #[test]
