@@ -535,8 +535,20 @@ typedef void *(*kho_phys_to_virt_fn)(void *ctx, uint64_t pa, uint64_t len);
 typedef int (*kho_alloc_pages_fn)(void *ctx, uint32_t order, uint64_t *pa_out);
 
 /**
- * Frees `2^order` pages at `pa` that `alloc_pages` returned with the same
- * order, or that kho restored (claimed) from the previous kernel.
+ * Frees `2^order` pages at `pa`: gives them to the embedder's page
+ * allocator as free memory. kho calls it for
+ *
+ * - pages `alloc_pages` returned, with the same order (tree nodes, the
+ *   root FDT page, chunk, block and array pages it allocated);
+ * - pages of the **previous kernel** that this allocator never handed
+ *   out: kho_in_finish() frees the old radix tree's node pages and the
+ *   root FDT page, and restores free the chunk pages of a vmalloc area
+ *   and the pages of restored block sets and arrays when they are done
+ *   with them (order 0 each).
+ *
+ * So `free_pages` must accept any page range of RAM, not only its own
+ * allocations. It is never called for a block the caller restored with
+ * kho_restore_folio() or kho_restore_pages(): those are the caller's.
  */
 typedef void (*kho_free_pages_fn)(void *ctx, uint64_t pa, uint32_t order);
 
@@ -561,7 +573,13 @@ typedef bool (*kho_crosses_node_fn)(void *ctx, uint64_t pa, uint32_t order);
  *   (except through kho's own results);
  * - `alloc_pages` returns zeroed, naturally aligned pages of RAM that
  *   nothing else uses until they are passed to `free_pages`, and never
- *   physical address 0;
+ *   physical address 0; on the outgoing side, pages outside the next
+ *   kernel's scratch areas (kho_out_new() fails with -KHO_EBUSY if the
+ *   root FDT page lands in one, and a preserve of a block in one fails
+ *   with -KHO_EBUSY);
+ * - `free_pages` takes back pages it never allocated: the previous
+ *   kernel's tree and FDT pages at kho_in_finish(), and pages restores
+ *   are done with (see `kho_free_pages_fn`);
  * - no callback unwinds (no C++ exception, no `longjmp`) through kho;
  * - callbacks are thread-safe if kho is called from several threads.
  *
@@ -1215,7 +1233,8 @@ const char *kho_version(void);
  * @param buf Where to write the entry (any alignment).
  * @param len Bytes at `buf`.
  * @param written NULL, or receives the bytes written (KHO_SETUP_KHO_LEN).
- * @param err NULL, or receives the typed error on failure.
+ * @param err NULL, or receives the typed error on failure (`code` 0 when
+ *        there is none).
  * @return 0; -KHO_EINVAL (NULL `data` or `buf`, `len` below
  *         KHO_SETUP_KHO_LEN, an invalid `*data`).
  *
@@ -1240,7 +1259,8 @@ int kho_setup_data_write(const struct kho_data *data,
  * @param len Bytes readable at `buf`.
  * @param data Receives the payload.
  * @param next NULL, or receives the header's `next`.
- * @param err NULL, or receives the typed error on failure.
+ * @param err NULL, or receives the typed error on failure (`code` 0 when
+ *        there is none).
  * @return 0; -KHO_EINVAL (NULL `buf` or `data`, a short buffer, another
  *         type, a short `len`, an invalid `kho_data`).
  *
@@ -1263,7 +1283,8 @@ int kho_setup_data_read(const void *buf,
  * @param dtb The device tree blob.
  * @param len Bytes readable at `dtb` (at least its `totalsize`).
  * @param data Receives the location.
- * @param err NULL, or receives the typed error on failure.
+ * @param err NULL, or receives the typed error on failure (`code` 0 when
+ *        there is none).
  * @return 0; -KHO_ENOENT (neither property: no handover);
  *         -KHO_EINVAL (NULL arguments, a tree that does not parse, only
  *         one of the properties, a property of the wrong length, an
@@ -1286,7 +1307,8 @@ int kho_chosen_read(const void *dtb, size_t len, struct kho_data *data, struct k
  * @param cap Bytes writable at `dtb`.
  * @param data The handover's location.
  * @param totalsize NULL, or receives the tree's new `totalsize`.
- * @param err NULL, or receives the typed error on failure.
+ * @param err NULL, or receives the typed error on failure (`code` 0 when
+ *        there is none).
  * @return 0; -KHO_ENOENT (no `/chosen` node); -KHO_ENOSPC (`cap` too
  *         small: the tree is left valid); -KHO_ERANGE (an address or size
  *         that does not fit one cell); -KHO_EINVAL (NULL arguments, a tree
@@ -1533,9 +1555,13 @@ int kho_retrieve_subtree(const struct kho_in *inc, const char *name, uint64_t *p
 
 /**
  * Ends the incoming side: frees the radix tree's pages and the root FDT's
- * page (which kho_in_reserved() listed), then the handle. Blocks nobody
- * restored stay reserved: list them with kho_in_unclaimed() first and
- * free them. NULL (or an invalid handle) is ignored.
+ * page (which kho_in_reserved() listed) through the platform's
+ * `free_pages`, then the handle. Those pages were allocated by the
+ * previous kernel, never by this platform's `alloc_pages`: `free_pages`
+ * must accept them (it hands them to the page allocator as free memory).
+ * Blocks nobody restored stay reserved and are not freed: list them with
+ * kho_in_unclaimed() first and free them. NULL (or an invalid handle) is
+ * ignored.
  *
  * @param inc A handle from kho_in_import(), or NULL.
  *
