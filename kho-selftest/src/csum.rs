@@ -123,7 +123,10 @@ mod tests {
             let got = fold16(csum_partial(&data, seed));
             let want = reference16(&data, seed);
             // 0 and 0xffff are the two representations of zero.
-            assert!(got == want || (got.is_multiple_of(0xffff) && want.is_multiple_of(0xffff)), "len {len}: {got:#x} {want:#x}");
+            assert!(
+                got == want || (got.is_multiple_of(0xffff) && want.is_multiple_of(0xffff)),
+                "len {len}: {got:#x} {want:#x}"
+            );
         }
         // Saturated data: every representation question at once.
         for len in [8usize, 9, 15, 16, 4096] {

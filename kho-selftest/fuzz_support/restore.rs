@@ -1,0 +1,62 @@
+// The `selftest_restore` fuzz target's harness, shared through `include!`
+// with the test replaying `fuzz/corpus/selftest_restore`. Byte 0 shapes
+// the test data (amount, random seed); the rest overwrites the FDT, the
+// list and the folios (see `kho-probe/fuzz_support/mutate.rs`). A changed
+// folio byte makes the next kernel's check fail: restore refuses,
+// inspect reports.
+
+mod mutate {
+    #![allow(dead_code)]
+    include!("../../kho-probe/fuzz_support/mutate.rs");
+}
+
+use kho_abi::{Order, PhysAddr, WithTracker};
+use kho_selftest::{KhoTest, inspect, restore, write};
+use kho_sim::ModelTracker;
+
+/// Runs one input; panics only if the reader breaks a promise. Returns
+/// whether the restore succeeded.
+pub fn run(data: &[u8]) -> bool {
+    let shape = data.first().copied().unwrap_or(0);
+    let m = mutate::machine();
+    let t = ModelTracker::new();
+    let max_mem = u64::from(shape & 7) * (48 << 10);
+    let blob = write(&WithTracker::new(&m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
+    // Blocks in role order: FDT, list chunk, list pages, folios.
+    let mut blocks = vec![(blob.pa, Order::ZERO)];
+    if blob.list.first != 0 {
+        blocks.push((PhysAddr::new(blob.list.first), Order::ZERO));
+    }
+    blocks.extend(blob.list_pages.iter().map(|&p| (p, Order::ZERO)));
+    blocks.extend(blob.folios.iter().copied());
+    mutate::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = mutate::kexec(m, &t);
+    let p2 = WithTracker::new(&m2, &t2);
+    mutate::check(
+        &t2,
+        &p2,
+        |p| restore(p, blob.pa, blob.size),
+        |p| inspect(p, blob.pa, blob.size),
+        |r| r.test().clone(),
+        |r| owned(r.test()),
+        true,
+    )
+}
+
+fn owned(t: &KhoTest) -> Vec<(PhysAddr, Order)> {
+    let mut out = vec![(t.blob, Order::ZERO)];
+    out.extend(t.list_blocks.iter().map(|&b| (b, t.list_order)));
+    out.extend(t.list_chunks.iter().map(|&c| (c, Order::ZERO)));
+    out.extend(t.folios.iter().copied());
+    out
+}
+
+/// Seed inputs.
+pub fn seeds() -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = (0..8u8).map(|s| vec![s | 0x08]).collect();
+    out.push(vec![0x0b, 3, 0, 0, 1, 0xaa]); // a folio byte changed: checksum
+    out.push(vec![0x0b, 1, 0, 0, 0xff, 1]); // list chunk linking to itself
+    out.push(vec![0x0b, 2, 0, 0, 1, 0x0f]); // folio 0 with order 15
+    out.push(vec![0x0b, 0, 0, 0, 1, 0]); // FDT magic broken
+    out
+}
