@@ -134,6 +134,10 @@ pub fn check_dump(
     if got_root != Some(kd.fdt_addr) {
         bad.push(format!("root: inspect {} vs kernel {}", opt_hex(got_root), hx(kd.fdt_addr)));
     }
+    let got_size = root["fdt_size"].as_u64();
+    if got_size != Some(kd.fdt_size) {
+        bad.push(format!("root size: inspect {got_size:?} vs kernel {}", kd.fdt_size));
+    }
     let got_compat = root["compatible"].as_str().unwrap_or("");
     if got_compat != in_fdt.compatible {
         bad.push(format!("compatible: inspect {got_compat:?} vs kernel {:?}", in_fdt.compatible));

@@ -123,6 +123,7 @@ fn each_field_can_disagree() {
     type Edit = Box<dyn Fn(&mut Value)>;
     let cases: Vec<(&str, Edit)> = vec![
         ("root: inspect 0x1000 vs kernel 0x3e6000", Box::new(|r| r["root"]["fdt_pa"] = json!(0x1000))),
+        ("root size: inspect Some(405) vs kernel 4096", Box::new(|r| r["root"]["fdt_size"] = json!(405))),
         ("compatible", Box::new(|r| r["root"]["compatible"] = json!("kho-v3"))),
         ("map: inspect", Box::new(|r| r["root"]["memory_map_pa"] = json!(0x2000))),
         ("subtrees: inspect", Box::new(|r| r["subtrees"].as_array_mut().unwrap().pop().map(drop).unwrap_or(()))),
