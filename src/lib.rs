@@ -8,7 +8,7 @@
 //! | [`track`] | `kho-track` | the preserved-memory radix tree, the root FDT, both sides of a handover |
 //! | [`block`] | `kho-block` | linked-block serialization (`block-v1`) |
 //! | [`vmalloc`] | `kho-vmalloc` | vmalloc areas (`vmalloc-v1`) |
-//! | [`array`] | `kho-array` | sparse arrays (`array-v1`) |
+//! | [`array`](mod@array) | `kho-array` | sparse arrays (`array-v1`) |
 //! | [`handoff`] | `kho-handoff` | how the next kernel finds the handover: x86 `setup_data`, `/chosen` |
 //!
 //! `no_std` (with `alloc`). C callers use `kho-ffi` (`libkho.a`, `kho.h`).

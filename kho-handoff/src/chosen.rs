@@ -21,7 +21,7 @@
 //! The next kernel reads both (it ignores KHO unless both are present and
 //! each is exactly `#address-cells + #size-cells` cells long). Absent cell
 //! counts default to the device-tree specification's 2 and 1. Reading and
-//! writing use dtoolkit: [`read`] parses the tree, [`write`] edits it in
+//! writing use dtoolkit: [`read()`] parses the tree, [`write()`] edits it in
 //! place inside the caller's buffer, growing it into the buffer's spare
 //! room, without allocating.
 

@@ -50,7 +50,7 @@
 //! the kernel's does.
 //!
 //! The crate needs neither `std` nor `alloc` and contains no `unsafe`
-//! code. With the `sim` feature, [`sim`] maps a restored area into one
+//! code. With the `sim` feature, the `sim` module maps a restored area into one
 //! slice on a `kho-sim` machine.
 //!
 //! # Example
