@@ -144,6 +144,7 @@ impl ToErrno for KexecMetaError {
 #[derive(Debug)]
 pub struct RestoredKexecMeta {
     pa: PhysAddr,
+    order: Order,
     meta: KexecMetadata,
 }
 
@@ -155,34 +156,37 @@ impl RestoredKexecMeta {
 
     /// Frees the page and returns the metadata.
     pub fn free<P: PageAlloc + ?Sized>(self, p: &P) -> KexecMetadata {
-        p.free_pages(self.pa, Order::ZERO);
+        p.free_pages(self.pa, self.order);
         self.meta
     }
 
     /// Gives the page back unclaimed.
     pub fn unclaim<P: Claim + ?Sized>(self, p: &P) {
-        p.unclaim(self.pa, Order::ZERO);
+        p.unclaim(self.pa, self.order);
     }
 }
 
 /// Adopts the metadata blob at `blob` of `size` bytes: at least 4 bytes,
-/// page aligned, RAM, preserved at order 0 (claimed); a version-1 blob has
+/// page aligned, RAM, the start of a preserved block (claimed at its
+/// order); a version-1 blob has
 /// at least 73 bytes and a NUL-terminated release. Other versions decode to
 /// [`KexecMetadata::Unknown`]. Nothing stays claimed on error.
 pub fn restore<P>(p: &P, blob: PhysAddr, size: u64) -> Result<RestoredKexecMeta, KexecMetaError>
 where
-    P: PhysMem + Claim + ?Sized,
+    P: PhysMem + PageAlloc + Claim + ?Sized,
 {
     if size < 4 {
         return Err(KexecMetaError::TooShort { pa: blob, len: size, version: None, need: 4 });
     }
     let err = |source| KexecMetaError::Blob { pa: blob, source };
     blob.require_aligned("kexec-metadata blob", PAGE_SIZE as u64).map_err(err)?;
-    p.claim(blob, Order::ZERO).map_err(err)?;
+    // The block preserved at the blob's address, whatever its order, must
+    // hold the blob (7.2 keeps it in an order-0 page).
+    let order = kho_probe::claim_block(p, blob, size.max(SIZE).min(PAGE_SIZE as u64)).map_err(err)?;
     match decode(p, blob, size) {
-        Ok(meta) => Ok(RestoredKexecMeta { pa: blob, meta }),
+        Ok(meta) => Ok(RestoredKexecMeta { pa: blob, order, meta }),
         Err(e) => {
-            p.unclaim(blob, Order::ZERO);
+            p.unclaim(blob, order);
             Err(e)
         }
     }

@@ -75,3 +75,16 @@ fn faults() {
     assert!(matches!(write(&WithTracker::new(&m, &t), "a\0b", 1), Err(KexecMetaError::BadRelease(_))));
     assert_eq!(m.outstanding_pages(), 0);
 }
+
+#[test]
+fn the_writer_matches_the_kernels_bytes() {
+    // What a Linux 7.2.13 kernel wrote (read from its debugfs in the lab).
+    let mut kernel = vec![1u8, 0, 0, 0];
+    kernel.extend(b"7.2.13");
+    kernel.extend([0u8; 59]);
+    kernel.extend([1u8, 0, 0, 0]);
+    let (m, _t, pa) = kernel_a("7.2.13", 1);
+    let mut mine = vec![0u8; 73];
+    m.read(pa, &mut mine).unwrap();
+    assert_eq!(mine, kernel);
+}

@@ -54,7 +54,7 @@ pub fn run(data: &[u8]) -> bool {
 
 /// Every block a restored LUO state holds.
 fn owned(l: &Luo) -> Vec<(PhysAddr, Order)> {
-    let mut out = vec![(l.blob, Order::ZERO)];
+    let mut out = vec![(l.blob, l.blob_order)];
     out.extend(l.session_blocks.iter().map(|&b| (b, Order::ZERO)));
     for s in &l.sessions {
         out.extend(s.file_blocks.iter().map(|&b| (b, Order::ZERO)));

@@ -18,6 +18,8 @@ use crate::error::{Fault, LuoError, SessionAt};
 pub struct Luo {
     /// PA of the blob (`struct luo_ser`).
     pub blob: PhysAddr,
+    /// Order of the preserved block holding it.
+    pub blob_order: Order,
     /// The live-update sequence number.
     pub liveupdate_num: u64,
     /// PA of the first session block, null if there are none (always null
@@ -238,10 +240,13 @@ where
     if !blob.is_page_aligned() {
         return Err(bad_blob("blob address", Fault::Misaligned(blob)));
     }
-    let pages = size.div_ceil(PAGE_SIZE as u64);
-    let order = Order::new_at_most(u64::from(order_for(pages)), p.max_order(), "LUO blob order")
-        .map_err(|_| bad_blob("blob-size", Fault::OutOfRange { value: size, max: p.max_order().pages() * 4096 }))?;
-    p.claim(blob, order).map_err(|e| bad_blob("blob address", Fault::NotPreserved(e)))?;
+    let max_bytes = p.max_order().pages() * PAGE_SIZE as u64;
+    if size > max_bytes {
+        return Err(bad_blob("blob-size", Fault::OutOfRange { value: size, max: max_bytes }));
+    }
+    // The block preserved at the blob's address, whatever its order, must
+    // hold the blob (7.2 keeps it in an order-0 page).
+    let order = kho_probe::claim_block(p, blob, size).map_err(|e| bad_blob("blob address", Fault::NotPreserved(e)))?;
     held.pages.push((blob, order));
     let ser: LuoSer = read_phys(p, blob).map_err(|e| bad_blob("blob address", Fault::NotRam(e)))?;
     if ser.compatible != LUO_V5_BYTES {
@@ -287,7 +292,7 @@ where
         });
     }
     let flbs = decode_flbs(p, PhysAddr::new(ser.flbs_pa), held)?;
-    Ok(Luo { blob, liveupdate_num: ser.liveupdate_num, sessions_pa, session_blocks, sessions, flbs })
+    Ok(Luo { blob, blob_order: order, liveupdate_num: ser.liveupdate_num, sessions_pa, session_blocks, sessions, flbs })
 }
 
 fn decode_files(read: &[FileSer], at: &dyn Fn() -> SessionAt) -> Result<Vec<File>, LuoError> {

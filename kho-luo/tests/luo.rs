@@ -431,3 +431,17 @@ fn through_the_real_tracker() {
     r.free(&p2).unwrap();
     inc.finish();
 }
+
+#[test]
+fn the_blob_matches_the_kernels_bytes() {
+    // A live 7.2.13 kernel's LUO blob (read from its debugfs in the lab):
+    // compatible, liveupdate number 1, sessions_pa 0, then flbs_pa.
+    let kernel: [u8; 24] = [b'l', b'u', b'o', b'-', b'v', b'5', 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let m = machine();
+    let t = ModelTracker::new();
+    let w = LuoWriter::new(&WithTracker::new(&m, &t), 1).unwrap();
+    let mut mine = [0u8; 32];
+    m.read(w.blob(), &mut mine).unwrap();
+    assert_eq!(mine[..24], kernel);
+    assert_eq!(mine[24..], w.flbs().as_u64().to_ne_bytes());
+}

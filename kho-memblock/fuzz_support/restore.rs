@@ -51,7 +51,7 @@ pub fn run(data: &[u8]) -> bool {
 
 fn owned(r: &kho_memblock::RestoredMemblock) -> Vec<(PhysAddr, Order)> {
     let mb: &Memblock = r.memblock();
-    let mut out = vec![(mb.blob, Order::ZERO)];
+    let mut out = vec![(mb.blob, mb.blob_order)];
     for region in &mb.regions {
         out.extend(region.blocks.iter().copied());
     }

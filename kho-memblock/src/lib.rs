@@ -92,6 +92,8 @@ pub struct Region {
 pub struct Memblock {
     /// PA of the FDT blob.
     pub blob: PhysAddr,
+    /// Order of the preserved block holding it.
+    pub blob_order: Order,
     /// The regions, in node order.
     pub regions: Vec<Region>,
 }
@@ -265,8 +267,8 @@ impl RestoredMemblock {
 /// Adopts the `memblock` subtree whose blob is at `blob`, `size` bytes.
 ///
 /// Checked: the blob is page aligned, at least an FDT header and at most
-/// the largest order's bytes, preserved as one block of its size's order
-/// (claimed); the FDT is well formed with `totalsize` within `size`; the
+/// the largest order's bytes, the start of a preserved block that holds it
+/// (claimed at that block's order); the FDT is well formed with `totalsize` within `size`; the
 /// root's compatible is exactly `memblock-v1`; each child's compatible is
 /// exactly `reserve-mem-v1`, its name unique, `start` and `size` 8 bytes,
 /// page aligned, `size` non-zero, the range in RAM, not overlapping
@@ -285,12 +287,12 @@ where
     if !blob.is_page_aligned() {
         return Err(bad("blob address", Fault::Misaligned(blob.as_u64())));
     }
-    let pages = size.div_ceil(PAGE);
-    let order = Order::new(u64::from(64 - (pages - 1).leading_zeros()) * u64::from(pages > 1), "blob order")?;
-    p.claim(blob, order).map_err(|e| bad("blob address", Fault::NotPreserved(e)))?;
+    // The block preserved at the blob's address, whatever its order, must
+    // hold the blob.
+    let order = kho_probe::claim_block(p, blob, size).map_err(|e| bad("blob address", Fault::NotPreserved(e)))?;
     let mut regions = Vec::new();
     match decode(p, blob, size, &mut regions) {
-        Ok(()) => Ok(RestoredMemblock { memblock: Memblock { blob, regions }, blob_order: order }),
+        Ok(()) => Ok(RestoredMemblock { memblock: Memblock { blob, blob_order: order, regions }, blob_order: order }),
         Err(e) => {
             for r in regions.iter().rev() {
                 for &(pa, o) in r.blocks.iter().rev() {

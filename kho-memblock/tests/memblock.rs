@@ -105,12 +105,12 @@ fn fdt_bytes_are_libfdts() {
     let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
     assert_eq!(be(0), 0xd00d_feed);
     assert_eq!(be(4) as usize, bytes.len());
-    assert_eq!((be(8), be(16), be(20), be(24), be(28)), (56, 40, 17, 16, 0));
+    assert_eq!((be(8), be(16), be(20), be(24), be(28)), (64, 48, 17, 16, 0));
     // Strings: the newest first.
     let (off, len) = (be(12) as usize, be(32) as usize);
     assert_eq!(&bytes[off..off + len], b"size\0start\0compatible\0");
     // Structure: root, its compatible, node "r", compatible, start, size.
-    let s = &bytes[56..off];
+    let s = &bytes[64..off];
     assert_eq!(&s[..8], &[0, 0, 0, 1, 0, 0, 0, 0]);
     assert_eq!(&s[8..20], &[0, 0, 0, 3, 0, 0, 0, 12, 0, 0, 0, 11]);
     assert_eq!(&s[20..32], b"memblock-v1\0");
@@ -235,4 +235,18 @@ fn writer_refuses_bad_regions_and_leaves_nothing() {
     assert!(write(&p, &[("x", a, PAGE), ("y", a, PAGE)]).is_err());
     assert!(t.blocks().is_empty());
     assert_eq!(m.outstanding_pages(), 1);
+}
+
+/// The `memblock` blob a Linux 7.2.13 kernel wrote for
+/// `reserve_mem=4M:4K:lab_chain` (read from its debugfs in the lab).
+const KERNEL_MEMBLOCK: &str = "d00dfeed000000d600000040000000c00000003000000011000000100000000000000016000000800000000000000000000000000000000000000000000000000000000100000000000000030000000c0000000b6d656d626c6f636b2d763100000000016c61625f636861696e000000000000030000000f0000000b726573657276652d6d656d2d763100000000000300000008000000050000003e00000000000000030000000800000000000040000000000000000002000000020000000973697a6500737461727400636f6d70617469626c6500";
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+#[test]
+fn the_writer_matches_the_kernels_bytes() {
+    let mine = fdt_bytes(&[("lab_chain", PhysAddr::new(0x3e00_0000), 0x40_0000)]);
+    assert_eq!(mine, unhex(KERNEL_MEMBLOCK));
 }

@@ -303,18 +303,9 @@ where
         // pfn < 2^52, so the PA fits in 64 bits.
         let pa = PhysAddr::new(pfn << kho_abi::PAGE_SHIFT);
         p.phys_to_virt(pa, PAGE).map_err(|e| bad("pfn", Fault::NotRam(e)))?;
-        let order = claim_any_order(p, pa).ok_or(bad("pfn", Fault::NotPreserved))?;
+        let order = kho_probe::claim_block(p, pa, PAGE).map_err(|_| bad("pfn", Fault::NotPreserved))?;
         folios.push(Folio { pa, order, index, flags });
         next_free = index.saturating_add(order.pages());
     }
     Ok(())
-}
-
-/// Claims the block at `pa` at the one order it was preserved with:
-/// tries every order up to the platform's largest that `pa` is aligned
-/// to (at most `max_order + 1` claims).
-fn claim_any_order<P: PageAlloc + Claim + ?Sized>(p: &P, pa: PhysAddr) -> Option<Order> {
-    (0..=p.max_order().get())
-        .filter_map(|o| Order::new(u64::from(o), "folio order").ok())
-        .find(|&o| o.aligns(pa) && p.claim(pa, o).is_ok())
 }

@@ -6,8 +6,10 @@
 //! The layout (all header and token words big-endian, property values raw):
 //!
 //! - a 40-byte header: magic `0xd00dfeed`, `totalsize`, `off_dt_struct`
-//!   (56), `off_dt_strings`, `off_mem_rsvmap` (40), version 17, last
+//!   (64), `off_dt_strings`, `off_mem_rsvmap` (48), version 17, last
 //!   compatible version 16, boot CPU 0, `size_dt_strings`, `size_dt_struct`;
+//! - 8 zero bytes: the reservation map starts at the header's size rounded
+//!   up to a reservation entry (16 bytes);
 //! - the memory reservation map: just its terminating 16 zero bytes;
 //! - the structure block: `BEGIN_NODE` + NUL-terminated name padded to 4,
 //!   `PROP` + length + name offset + value padded to 4, `END_NODE`, `END`;
@@ -19,6 +21,8 @@ use alloc::vec::Vec;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const HEADER: usize = 40;
+/// Where the reservation map starts: the header rounded up to 16.
+const RSVMAP_AT: usize = 48;
 const RSVMAP: usize = 16;
 const BEGIN_NODE: u32 = 1;
 const END_NODE: u32 = 2;
@@ -37,7 +41,7 @@ const END: u32 = 9;
 /// w.end_node();
 /// let dtb = w.finish();
 /// assert_eq!(&dtb[..4], &0xd00d_feedu32.to_be_bytes());
-/// assert_eq!(dtb.len(), 56 + 4 + 4 + 12 + 12 + 4 + 4 + 11);
+/// assert_eq!(dtb.len(), 64 + 4 + 4 + 12 + 12 + 4 + 4 + 11);
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SwFdt {
@@ -148,7 +152,7 @@ impl SwFdt {
                 _ => {}
             }
         }
-        let off_struct = HEADER + RSVMAP;
+        let off_struct = RSVMAP_AT + RSVMAP;
         let off_strings = off_struct + self.structure.len();
         let total = off_strings + table.len();
         let mut out = Vec::with_capacity(total);
@@ -157,7 +161,7 @@ impl SwFdt {
             total as u32,
             off_struct as u32,
             off_strings as u32,
-            HEADER as u32,
+            RSVMAP_AT as u32,
             17,
             16,
             0,
@@ -166,7 +170,7 @@ impl SwFdt {
         ] {
             out.extend_from_slice(&w.to_be_bytes());
         }
-        out.extend_from_slice(&[0; RSVMAP]);
+        out.extend_from_slice(&[0; RSVMAP_AT - HEADER + RSVMAP]);
         out.extend_from_slice(&self.structure);
         out.extend_from_slice(&table);
         out
@@ -198,9 +202,9 @@ mod tests {
         let size_strings = be(&dtb, 32) as usize;
         assert_eq!(&dtb[off_strings..off_strings + size_strings], b"start\0blob-size\0compatible\0");
         assert_eq!(be(&dtb, 4) as usize, dtb.len());
-        assert_eq!((be(&dtb, 8), be(&dtb, 16), be(&dtb, 20), be(&dtb, 24)), (56, 40, 17, 16));
+        assert_eq!((be(&dtb, 8), be(&dtb, 16), be(&dtb, 20), be(&dtb, 24)), (64, 48, 17, 16));
         // First property: compatible at offset 16 of the table.
-        assert_eq!(be(&dtb, 56 + 8 + 8), 16);
+        assert_eq!(be(&dtb, 64 + 8 + 8), 16);
         // "size" shares "blob-size"'s tail: offset 6 + 5.
         let fdt = dtoolkit_free_scan(&dtb);
         assert_eq!(fdt, ["compatible", "blob-size", "compatible", "size", "start"]);

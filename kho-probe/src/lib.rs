@@ -130,6 +130,35 @@ impl<P: Claim + ?Sized> Claim for Probe<'_, P> {
     }
 }
 
+/// Claims the preserved block that starts at `pa` at whichever order it
+/// was preserved with, as long as that block holds at least `bytes`:
+/// tries each order from the smallest that holds `bytes` up to the
+/// platform's largest that `pa` is aligned to (at most `max_order + 1`
+/// claims), and returns the order that succeeded.
+///
+/// Layers use it where the order is not stored: a memfd folio, or a blob
+/// whose size says nothing of the folio it was allocated in (the kernel's
+/// self-test keeps a 240-byte FDT in an order-1 folio).
+///
+/// # Errors
+///
+/// `NotPreserved` for `pa` at the smallest order if no order works.
+pub fn claim_block<P: PageAlloc + Claim + ?Sized>(p: &P, pa: PhysAddr, bytes: u64) -> Result<Order, AbiError> {
+    let max = p.max_order().get();
+    let pages = bytes.div_ceil(kho_abi::PAGE_SIZE as u64).max(1);
+    let least = if pages <= 1 { 0 } else { 64 - (pages - 1).leading_zeros() };
+    for o in least..=max {
+        let Ok(order) = Order::new(u64::from(o), "block order") else { break };
+        if !order.aligns(pa) {
+            break;
+        }
+        if p.claim(pa, order).is_ok() {
+            return Ok(order);
+        }
+    }
+    Err(AbiError::NotPreserved { pa, order: least })
+}
+
 /// A platform wrapper that holds back `free_pages` until the caller knows
 /// whether the whole restore succeeded.
 ///

@@ -23,7 +23,7 @@ pub fn run(data: &[u8]) -> bool {
     let max_mem = u64::from(shape & 7) * (48 << 10);
     let blob = write(&WithTracker::new(&m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
     // Blocks in role order: FDT, list chunk, list pages, folios.
-    let mut blocks = vec![(blob.pa, Order::ZERO)];
+    let mut blocks = vec![(blob.pa, Order::new(1, "o").expect("order"))];
     if blob.list.first != 0 {
         blocks.push((PhysAddr::new(blob.list.first), Order::ZERO));
     }
@@ -44,7 +44,7 @@ pub fn run(data: &[u8]) -> bool {
 }
 
 fn owned(t: &KhoTest) -> Vec<(PhysAddr, Order)> {
-    let mut out = vec![(t.blob, Order::ZERO)];
+    let mut out = vec![(t.blob, t.blob_order)];
     out.extend(t.list_blocks.iter().map(|&b| (b, t.list_order)));
     out.extend(t.list_chunks.iter().map(|&c| (c, Order::ZERO)));
     out.extend(t.folios.iter().copied());

@@ -89,6 +89,8 @@ const CHUNK: usize = 64 << 10;
 pub struct KhoTest {
     /// PA of the FDT blob.
     pub blob: PhysAddr,
+    /// Order of the preserved block holding it.
+    pub blob_order: Order,
     /// The folios, in list order.
     pub folios: Vec<(PhysAddr, Order)>,
     /// The list's data blocks and their order.
@@ -143,11 +145,6 @@ impl RestoredKhoTest {
     }
 }
 
-fn order_for_bytes(size: u64) -> u32 {
-    let pages = size.div_ceil(PAGE);
-    if pages <= 1 { 0 } else { 64 - (pages - 1).leading_zeros() }
-}
-
 /// Adopts the `kho_test` subtree at `blob`, `size` bytes, and checks it as
 /// the next kernel does.
 ///
@@ -199,11 +196,12 @@ where
     if !blob.is_page_aligned() {
         return Err(bad("blob address", Fault::Misaligned));
     }
-    let order = Order::new(u64::from(order_for_bytes(size)), "kho_test blob order")?;
-    p.claim(blob, order).map_err(|e| bad("blob address", Fault::NotPreserved(e)))?;
+    // The kernel keeps this FDT in a folio of its own whose order its size
+    // does not tell (an order-1 folio in 7.2): claim the block there.
+    let order = kho_probe::claim_block(p, blob, size).map_err(|e| bad("blob address", Fault::NotPreserved(e)))?;
     let defer = DeferFree::new(p);
     let mut held = Held::default();
-    let decoded = decode(&defer, blob, size, &mut held).and_then(|test| {
+    let decoded = decode(&defer, blob, order, size, &mut held).and_then(|test| {
         if strict && !test.checksum_holds() {
             held.folios = test.folios;
             return Err(SelftestError::Checksum { stored: test.stored_csum, computed: test.computed_csum });
@@ -248,7 +246,13 @@ fn prop<const N: usize>(
     })
 }
 
-fn decode<P>(p: &DeferFree<'_, P>, blob: PhysAddr, size: u64, held: &mut Held) -> Result<KhoTest, SelftestError>
+fn decode<P>(
+    p: &DeferFree<'_, P>,
+    blob: PhysAddr,
+    blob_order: Order,
+    size: u64,
+    held: &mut Held,
+) -> Result<KhoTest, SelftestError>
 where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
@@ -326,6 +330,7 @@ where
     }
     Ok(KhoTest {
         blob,
+        blob_order,
         folios: core::mem::take(&mut held.folios),
         list_blocks,
         list_order,
@@ -384,7 +389,8 @@ impl XorShift {
 /// random orders (up to the platform's largest, never past `max_mem`
 /// bytes in all) filled with random bytes from `seed`, each preserved at
 /// its order; their `PA | order` list in order-0 pages preserved as a
-/// `vmalloc-v1` area; the checksum; and the FDT in a preserved page.
+/// `vmalloc-v1` area; the checksum; and the FDT in a preserved order-1
+/// folio, as 7.2 keeps it.
 /// On error nothing stays allocated or preserved.
 pub fn write<P>(p: &P, max_mem: u64, seed: u64) -> Result<KhoTestBlob, SelftestError>
 where
@@ -486,7 +492,8 @@ where
     };
     *list_out = Some(list);
     let dtb = fdt_bytes(nr, &list, csum);
-    let blob = alloc(p, Order::ZERO, true, done)?;
+    // 7.2 keeps this FDT in an order-1 folio (seen in the lab's dumps).
+    let blob = alloc(p, Order::new(1, "kho_test FDT order")?, true, done)?;
     write_phys_bytes(p, blob, &dtb)?;
     Ok(KhoTestBlob { pa: blob, size: dtb.len() as u64, folios, csum, list, list_pages: pages })
 }

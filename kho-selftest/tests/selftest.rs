@@ -101,7 +101,7 @@ fn fdt_bytes_are_libfdts() {
     let (off, len) = (be(12) as usize, be(32) as usize);
     assert_eq!(&b[off..off + len], b"csum\0folios_info\0nr_folios\0magic\0compatible\0");
     assert_eq!(be(4) as usize, b.len());
-    let s = &b[56..off];
+    let s = &b[64..off];
     // magic: PROP, 4, offset of "magic" (27), raw native-endian value.
     assert_eq!(&s[32..48], &[0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 27, 0x21, 0x4f, 0x48, 0x4b]);
     assert_eq!(&s[48..56], &[0, 0, 0, 1, b'd', b'a', b't', b'a']);
@@ -161,4 +161,17 @@ fn folio_faults() {
     }
     let _ = Fault::Misaligned;
     let _ = Order::ZERO;
+}
+
+/// The `kho_test` blob a Linux 7.2.13 kernel wrote (read from its debugfs
+/// in the lab): 9 folios, the list at 0x313000, csum 0xfc5daa19.
+const KERNEL_KHO_TEST: &str = "d00dfeed000000f000000040000000c4000000300000001100000010000000000000002c000000840000000000000000000000000000000000000000000000000000000100000000000000030000000c000000216b686f2d746573742d76310000000003000000040000001b214f484b000000016461746100000000000000030000000400000011090000000000000300000010000000050030310000000000010000000100000000000003000000040000000019aa5dfc0000000200000002000000096373756d00666f6c696f735f696e666f006e725f666f6c696f73006d6167696300636f6d70617469626c6500";
+
+#[test]
+fn the_writer_matches_the_kernels_bytes() {
+    let unhex = |s: &str| -> Vec<u8> {
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    };
+    let list = kho_abi::KhoVmalloc { first: 0x31_3000, total_pages: 1, flags: 1, order: 0 };
+    assert_eq!(fdt_bytes(9, &list, 0xfc5d_aa19), unhex(KERNEL_KHO_TEST));
 }
