@@ -220,10 +220,12 @@ fn tracker_tree(orders: &[u32]) -> (Machine, u64) {
     (m, root_idx)
 }
 
-/// Writes a `kho-v1` map on `m`: chunk `i` at page `chunk_pages[i]` with
-/// `(order, [(phys_start page, bitmap page, bitmap words)])`.
-#[allow(clippy::type_complexity)]
-fn write_v1(m: &Machine, chunks: &[(u32, Vec<(u64, u64, Vec<u64>)>)], chunk_pages: &[u64]) {
+/// A hand-built `kho-v1` chunk: its order and `(phys_start page, bitmap
+/// page, bitmap words)` entries.
+type V1Chunk = (u32, Vec<(u64, u64, Vec<u64>)>);
+
+/// Writes a `kho-v1` map on `m`: chunk `i` at page `chunk_pages[i]`.
+fn write_v1(m: &Machine, chunks: &[V1Chunk], chunk_pages: &[u64]) {
     for (i, (order, entries)) in chunks.iter().enumerate() {
         let pa = page_pa(chunk_pages[i]);
         let next = chunk_pages.get(i + 1).map_or(0, |&p| page_pa(p).as_u64());
@@ -270,7 +272,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
 /// byte 1): one chunk, and two chunks of two orders. (An entry's span is
 /// 32768 blocks, far more than this RAM: one entry per order fits.)
 pub fn v1_seeds() -> Vec<Vec<u8>> {
-    let maps: [(Vec<(u32, Vec<(u64, u64, Vec<u64>)>)>, Vec<u64>); 2] = [
+    let maps: [(Vec<V1Chunk>, Vec<u64>); 2] = [
         (vec![(0, vec![(0, 11, vec![0b1011 << 40, 1 << 3])])], vec![10]),
         (vec![(0, vec![(0, 11, vec![0b11 << 20])]), (2, vec![(0, 13, vec![0b1001 << 24])])], vec![10, 14]),
     ];
