@@ -792,7 +792,9 @@ int kho_array_new(const struct kho_out *out, struct kho_array **array);
  * @param pos The position, above every position stored so far.
  * @param raw The raw entry: `(v << 1) | 1` for a value, or a non-zero 8-byte aligned pointer.
  * @return 0, -KHO_EINVAL (`raw` 0 or malformed, `pos` not ascending),
- *         -KHO_ENOMEM.
+ *         -KHO_ENOMEM (no page, or no radix tree node for a preserved
+ *         array's new page), -KHO_EBUSY (a preserved array's new page
+ *         lies in a scratch area or across a NUMA boundary).
  *
  * # Safety
  *
@@ -809,7 +811,8 @@ int kho_array_push(struct kho_out *out, struct kho_array *array, uint64_t pos, u
  * @param array An array handle.
  * @param pos The position, above every position stored so far.
  * @param value The value, at most INT64_MAX.
- * @return 0, -KHO_ERANGE (value above `INT64_MAX`), -KHO_EINVAL, -KHO_ENOMEM.
+ * @return 0, -KHO_ERANGE (value above `INT64_MAX`), or as
+ *         kho_array_push().
  *
  * # Safety
  *
@@ -831,7 +834,8 @@ int kho_array_push_value(struct kho_out *out,
  * @param raws The raw entries, for ascending positions from the last one + 1.
  * @param n Number of entries at `raws`.
  * @return 0, -KHO_EINVAL (a malformed word, NULL `raws` with `n` > 0),
- *         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM.
+ *         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM,
+ *         -KHO_EBUSY (as kho_array_push()).
  *
  * # Safety
  *
@@ -845,7 +849,9 @@ int kho_array_extend(struct kho_out *out, struct kho_array *array, const uint64_
  *
  * @param out A handle from kho_out_new().
  * @param array An array handle.
- * @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY.
+ * @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY (a
+ *         page lies in a scratch area or across a NUMA boundary),
+ *         -KHO_ENOMEM (no radix tree node).
  *
  * # Safety
  *
@@ -1803,6 +1809,9 @@ int kho_out_walk_ranges(const struct kho_out *out, kho_range_fn f, void *arg);
  *
  * @param out A handle from kho_out_new(); consumed.
  * @param data Receives the `struct kho_data` for the next kernel.
+ * @return 0; -KHO_EINVAL (NULL or misaligned `data`, `out` not a live
+ *         handle: the handle is left alone; or the scratch array's page
+ *         is not RAM); -KHO_ENOMEM (no page for the scratch array).
  *
  * # Safety
  *

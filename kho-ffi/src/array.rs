@@ -109,7 +109,9 @@ pub unsafe extern "C" fn kho_array_new(out: *const kho_out, array: *mut *mut kho
 /// @param pos The position, above every position stored so far.
 /// @param raw The raw entry: `(v << 1) | 1` for a value, or a non-zero 8-byte aligned pointer.
 /// @return 0, -KHO_EINVAL (`raw` 0 or malformed, `pos` not ascending),
-///         -KHO_ENOMEM.
+///         -KHO_ENOMEM (no page, or no radix tree node for a preserved
+///         array's new page), -KHO_EBUSY (a preserved array's new page
+///         lies in a scratch area or across a NUMA boundary).
 ///
 /// # Safety
 ///
@@ -135,7 +137,8 @@ pub unsafe extern "C" fn kho_array_push(out: *mut kho_out, array: *mut kho_array
 /// @param array An array handle.
 /// @param pos The position, above every position stored so far.
 /// @param value The value, at most INT64_MAX.
-/// @return 0, -KHO_ERANGE (value above `INT64_MAX`), -KHO_EINVAL, -KHO_ENOMEM.
+/// @return 0, -KHO_ERANGE (value above `INT64_MAX`), or as
+///         kho_array_push().
 ///
 /// # Safety
 ///
@@ -159,7 +162,8 @@ pub unsafe extern "C" fn kho_array_push_value(out: *mut kho_out, array: *mut kho
 /// @param raws The raw entries, for ascending positions from the last one + 1.
 /// @param n Number of entries at `raws`.
 /// @return 0, -KHO_EINVAL (a malformed word, NULL `raws` with `n` > 0),
-///         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM.
+///         -KHO_ERANGE (positions past `UINT64_MAX`), -KHO_ENOMEM,
+///         -KHO_EBUSY (as kho_array_push()).
 ///
 /// # Safety
 ///
@@ -188,7 +192,9 @@ pub unsafe extern "C" fn kho_array_extend(
 ///
 /// @param out A handle from kho_out_new().
 /// @param array An array handle.
-/// @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY.
+/// @return 0, -KHO_EEXIST (already preserved), -KHO_EINVAL, -KHO_EBUSY (a
+///         page lies in a scratch area or across a NUMA boundary),
+///         -KHO_ENOMEM (no radix tree node).
 ///
 /// # Safety
 ///

@@ -440,6 +440,9 @@ pub unsafe extern "C" fn kho_out_walk_ranges(out: *const kho_out, f: kho_range_f
 ///
 /// @param out A handle from kho_out_new(); consumed.
 /// @param data Receives the `struct kho_data` for the next kernel.
+/// @return 0; -KHO_EINVAL (NULL or misaligned `data`, `out` not a live
+///         handle: the handle is left alone; or the scratch array's page
+///         is not RAM); -KHO_ENOMEM (no page for the scratch array).
 ///
 /// # Safety
 ///
