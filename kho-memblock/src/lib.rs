@@ -23,7 +23,7 @@
 //!
 //! [`restore`] validates the blob and claims the blob page and every block
 //! of every region; [`inspect`] does the same and gives everything back;
-//! [`write`] preserves the regions and lays the FDT out byte for byte as
+//! [`write()`] preserves the regions and lays the FDT out byte for byte as
 //! the kernel's libfdt does.
 //!
 //! ```
@@ -395,7 +395,7 @@ where
     Ok(())
 }
 
-/// The blob [`write`] produced.
+/// The blob [`write()`] produced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemblockBlob {
     /// Its PA: the subtree's `preserved-data`.

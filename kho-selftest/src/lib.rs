@@ -29,7 +29,7 @@
 //! folio, recomputes the checksum and refuses a mismatch
 //! ([`SelftestError::Checksum`]). [`inspect`] runs the same checks without
 //! keeping anything and reports both checksums instead of refusing.
-//! [`write`] generates the state as the kernel does.
+//! [`write()`] generates the state as the kernel does.
 //!
 //! ```
 //! use kho_abi::{KhoData, WithTracker};
@@ -340,7 +340,7 @@ where
     })
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KhoTestBlob {
     /// PA of the FDT: the subtree's `preserved-data`.
