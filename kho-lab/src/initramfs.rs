@@ -38,7 +38,7 @@ pub fn build_guest(workspace: &Path, target_dir: &Path) -> Result<GuestBins, Str
     eprintln!("kho-lab: building the static guest programs into {}", target_dir.display());
     let status = Command::new(cargo())
         .current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", GUEST_TARGET, "--target-dir"])
+        .args(["build", "--release", "--target", GUEST_TARGET, "--target-dir"])
         .arg(target_dir)
         .args(["-p", "kho-lab-agent", "--bin", "kho-lab-agent", "-p", "kho-cli", "--bin", "kho"])
         .env("RUSTFLAGS", "-C target-feature=+crt-static")

@@ -158,7 +158,7 @@ fn host_kho(given: Option<PathBuf>) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let st = Command::new(cargo)
         .current_dir(workspace())
-        .args(["build", "--release", "--locked", "-p", "kho-cli", "--bin", "kho"])
+        .args(["build", "--release", "-p", "kho-cli", "--bin", "kho"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !st.success() {
