@@ -83,7 +83,12 @@ struct Rank {
 /// criterion it fails that the best one meets).
 fn why_lost(r: Rank, best: Rank, failure: Option<&Failure>) -> String {
     if !r.imports {
-        return format!("does not import: {}", failure.map_or_else(String::new, Failure::message));
+        let why = match failure {
+            Some(Failure::Corrupt { message, .. }) => message.clone(),
+            Some(f) => f.message(),
+            None => String::new(),
+        };
+        return format!("does not import: {why}");
     }
     if best.fdt_page_preserved && !r.fdt_page_preserved {
         return "its root FDT page is not preserved (a next kernel keeps using it)".into();
