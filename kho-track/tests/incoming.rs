@@ -262,21 +262,29 @@ fn bad_blocks_are_rejected() {
     })
     .unwrap_err();
     assert_eq!(e, TrackError::MapRoot { pa: root, fault: TreeFault::InPreservedBlock });
-    let mut want = None;
-    let e = import_after(|m, t, _| {
-        let key = key7(m);
-        let l1 = node_on_path(m, t.tree_root(), key, 1);
-        let leaf = node_on_path(m, t.tree_root(), key, 0);
-        want = Some((l1, key.table_index(1)));
-        // The leaf inside an order-1 block, unless that block would also
-        // hold page 7.
-        let o2 = if leaf.align_down(2 * PAGE_SIZE as u64) == page(m, 6) { Order::ZERO } else { order(1) };
-        let block = leaf.align_down(o2.checked_bytes().unwrap());
-        RadixTree::from_root(t.tree_root()).insert(m, RadixKey::encode(block, o2).unwrap()).unwrap();
-    })
-    .unwrap_err();
-    let (l1, index) = want.unwrap();
-    assert_eq!(e, TrackError::Tree { node: l1, level: 1, index, fault: TreeFault::InPreservedBlock });
+    // A leaf inside an order-1 block: the error names a table slot whose
+    // child lies in that block (the leaf, or another tree page beside it).
+    let m = machine();
+    let t = tracker(&m);
+    t.preserve_folio(page(&m, 7), Order::ZERO).unwrap();
+    let key = key7(&m);
+    let leaf = node_on_path(&m, t.tree_root(), key, 0);
+    let o1 = order(1);
+    let block = leaf.align_down(o1.checked_bytes().unwrap());
+    let data = if block == page(&m, 6) {
+        // Page 7 would lie in it too: take the leaf alone.
+        RadixTree::from_root(t.tree_root()).insert(&m, RadixKey::encode(leaf, Order::ZERO).unwrap()).unwrap();
+        t.finish().unwrap()
+    } else {
+        RadixTree::from_root(t.tree_root()).insert(&m, RadixKey::encode(block, o1).unwrap()).unwrap();
+        t.finish().unwrap()
+    };
+    let m = m.kexec(data);
+    let e = Incoming::import(&m, &data).unwrap_err();
+    let TrackError::Tree { node, level, index, fault: TreeFault::InPreservedBlock } = e else { panic!("{e:?}") };
+    assert!(level >= 1, "{e:?}");
+    let child = read_u64(&m, PhysAddr::new(node.as_u64() + 8 * index as u64));
+    assert!(child >= block.as_u64() && child < block.as_u64() + 2 * PAGE_SIZE as u64, "{e:?}");
 }
 
 fn import_data(corrupt: impl FnOnce(&Machine, &mut KhoData)) -> TrackError {
