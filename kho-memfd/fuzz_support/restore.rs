@@ -46,11 +46,16 @@ pub fn run(data: &[u8]) -> bool {
     let (m2, t2) = mutate::kexec(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
     if let Ok(memfd) = inspect(&p2, saved.desc) {
-        // Reading a file the reader accepted never fails, holes included.
-        let mut buf = vec![0u8; 64 << 10];
-        let mut at = 0;
-        while at < memfd.size {
-            at += memfd.read_at(&p2, at, &mut buf).expect("read_at of an accepted memfd") as u64;
+        // Reading a file the reader accepted never fails, holes included:
+        // every segment, the bytes just before and after it, and the end.
+        let mut buf = vec![0u8; 2 * PAGE_SIZE];
+        let mut at = Vec::new();
+        for (off, _, len) in memfd.segments() {
+            at.extend([off.saturating_sub(PAGE_SIZE as u64), off, off + len.saturating_sub(1)]);
+        }
+        at.push(memfd.size.saturating_sub(1));
+        for off in at {
+            memfd.read_at(&p2, off.min(memfd.size), &mut buf).expect("read_at of an accepted memfd");
         }
     }
     mutate::check(

@@ -175,7 +175,8 @@ impl RestoredMemfd {
 /// Checked, each before what it guards is trusted:
 ///
 /// - the descriptor: page aligned, RAM, preserved at order 0 (claimed);
-///   `seals` within [`ALL_SEALS`], `flags` 0;
+///   `size` at most `u32::MAX` pages (the kernel preserves no larger
+///   file); `seals` within [`ALL_SEALS`], `flags` 0;
 /// - the folio list: a `vmalloc-v1` area restored through `kho-vmalloc`
 ///   (descriptor, bounded cycle-free chunk chain, every chunk and block
 ///   claimed), whose pages hold exactly `nr_folios` 16-byte entries
@@ -240,6 +241,11 @@ where
     }
     if ser.flags & !ALL_FLAGS != 0 {
         return Err(bad("flags", Fault::UnknownBits { bits: u64::from(ser.flags & !ALL_FLAGS) }));
+    }
+    // The kernel refuses to preserve a file of more than u32::MAX pages.
+    let max_size = u64::from(u32::MAX) * PAGE;
+    if ser.size > max_size {
+        return Err(bad("size", Fault::OutOfRange { value: ser.size, max: max_size }));
     }
     let nr_folios = ser.nr_folios;
     let list = ser.folios();

@@ -169,7 +169,8 @@ fn an_empty_memfd() {
 #[test]
 fn descriptor_faults() {
     type Edit = fn(&mut MemfdSer);
-    let cases: [(&str, Edit); 5] = [
+    let cases: [(&str, Edit); 6] = [
+        ("size", |d| d.size = (u64::from(u32::MAX) + 1) * PAGE),
         ("seals", |d| d.seals = 0x40),
         ("flags", |d| d.flags = 1),
         ("nr_folios", |d| d.nr_folios += 300), // the list is shorter than nr_folios
