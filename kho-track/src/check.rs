@@ -4,8 +4,11 @@
 
 use alloc::vec::Vec;
 
-use kho_abi::{AbiError, KhoScratch, Order, PhysAddr, PhysMem};
+#[cfg(not(loom))]
+use kho_abi::{AbiError, Order, PhysMem};
+use kho_abi::{KhoScratch, PhysAddr};
 
+#[cfg(not(loom))]
 use crate::error::{BlockFault, TrackError};
 
 /// Scratch areas as disjoint, sorted `[start, end)` intervals, so that an
@@ -40,6 +43,7 @@ impl ScratchSet {
     }
 }
 
+#[cfg(not(loom))]
 /// Calls `f(first_bit, count)` for every maximal run of set bits in
 /// `words` (Linux bitmap order), ascending. A word of zeros or of ones
 /// costs one compare, so the cost is the number of words plus the number
@@ -85,6 +89,7 @@ pub(crate) fn for_each_run<E>(words: &[u64], f: &mut dyn FnMut(u64, u64) -> Resu
     Ok(())
 }
 
+#[cfg(not(loom))]
 /// Checks `count` consecutive blocks of `order` from `pa`: order within
 /// `max_order`, entirely RAM, outside scratch. The run is checked as one
 /// range; only if that fails are its blocks checked one by one, so the
@@ -125,7 +130,7 @@ pub(crate) fn check_run<M: PhysMem + ?Sized>(
     Ok(())
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use alloc::vec;
