@@ -86,10 +86,22 @@ pub fn inspect_fdt(path: &Path) -> Result<FdtReport, Failure> {
     let subtrees = fdt
         .subtrees()
         .map(|s| match s {
-            Ok(s) => SubtreeInfo { name: s.name, pa: Some(s.pa.as_u64()), size: s.size, preserved: None, error: None },
-            Err(e) => {
-                SubtreeInfo { name: String::new(), pa: None, size: None, preserved: None, error: Some(e.to_string()) }
-            }
+            Ok(s) => SubtreeInfo {
+                name: s.name,
+                pa: Some(s.pa.as_u64()),
+                size: s.size,
+                preserved: None,
+                error: None,
+                payload: None,
+            },
+            Err(e) => SubtreeInfo {
+                name: String::new(),
+                pa: None,
+                size: None,
+                preserved: None,
+                error: Some(e.to_string()),
+                payload: None,
+            },
         })
         .collect();
     Ok(FdtReport {

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use kho_abi::legacy::V1Chunk;
-use kho_abi::{AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, ToErrno, read_phys};
+use kho_abi::{AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, ToErrno, WithTracker, read_phys};
 use kho_track::{Incoming, TrackError};
 
 use crate::find::{FindError, Root, Source};
 use crate::image::{Image, ImageError};
+use crate::payload::{self, LuoFiles, Payload};
 use crate::progress::Progress;
 use crate::report::{
     ImageInfo, OrderInfo, Preserved, Ranges, Report, RootInfo, SCHEMA_VERSION, Span, SubtreeInfo, TreeInfo,
@@ -192,6 +193,9 @@ pub struct Analysis {
     /// PAs of the memory map's pages (radix tree nodes, or `kho-v1`
     /// chunks and bitmaps).
     pub map_pages: Vec<u64>,
+    /// The LUO subtree's sessions and files as decoded (`None` without a
+    /// LUO subtree, or when it does not decode).
+    pub luo_files: Option<LuoFiles>,
 }
 
 /// A summary of the image for reports.
@@ -281,6 +285,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
                 size: s.size,
                 preserved: Some(preserved_at(s.pa.as_u64() & !(PAGE - 1))),
                 error: None,
+                payload: None,
             },
             Err(e) => SubtreeInfo {
                 name: match &e {
@@ -291,9 +296,29 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
                 size: None,
                 preserved: None,
                 error: Some(e.to_string()),
+                payload: None,
             },
         })
         .collect::<Vec<_>>();
+    let mut subtrees = subtrees;
+    let mut luo_files = None;
+    {
+        let p = WithTracker::new(image, &inc);
+        for s in subtrees.iter_mut().filter(|s| s.error.is_none()) {
+            let Some(pa) = s.pa else { continue };
+            // Before kho-v3 a subtree has no blob-size: the layers decoded
+            // here are those of the kernels that write one.
+            let Some(size) = s.size else {
+                s.payload = Some(Payload::Opaque);
+                continue;
+            };
+            let (payload, files) = payload::decode(&p, &s.name, PhysAddr::new(pa), size);
+            if files.is_some() {
+                luo_files = files;
+            }
+            s.payload = Some(payload);
+        }
+    }
 
     let by_order = (0..64u32)
         .filter(|&o| stats.blocks_by_order[o as usize] != 0)
@@ -305,7 +330,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
     let largest = ranges.iter().max_by_key(|&&(a, b)| (b - a, std::cmp::Reverse(a)));
     let report = Report {
         schema_version: SCHEMA_VERSION,
-        ok: subtrees.iter().all(|s| s.error.is_none()),
+        ok: subtrees.iter().all(|s| s.error.is_none() && !matches!(s.payload, Some(Payload::Error(_)))),
         image: image_info(image),
         root: RootInfo {
             source: root.source,
@@ -338,7 +363,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
             bytes: map_pages.len() as u64 * PAGE,
         },
     };
-    Ok(Analysis { report, ranges, runs, map_pages })
+    Ok(Analysis { report, ranges, runs, map_pages, luo_files })
 }
 
 fn outside(what: &'static str, pa: u64, len: u64) -> Failure {

@@ -14,6 +14,8 @@
 //!   scratch), for the command line and the fuzz target alike.
 //! - [`inspect`]: validation through kho-track's incoming side and what
 //!   a report needs; [`report`]: the text and JSON reports.
+//! - [`payload`]: decoding the subtrees' payloads (LUO and its memfds,
+//!   memblock, kexec-metadata, kho_test).
 //! - [`scratch`]: finding the scratch areas in memory when the image has
 //!   no `kho_data`.
 //! - [`svg`]: the address-space map.
@@ -28,6 +30,7 @@ pub mod find;
 pub mod image;
 pub mod inspect;
 pub mod load;
+pub mod payload;
 pub mod progress;
 pub mod report;
 pub mod scratch;

@@ -14,6 +14,7 @@ use crate::choose::{CandidateInfo, Verdict};
 use crate::find::Source;
 use crate::image::RamSource;
 use crate::inspect::{Failure, errno_name, explain};
+use crate::payload::Payload;
 use crate::scratch::ScratchSource;
 
 /// The version of the JSON layout; bumped on any incompatible change.
@@ -86,6 +87,8 @@ pub struct SubtreeInfo {
     pub preserved: Option<bool>,
     /// Why the node is invalid, if it is.
     pub error: Option<String>,
+    /// The decoded payload (`null` if the node is invalid).
+    pub payload: Option<Payload>,
 }
 
 /// Preserved blocks of one order.
@@ -141,7 +144,8 @@ pub struct TreeInfo {
 pub struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// False only when a subtree node is invalid (exit code 2).
+    /// False when a subtree node is invalid or a known layer's payload does
+    /// not decode (exit code 2).
     pub ok: bool,
     /// The image.
     pub image: ImageInfo,
@@ -286,6 +290,9 @@ pub fn text(r: &Report) -> String {
             let size = t.size.map_or("size n/a (before kho-v3)".to_string(), |z| format!("{z} bytes"));
             let preserved = yes(t.preserved == Some(true));
             let _ = writeln!(s, "           {:width$}  PA {pa:#x}  {size}  blob preserved: {preserved}", t.name);
+            if let Some(p) = &t.payload {
+                payload_text(&mut s, p);
+            }
         } else {
             let why = t.error.as_deref().unwrap_or("invalid");
             let _ = writeln!(s, "           {:width$}  INVALID: {why}", t.name);
@@ -329,9 +336,83 @@ pub fn text(r: &Report) -> String {
         }
     }
     let _ = writeln!(s, "tree       {}: {} pages ({})", r.tree.format, r.tree.pages, human(r.tree.bytes));
-    let verdict = if r.ok { "well formed" } else { "NOT well formed: invalid subtree nodes (see above)" };
+    let verdict = if r.ok { "well formed" } else { "NOT well formed: invalid subtree nodes or payloads (see above)" };
     let _ = writeln!(s, "result     {verdict}");
     s
+}
+
+/// The lines of a subtree's decoded payload.
+fn payload_text(s: &mut String, p: &Payload) {
+    const IN: &str = "             ";
+    match p {
+        Payload::Luo(l) => {
+            let _ = writeln!(
+                s,
+                "{IN}luo-v5: liveupdate_num {}, {} session(s), {} FLB(s)",
+                l.liveupdate_num,
+                l.sessions.len(),
+                l.flbs.len()
+            );
+            for se in &l.sessions {
+                let _ = writeln!(s, "{IN}  session {:?}: {} file(s)", se.name, se.file_count);
+                for f in &se.files {
+                    match &f.memfd {
+                        Some(m) => {
+                            let _ = writeln!(
+                                s,
+                                "{IN}    token {:#x}  {}  size {} pos {} seals {:#x}  {} folio(s), {} page(s), {} dirty, {} uptodate",
+                                f.token, f.compatible, m.size, m.pos, m.seals, m.folios, m.pages, m.dirty, m.uptodate
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(
+                                s,
+                                "{IN}    token {:#x}  {:?}  opaque (data at {:#x})",
+                                f.token, f.compatible, f.data
+                            );
+                        }
+                    }
+                }
+            }
+            for f in &l.flbs {
+                let _ = writeln!(s, "{IN}  FLB {:?}: data {:#x}, count {}", f.name, f.data, f.count);
+            }
+        }
+        Payload::Memblock { regions } => {
+            let _ = writeln!(s, "{IN}memblock-v1: {} reserve_mem region(s)", regions.len());
+            for r in regions {
+                let _ = writeln!(
+                    s,
+                    "{IN}  {:?}  {:#x}..{:#x}  {}",
+                    r.name,
+                    r.start,
+                    r.start.saturating_add(r.size),
+                    human(r.size)
+                );
+            }
+        }
+        Payload::KexecMetadata { version, previous_release, kexec_count } => match (previous_release, kexec_count) {
+            (Some(rel), Some(n)) => {
+                let _ = writeln!(s, "{IN}kexec-metadata v{version}: previous release {rel:?}, kexec count {n}");
+            }
+            _ => {
+                let _ = writeln!(s, "{IN}kexec-metadata v{version}: unknown version, ignored");
+            }
+        },
+        Payload::KhoTest { folios, pages, stored_csum, computed_csum, checksum_holds } => {
+            let verdict = if *checksum_holds { "holds" } else { "DOES NOT HOLD" };
+            let _ = writeln!(
+                s,
+                "{IN}kho-test-v1: {folios} folio(s), {pages} page(s); checksum {verdict} (stored {stored_csum:#x}, computed {computed_csum:#x})"
+            );
+        }
+        Payload::Opaque => {
+            let _ = writeln!(s, "{IN}opaque (no decoder for this subtree)");
+        }
+        Payload::Error(e) => {
+            let _ = writeln!(s, "{IN}PAYLOAD INVALID ({}): {}", e.fault, e.message);
+        }
+    }
 }
 
 /// The scan's candidates, one line each.

@@ -96,7 +96,10 @@ fn legacy_v1_is_reported_as_such() {
     assert_eq!(v["tree"], json!({ "format": "kho-v1 chunks", "pages": 4, "bytes": 4 * PAGE }));
     assert_eq!(
         v["subtrees"],
-        json!([{ "name": "memblock", "pa": base + 1001 * PAGE, "size": null, "preserved": true, "error": null }])
+        json!([{
+            "name": "memblock", "pa": base + 1001 * PAGE, "size": null, "preserved": true, "error": null,
+            "payload": { "kind": "opaque" },
+        }])
     );
     let run = kho(&["inspect", path.to_str().unwrap()]);
     assert!(run.stdout.contains("(version kho-v1, legacy chunk-list memory map)"), "{}", run.stdout);
