@@ -18,6 +18,7 @@
 //!   memblock, kexec-metadata, kho_test).
 //! - [`scratch`]: finding the scratch areas in memory when the image has
 //!   no `kho_data`.
+//! - [`extract`]: a preserved memfd's contents written to a file.
 //! - [`svg`]: the address-space map.
 //! - [`progress`]: progress on stderr for the slow phases.
 //!
@@ -25,6 +26,7 @@
 
 pub mod choose;
 pub mod elf;
+pub mod extract;
 pub mod fdtfile;
 pub mod find;
 pub mod image;

@@ -3,6 +3,7 @@
 //! ```text
 //! kho inspect IMAGE [--json] [--fdt PA] [--scratch PA:SIZE]... [--max-order N] [--progress]
 //! kho map IMAGE --svg FILE [same root options]
+//! kho extract IMAGE SESSION TOKEN OUT [same root options]
 //! ```
 //!
 //! Exit codes: 0 a well-formed handover; 1 a usage or I/O error, an
@@ -79,6 +80,25 @@ enum Command {
         /// Where to write the SVG (`-`: standard output).
         #[arg(long, value_name = "FILE")]
         svg: PathBuf,
+    },
+    /// Write a preserved memfd's contents to a file.
+    ///
+    /// Finds the LUO session SESSION and its file TOKEN (a memfd-v2 file),
+    /// validates the handover and the memfd as the next kernel would, and
+    /// writes the file's bytes to OUT in file order: pages no folio holds
+    /// (and folios not up to date, which read as zeros) are left as holes,
+    /// and OUT is exactly the memfd's size.
+    #[command(after_help = EXIT_CODES)]
+    Extract {
+        #[command(flatten)]
+        root: RootArgs,
+        /// The LUO session's name.
+        session: String,
+        /// The file's token (hex with 0x, or decimal).
+        #[arg(value_parser = parse_u64)]
+        token: u64,
+        /// Where to write the contents.
+        out: PathBuf,
     },
 }
 
@@ -162,6 +182,7 @@ fn main() -> ExitCode {
     ExitCode::from(match cli.command {
         Command::Inspect { root, json } => inspect(&root, json),
         Command::Map { root, svg } => map(&root, &svg),
+        Command::Extract { root, session, token, out } => extract(&root, &session, token, &out),
     })
 }
 
@@ -293,4 +314,46 @@ fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
         r.ranges.count
     )));
     r.exit_code()
+}
+
+fn extract(args: &RootArgs, session: &str, token: u64, out: &std::path::Path) -> u8 {
+    use kho_cli::extract::{ExtractError, find, write};
+    use kho_cli::payload::Payload;
+    if is_fdt(&args.image) {
+        let f = Failure::Usage(format!(
+            "{}: a raw FDT holds no memory to extract; give a machine image",
+            args.image.display()
+        ));
+        return fail(&f, None, &[], false);
+    }
+    let (image, a) = match load(args, false, false) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let luo = a.report.subtrees.iter().find(|s| s.name == kho_luo::LUO_SUBTREE).map(|s| match (&s.error, &s.payload) {
+        (Some(e), _) => Err(e.clone()),
+        (None, Some(Payload::Error(e))) => Err(format!("{} ({})", e.message, e.fault)),
+        (None, Some(Payload::Luo(_))) => a.luo_files.as_ref().ok_or_else(|| "no files decoded".to_string()),
+        _ => Err("the subtree has no blob-size (written before kho-v3)".to_string()),
+    });
+    let result = find(luo, session, token).and_then(|memfd| write(&image, memfd, out));
+    match result {
+        Ok(x) => {
+            let _ = emit(Ok(format!(
+                "wrote {}: {} bytes (session {session:?}, token {token:#x}), {} from {} folios, the rest holes\n",
+                out.display(),
+                x.size,
+                x.written,
+                x.folios
+            )));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                ExtractError::LuoInvalid(_) => 2,
+                _ => 1,
+            }
+        }
+    }
 }

@@ -1,0 +1,201 @@
+//! The subtree payloads (`kho inspect`) and `kho extract`, checked on the
+//! real kernel's kexec-point dump of the lab chain's kernel A against what
+//! the guest agent created (`tests/vectors/lab-chain.truth.json`, phase
+//! A) and what kernel B then restored (phase B).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn truth() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/lab-chain.truth.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn phase<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t["phases"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()
+}
+
+fn subtree<'a>(v: &'a Value, name: &str) -> &'a Value {
+    let s = v["subtrees"].as_array().unwrap().iter().find(|s| s["name"] == name);
+    &s.unwrap_or_else(|| panic!("no subtree {name}: {v}"))["payload"]
+}
+
+// ---- the guest agent's memfd pattern (kho-lab-agent/src/pattern.rs) ----
+
+/// The seed of one memfd's pattern: FNV-1a over the session name, with the
+/// token and the phase that wrote it mixed in.
+fn pattern_seed(session: &str, token: u64, phase: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in session.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ token.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(phase) << 56)
+}
+
+/// splitmix64's finalizer.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The pattern's first `len` bytes.
+fn pattern(seed: u64, len: u64) -> Vec<u8> {
+    (0..len).map(|at| mix(seed ^ (at / 8)).to_le_bytes()[(at % 8) as usize]).collect()
+}
+
+#[test]
+fn pattern_matches_the_agents_definition() {
+    // Values of the definition, computed by hand from its formula for a
+    // short input: a change to either side shows here.
+    let seed = pattern_seed("", 0, 0);
+    assert_eq!(seed, 0xcbf2_9ce4_8422_2325);
+    let p = pattern(seed, 16);
+    assert_eq!(p[..8], mix(seed).to_le_bytes());
+    assert_eq!(p[8..], mix(seed ^ 1).to_le_bytes());
+    assert_ne!(pattern_seed("a", 1, 0), pattern_seed("a", 1, 1));
+}
+
+#[test]
+fn a_kexec_payloads_equal_what_the_agent_created() {
+    let t = truth();
+    let (a, b) = (phase(&t, "A"), phase(&t, "B"));
+    let (code, v) = inspect_json(&vector("lab-chain-A-kexec.elf"), &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true);
+    let names: Vec<&str> = v["subtrees"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["memblock", "LUO", "kho_test", "kexec-metadata"]);
+
+    // LUO: the sessions and memfds the agent created, in its order.
+    let luo = subtree(&v, "LUO");
+    assert_eq!(luo["kind"], "luo");
+    assert_eq!(luo["liveupdate_num"], b["log"]["luo_liveupdate"]);
+    assert_eq!(luo["flbs"], json!([]));
+    let sessions = luo["sessions"].as_array().unwrap();
+    assert_eq!(sessions.iter().map(|s| s["name"].clone()).collect::<Vec<_>>(), a["sessions"].as_array().unwrap()[..]);
+    let mut got = Vec::new();
+    for s in sessions {
+        let files = s["files"].as_array().unwrap();
+        assert_eq!(s["file_count"], files.len());
+        for f in files {
+            assert_eq!(f["compatible"], "memfd-v2");
+            got.push((s["name"].clone(), f["token"].clone(), f["memfd"].clone()));
+        }
+    }
+    let created = a["memfds"].as_array().unwrap();
+    assert_eq!(got.len(), created.len());
+    for ((session, token, memfd), c) in got.iter().zip(created) {
+        assert_eq!((session, token), (&c["session"], &c["token"]));
+        assert_eq!((&memfd["size"], &memfd["pos"]), (&c["size"], &c["pos"]), "{session} {token}");
+        // The agent's page frames (runs of `[pfn, pages]`, from pagemap)
+        // are the pages preserved; every folio was written, so dirty and
+        // up to date.
+        let pages: u64 = c["pfns"].as_array().unwrap().iter().map(|p| p[1].as_u64().unwrap()).sum();
+        assert_eq!(memfd["pages"], pages, "{session} {token}");
+        assert_eq!(memfd["pages"], c["size"].as_u64().unwrap().div_ceil(PAGE), "{session} {token}");
+        assert_eq!(memfd["dirty"], memfd["folios"]);
+        assert_eq!(memfd["uptodate"], memfd["folios"]);
+    }
+    // And kernel B restored each of them.
+    let restored: Vec<(Value, Value)> = b["restores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|r| assert_eq!(r["ok"], true))
+        .map(|r| (r["session"].clone(), r["token"].clone()))
+        .collect();
+    assert_eq!(restored, got.iter().map(|(s, t, _)| (s.clone(), t.clone())).collect::<Vec<_>>());
+
+    // memblock: the scenario's reserve_mem, revived by B at the range B
+    // reserved for it.
+    let mb = subtree(&v, "memblock");
+    assert_eq!(mb["kind"], "memblock");
+    let regions = mb["regions"].as_array().unwrap();
+    let wanted = t["scenario"]["reserve_mem"].as_array().unwrap();
+    assert_eq!(regions.len(), wanted.len());
+    let reserved = b["reserved_blocks"].as_array().unwrap();
+    for (r, w) in regions.iter().zip(wanted) {
+        assert_eq!((&r["name"], &r["size"]), (&w["name"], &w["size"]));
+        let (start, size) = (r["start"].as_u64().unwrap(), r["size"].as_u64().unwrap());
+        assert_eq!(start % w["align"].as_u64().unwrap(), 0);
+        assert!(b["log"]["revived"].as_array().unwrap().contains(&r["name"]));
+        let block =
+            reserved.iter().find(|x| x["pa"] == start).unwrap_or_else(|| panic!("B did not reserve {start:#x}"));
+        assert_eq!(PAGE << block["order"].as_u64().unwrap(), size);
+    }
+
+    // kexec-metadata: A's release, and the count B printed.
+    let km = subtree(&v, "kexec-metadata");
+    assert_eq!(km["kind"], "kexec_metadata");
+    assert_eq!(km["version"], 1);
+    assert_eq!(km["previous_release"], a["release"]);
+    let from = b["log"]["exec_from"].as_str().unwrap();
+    assert_eq!(from, format!("{} (count {})", a["release"].as_str().unwrap(), km["kexec_count"]));
+
+    // kho_test: the checksum holds, as B's self-test found.
+    let kt = subtree(&v, "kho_test");
+    assert_eq!(kt["kind"], "kho_test");
+    assert_eq!(kt["checksum_holds"], true);
+    assert_eq!(b["log"]["test_kho_restore"], true);
+    assert_eq!(kt["stored_csum"], kt["computed_csum"]);
+    assert!(kt["folios"].as_u64().unwrap() > 0);
+
+    // The text report shows the same.
+    let run = kho(&["inspect".to_string(), vector("lab-chain-A-kexec.elf").display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for line in [
+        "luo-v5: liveupdate_num 1, 2 session(s), 0 FLB(s)",
+        "session \"lab0-s1\": 1 file(s)",
+        "token 0x2  memfd-v2  size 12345 pos 100",
+        "\"lab_chain\"  0x3e000000..0x3e400000  4 MiB",
+        "previous release \"7.2.13\", kexec count 1",
+        "checksum holds",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} not in\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn extract_reproduces_every_memfd_of_a_kexec() {
+    let t = truth();
+    let image = vector("lab-chain-A-kexec.elf");
+    for c in phase(&t, "A")["memfds"].as_array().unwrap() {
+        let (session, token, size) =
+            (c["session"].as_str().unwrap(), c["token"].as_u64().unwrap(), c["size"].as_u64().unwrap());
+        let out = tmp(&format!("{session}-{token}.bin"));
+        let run = kho(&[
+            "extract".to_string(),
+            image.display().to_string(),
+            session.to_string(),
+            format!("{token:#x}"),
+            out.display().to_string(),
+        ]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len() as u64, size, "{session} {token}");
+        // Phase A is phase 0 of the agent.
+        let want = pattern(pattern_seed(session, token, 0), size);
+        let first = got.iter().zip(&want).position(|(a, b)| a != b);
+        assert_eq!(first, None, "{session} token {token}: first mismatch");
+    }
+}
+
+#[test]
+fn extract_names_what_is_missing() {
+    let image = vector("lab-chain-A-kexec.elf").display().to_string();
+    let out = tmp("missing.bin").display().to_string();
+    let run = kho(&["extract", &image, "nope", "1", &out]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("no LUO session named \"nope\""), "{}", run.stderr);
+    assert!(run.stderr.contains("lab0-s0"), "{}", run.stderr);
+    let run = kho(&["extract", &image, "lab0-s1", "7", &out]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("session \"lab0-s1\" has no file with token 0x7 (tokens: 0x3)"), "{}", run.stderr);
+    assert!(!Path::new(&out).exists());
+}
