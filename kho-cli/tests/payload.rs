@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
+use kho_abi::{Order, PhysAddr};
 use serde_json::{Value, json};
 
 fn truth() -> Value {
@@ -198,4 +199,123 @@ fn extract_names_what_is_missing() {
     assert_eq!(run.code, 1, "{}", run.all());
     assert!(run.stderr.contains("session \"lab0-s1\" has no file with token 0x7 (tokens: 0x3)"), "{}", run.stderr);
     assert!(!Path::new(&out).exists());
+    // A handover with no LUO subtree.
+    let other = vector("independent-v4.img").display().to_string();
+    let run = kho(&["extract", &other, "vm", "1", &out]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("the handover has no LUO subtree"), "{}", run.stderr);
+}
+
+// ---- kho-sim handovers -------------------------------------------------
+
+/// A kho-sim image holding a LUO subtree (one session `vm`: a memfd of
+/// three pages whose middle page is a hole, token 7, and a file of an
+/// unknown handler, token 8) and a subtree no layer knows; `corrupt` may
+/// change the machine after the handover is finished.
+fn sim_image(name: &str, corrupt: impl FnOnce(&kho_sim::Machine, PhysAddr, PhysAddr)) -> (std::path::PathBuf, Vec<u8>) {
+    use kho_abi::WithTracker;
+    use kho_memfd::FolioSpec;
+    use kho_memfd::abi::{F_SEAL_SEAL, FOLIO_DIRTY, FOLIO_UPTODATE};
+    let m = machine(64);
+    let mut t = tracker(&m);
+    let (blob, desc, contents) = {
+        let p = WithTracker::new(&m, &t);
+        let (a, c) = (vec![0xa5u8; PAGE as usize], vec![0x3cu8; 100]);
+        let flags = FOLIO_DIRTY | FOLIO_UPTODATE;
+        let specs = [
+            FolioSpec { index: 0, order: Order::ZERO, data: &a, flags },
+            FolioSpec { index: 2, order: Order::ZERO, data: &c, flags },
+        ];
+        let size = 2 * PAGE + c.len() as u64;
+        let memfd = kho_memfd::preserve(&p, size, 5, F_SEAL_SEAL, &specs).unwrap();
+        let mut w = kho_luo::LuoWriter::new(&p, 3).unwrap();
+        let s = w.create_session(&p, b"vm").unwrap();
+        w.preserve_file(&p, s, kho_memfd::MEMFD_V2, memfd.desc.as_u64(), 7).unwrap();
+        w.preserve_file(&p, s, "vfio-v9", 0x1234_5000, 8).unwrap();
+        w.serialize(&p).unwrap();
+        let mut contents = a.clone();
+        contents.extend(vec![0u8; PAGE as usize]);
+        contents.extend(&c);
+        (w.blob(), memfd.desc, contents)
+    };
+    t.add_subtree("LUO", blob, kho_luo::LuoWriter::BLOB_SIZE).unwrap();
+    let other = alloc(&m, 0);
+    t.preserve_folio(other, Order::ZERO).unwrap();
+    t.add_subtree("mystery", other, 64).unwrap();
+    let data = t.finish().unwrap();
+    corrupt(&m, blob, desc);
+    let path = tmp(&format!("{name}.img"));
+    m.save_image_with(&path, Some(&data)).unwrap();
+    (path, contents)
+}
+
+#[test]
+fn unknown_subtrees_and_handlers_are_opaque() {
+    let (path, contents) = sim_image("opaque", |_, _, _| {});
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(subtree(&v, "mystery"), &json!({ "kind": "opaque" }));
+    let luo = subtree(&v, "LUO");
+    assert_eq!(luo["liveupdate_num"], 3);
+    let files = &luo["sessions"][0]["files"];
+    assert_eq!(luo["sessions"][0]["name"], "vm");
+    assert_eq!(luo["sessions"][0]["file_count"], 2);
+    assert_eq!(
+        files[0]["memfd"],
+        json!({ "size": 2 * PAGE + 100, "pos": 5, "seals": 1, "folios": 2, "pages": 2, "dirty": 2, "uptodate": 2 })
+    );
+    assert_eq!((&files[1]["compatible"], &files[1]["token"]), (&json!("vfio-v9"), &json!(8)));
+    assert!(files[1]["memfd"].is_null());
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("token 0x8  \"vfio-v9\"  opaque (data at 0x12345000)"), "{}", run.stdout);
+    assert!(run.stdout.contains("opaque (no decoder for this subtree)"), "{}", run.stdout);
+
+    // The memfd comes back with its hole; the unknown handler's file is
+    // refused by name.
+    let out = tmp("sim-memfd.bin");
+    let run = kho(&["extract", path.to_str().unwrap(), "vm", "7", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(std::fs::read(&out).unwrap(), contents);
+    let run = kho(&["extract", path.to_str().unwrap(), "vm", "8", out.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("handler is \"vfio-v9\", not a memfd"), "{}", run.stderr);
+}
+
+#[test]
+fn a_corrupt_luo_blob_exits_2_with_its_fault() {
+    // The blob's compatible, "luo-v5", becomes "luo-v4".
+    let (path, _) = sim_image("bad-luo", |m, blob, _| m.write(PhysAddr::new(blob.as_u64() + 5), b"4").unwrap());
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["ok"], false);
+    let luo = subtree(&v, "LUO");
+    assert_eq!(luo["kind"], "error");
+    assert_eq!(luo["fault"], "luo_compatible");
+    assert!(luo["message"].as_str().unwrap().contains("LUO compatible"), "{luo}");
+    // The other subtree is still listed.
+    assert_eq!(subtree(&v, "mystery"), &json!({ "kind": "opaque" }));
+    let run = kho(&["inspect", path.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stdout.contains("PAYLOAD INVALID (luo_compatible)"), "{}", run.stdout);
+    let out = tmp("bad.bin");
+    let run = kho(&["extract", path.to_str().unwrap(), "vm", "7", out.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("the LUO subtree does not decode"), "{}", run.stderr);
+}
+
+#[test]
+fn a_corrupt_memfd_names_session_file_and_field() {
+    // The memfd descriptor's seals (bytes 16..20) gain an unknown bit.
+    let (path, _) =
+        sim_image("bad-memfd", |m, _, desc| m.write(PhysAddr::new(desc.as_u64() + 16), &[0x01, 0x01, 0, 0]).unwrap());
+    let (code, v) = inspect_json(&path, &[]);
+    assert_eq!(code, 2, "{v}");
+    let luo = subtree(&v, "LUO");
+    assert_eq!(luo["kind"], "error");
+    assert_eq!(luo["fault"], "memfd_descriptor_unknown_bits");
+    let msg = luo["message"].as_str().unwrap();
+    assert!(msg.starts_with("session \"vm\", file 0 (token 0x7): memfd descriptor at"), "{msg}");
+    assert!(msg.contains("field seals"), "{msg}");
 }
