@@ -57,12 +57,16 @@ enum Command {
     /// Reports the root compatible and version (kho-v1 to kho-v4), the
     /// subtrees (name, PA, size, whether the blob is preserved), the
     /// scratch areas, preserved memory by order, coalesced ranges and the
-    /// memory map's own pages.
+    /// memory map's own pages. Each subtree's payload is decoded with the
+    /// next kernel's checks: LUO sessions and their memfds, memblock's
+    /// reserve_mem regions, kexec-metadata and kho_test (whose checksum is
+    /// verified); other subtrees and file handlers are listed as opaque. A
+    /// known payload that does not decode ends with exit code 2.
     #[command(after_help = EXIT_CODES)]
     Inspect {
         #[command(flatten)]
         root: RootArgs,
-        /// Print JSON (schema_version 1, described by
+        /// Print JSON (schema_version 2, described by
         /// kho-cli/schema/inspect.schema.json) instead of text. Failures
         /// are JSON too, with "ok": false and an "error" object.
         #[arg(long)]
