@@ -164,12 +164,42 @@ fn a_kexec_payloads_equal_what_the_agent_created() {
 
 #[test]
 fn extract_reproduces_every_memfd_of_a_kexec() {
+    extract_phase("A", 0);
+}
+
+/// B's kexec-point dump holds what B's agent created (its phase 1) for C.
+#[test]
+fn extract_reproduces_every_memfd_of_b_kexec() {
     let t = truth();
-    let image = vector("lab-chain-A-kexec.elf");
-    for c in phase(&t, "A")["memfds"].as_array().unwrap() {
+    let (code, v) = inspect_json(&vector("lab-chain-B-kexec.elf"), &[]);
+    assert_eq!(code, 0, "{v}");
+    let luo = subtree(&v, "LUO");
+    let mut got = Vec::new();
+    for s in luo["sessions"].as_array().unwrap() {
+        for f in s["files"].as_array().unwrap() {
+            got.push(json!({ "session": s["name"], "token": f["token"], "size": f["memfd"]["size"], "pos": f["memfd"]["pos"] }));
+        }
+    }
+    let created: Vec<Value> = phase(&t, "B")["memfds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| json!({ "session": c["session"], "token": c["token"], "size": c["size"], "pos": c["pos"] }))
+        .collect();
+    assert_eq!(got, created);
+    extract_phase("B", 1);
+}
+
+/// Extracts every memfd phase `name`'s agent (its phase number `n`)
+/// created from the phase's kexec-point dump and compares it with the
+/// agent's pattern.
+fn extract_phase(name: &str, n: u32) {
+    let t = truth();
+    let image = vector(&format!("lab-chain-{name}-kexec.elf"));
+    for c in phase(&t, name)["memfds"].as_array().unwrap() {
         let (session, token, size) =
             (c["session"].as_str().unwrap(), c["token"].as_u64().unwrap(), c["size"].as_u64().unwrap());
-        let out = tmp(&format!("{session}-{token}.bin"));
+        let out = tmp(&format!("{name}-{session}-{token}.bin"));
         let run = kho(&[
             "extract".to_string(),
             image.display().to_string(),
@@ -180,8 +210,7 @@ fn extract_reproduces_every_memfd_of_a_kexec() {
         assert_eq!(run.code, 0, "{}", run.all());
         let got = std::fs::read(&out).unwrap();
         assert_eq!(got.len() as u64, size, "{session} {token}");
-        // Phase A is phase 0 of the agent.
-        let want = pattern(pattern_seed(session, token, 0), size);
+        let want = pattern(pattern_seed(session, token, n), size);
         let first = got.iter().zip(&want).position(|(a, b)| a != b);
         assert_eq!(first, None, "{session} token {token}: first mismatch");
     }
