@@ -17,7 +17,7 @@ use kho_track::{Incoming, TrackError};
 
 use crate::find::{FindError, Root, Source};
 use crate::image::{Image, ImageError};
-use crate::payload::{self, LuoFiles, Payload};
+use crate::payload::{self, LuoFiles, Owner, Payload};
 use crate::progress::Progress;
 use crate::report::{
     ImageInfo, OrderInfo, Preserved, Ranges, Report, RootInfo, SCHEMA_VERSION, Span, SubtreeInfo, TreeInfo,
@@ -196,6 +196,9 @@ pub struct Analysis {
     /// The LUO subtree's sessions and files as decoded (`None` without a
     /// LUO subtree, or when it does not decode).
     pub luo_files: Option<LuoFiles>,
+    /// Memory the decoded payloads own (memfd folios, reserve_mem
+    /// regions, the self-test's folios), for the map.
+    pub owners: Vec<Owner>,
 }
 
 /// A summary of the image for reports.
@@ -302,6 +305,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
         .collect::<Vec<_>>();
     let mut subtrees = subtrees;
     let mut luo_files = None;
+    let mut owners = Vec::new();
     {
         let p = WithTracker::new(image, &inc);
         for s in subtrees.iter_mut().filter(|s| s.error.is_none()) {
@@ -312,7 +316,8 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
                 s.payload = Some(Payload::Opaque);
                 continue;
             };
-            let (payload, files) = payload::decode(&p, &s.name, PhysAddr::new(pa), size);
+            let (payload, files, mut own) = payload::decode(&p, &s.name, PhysAddr::new(pa), size);
+            owners.append(&mut own);
             if files.is_some() {
                 luo_files = files;
             }
@@ -363,7 +368,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
             bytes: map_pages.len() as u64 * PAGE,
         },
     };
-    Ok(Analysis { report, ranges, runs, map_pages, luo_files })
+    Ok(Analysis { report, ranges, runs, map_pages, luo_files, owners })
 }
 
 fn outside(what: &'static str, pa: u64, len: u64) -> Failure {

@@ -299,6 +299,7 @@ fn map(args: &RootArgs, svg: &std::path::Path) -> u8 {
         map_pages_name: if r.root.legacy { "kho-v1 map page" } else { "radix tree page" },
         fdt_page: Some(r.root.fdt_pa & !(r.image.page_size - 1)),
         subtrees: r.subtrees.iter().filter_map(|s| Some((s.name.clone(), s.pa?, s.size))).collect(),
+        owners: &a.owners,
     };
     if svg.as_os_str() == "-" {
         return match emit(Ok(render(&input))) {

@@ -159,6 +159,17 @@ pub struct LuoFiles {
     pub files: Vec<DecodedFile>,
 }
 
+/// Memory a decoded payload owns, for the map: a label and its PA
+/// ranges `(start, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// What owns it (`memfd lab0-s0/0x1`, `reserve_mem lab_chain`,
+    /// `kho_test data`).
+    pub label: String,
+    /// The ranges, `(start, end)`.
+    pub ranges: Vec<(u64, u64)>,
+}
+
 /// The stable name of a layer error: the layer, the error's variant and,
 /// when it carries one, the fault's variant, in snake case.
 pub fn fault_name<E: std::fmt::Debug>(layer: &str, e: &E) -> String {
@@ -197,7 +208,25 @@ fn error<E: std::fmt::Debug + std::fmt::Display>(layer: &str, e: &E, context: &s
 /// Decodes the subtree `name` whose blob is at `pa` (`size` bytes) through
 /// `p` (the image joined with the incoming tracker). For `LUO`, also
 /// returns the decoded files.
-pub fn decode<P>(p: &P, name: &str, pa: PhysAddr, size: u64) -> (Payload, Option<LuoFiles>)
+pub fn decode<P>(p: &P, name: &str, pa: PhysAddr, size: u64) -> (Payload, Option<LuoFiles>, Vec<Owner>)
+where
+    P: PhysMem + PageAlloc + Claim + ?Sized,
+{
+    let (payload, files, mut owners) = decode_inner(p, name, pa, size);
+    if let Some(f) = &files {
+        for d in &f.files {
+            if let Some(m) = &d.memfd {
+                let ranges = m.folios.iter().map(|f| (f.pa.as_u64(), f.pa.as_u64() + f.pages() * PAGE)).collect();
+                owners.push(Owner { label: format!("memfd {}/{:#x}", d.session, d.token), ranges });
+            }
+        }
+    }
+    (payload, files, owners)
+}
+
+const PAGE: u64 = kho_abi::PAGE_SIZE as u64;
+
+fn decode_inner<P>(p: &P, name: &str, pa: PhysAddr, size: u64) -> (Payload, Option<LuoFiles>, Vec<Owner>)
 where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
@@ -205,9 +234,9 @@ where
         kho_luo::LUO_SUBTREE => match kho_luo::inspect(p, pa, size) {
             Ok(luo) => {
                 let (info, files) = luo_info(p, &luo);
-                (info, Some(files))
+                (info, Some(files), vec![])
             }
-            Err(e) => (error("luo", &e, ""), None),
+            Err(e) => (error("luo", &e, ""), None, vec![]),
         },
         kho_memblock::SUBTREE => match kho_memblock::inspect(p, pa, size) {
             Ok(m) => (
@@ -219,8 +248,15 @@ where
                         .collect(),
                 },
                 None,
+                m.regions
+                    .iter()
+                    .map(|r| Owner {
+                        label: format!("reserve_mem {}", r.name),
+                        ranges: vec![(r.start.as_u64(), r.start.as_u64().saturating_add(r.size))],
+                    })
+                    .collect(),
             ),
-            Err(e) => (error("memblock", &e, ""), None),
+            Err(e) => (error("memblock", &e, ""), None, vec![]),
         },
         kho_kexec_meta::SUBTREE => match kho_kexec_meta::inspect(p, pa, size) {
             Ok(kho_kexec_meta::KexecMetadata::V1 { previous_release, kexec_count }) => (
@@ -230,11 +266,12 @@ where
                     kexec_count: Some(kexec_count),
                 },
                 None,
+                vec![],
             ),
             Ok(kho_kexec_meta::KexecMetadata::Unknown { version }) => {
-                (Payload::KexecMetadata { version, previous_release: None, kexec_count: None }, None)
+                (Payload::KexecMetadata { version, previous_release: None, kexec_count: None }, None, vec![])
             }
-            Err(e) => (error("kexec_metadata", &e, ""), None),
+            Err(e) => (error("kexec_metadata", &e, ""), None, vec![]),
         },
         kho_selftest::SUBTREE => match kho_selftest::inspect(p, pa, size) {
             Ok(t) => (
@@ -246,10 +283,14 @@ where
                     checksum_holds: t.checksum_holds(),
                 },
                 None,
+                vec![Owner {
+                    label: "kho_test data".into(),
+                    ranges: t.folios.iter().map(|&(pa, o)| (pa.as_u64(), pa.as_u64() + o.pages() * PAGE)).collect(),
+                }],
             ),
-            Err(e) => (error("kho_test", &e, ""), None),
+            Err(e) => (error("kho_test", &e, ""), None, vec![]),
         },
-        _ => (Payload::Opaque, None),
+        _ => (Payload::Opaque, None, vec![]),
     }
 }
 

@@ -8,8 +8,10 @@
 //! single pages through green, orange and red to purple for order 10), a
 //! thin lane
 //! under it for the memory map's own pages (black) and the root FDT page
-//! (red), triangles above it at subtree blobs, and tick marks every eighth
-//! of the row. Anything preserved is drawn at least [`MIN_WIDTH`] pixels
+//! (red), triangles above it at subtree blobs, a band along the bar's
+//! bottom colored by owner (each memfd, each `reserve_mem` region, the
+//! self-test's data: which guest RAM survived, at a glance), and tick marks
+//! every eighth of the row. Anything preserved is drawn at least [`MIN_WIDTH`] pixels
 //! wide so a single page stays visible; runs of one order that fall on the
 //! same pixels are merged into one rectangle, so the file stays small
 //! whatever the number of blocks. Every rectangle has a tooltip
@@ -20,6 +22,7 @@ use std::fmt::Write;
 use kho_abi::PAGE_SIZE;
 
 use crate::inspect::Run;
+use crate::payload::Owner;
 use crate::report::{Span, human};
 
 /// Width of the picture in pixels.
@@ -59,6 +62,25 @@ pub struct MapInput<'a> {
     pub fdt_page: Option<u64>,
     /// Subtree blobs: name, PA, size.
     pub subtrees: Vec<(String, u64, Option<u64>)>,
+    /// Memory the decoded payloads own (each memfd, each reserve_mem
+    /// region, the self-test's data), drawn as a band along the bottom of
+    /// the bar in the owner's color.
+    pub owners: &'a [Owner],
+}
+
+/// Colors of owners, in turn.
+const OWNER_COLORS: [&str; 8] =
+    ["#d81b60", "#1e88e5", "#43a047", "#fb8c00", "#8e24aa", "#00acc1", "#6d4c41", "#3949ab"];
+
+/// Owners named in the legend; the rest share the colors in turn and are
+/// named in their tooltips.
+const OWNER_LEGEND_MAX: usize = 16;
+
+/// The height of the owner band at the bottom of the bar.
+const OWNER_H: f64 = 7.0;
+
+fn owner_color(i: usize) -> &'static str {
+    OWNER_COLORS[i % OWNER_COLORS.len()]
 }
 
 /// Colors of preserved blocks by order: a ramp from blue (order 0) through
@@ -248,6 +270,13 @@ pub fn render(input: &MapInput<'_>) -> String {
     if !input.subtrees.is_empty() {
         legend.push(("legend-subtree".into(), "#1a7f37".into(), "subtree blob".into()));
     }
+    for (i, o) in input.owners.iter().enumerate().take(OWNER_LEGEND_MAX) {
+        legend.push(("legend-owner".into(), owner_color(i).into(), o.label.clone()));
+    }
+    if input.owners.len() > OWNER_LEGEND_MAX {
+        let more = format!("{} more owners (see tooltips)", input.owners.len() - OWNER_LEGEND_MAX);
+        legend.push(("legend-owner".into(), "#999".into(), more));
+    }
     let (mut lx, mut ly) = (20.0, 84.0);
     let mut legend_svg = Canvas { out: String::new() };
     for (class, fill, label) in &legend {
@@ -366,6 +395,21 @@ fn draw_row(c: &mut Canvas, input: &MapInput<'_>, by_order: &[Vec<&Run>], pages:
             }
             let area = [sp.x0, y + BAR_TOP, sp.x1 - sp.x0, BAR_H];
             c.rect_faded(&format!("preserved o{order}"), area, color, sp.opacity(), Some(&tip));
+        }
+    }
+
+    // Owners: a band along the bottom of the bar.
+    for (i, o) in input.owners.iter().enumerate() {
+        let mut strip = Strip::new();
+        let mut ranges: Vec<(u64, u64)> = o.ranges.iter().map(|&(a, b)| clip(a, b)).filter(|(a, b)| a < b).collect();
+        ranges.sort_unstable();
+        for (a, b) in ranges {
+            strip.add(x(a), x(b), a, b, 1);
+        }
+        for sp in &strip.spans {
+            let tip = format!("{}: {:#x}..{:#x}", o.label, sp.start, sp.end);
+            let area = [sp.x0, y + BAR_TOP + BAR_H - OWNER_H, sp.x1 - sp.x0, OWNER_H];
+            c.rect("owner", area, owner_color(i), Some(&tip));
         }
     }
 

@@ -348,3 +348,33 @@ fn a_corrupt_memfd_names_session_file_and_field() {
     assert!(msg.starts_with("session \"vm\", file 0 (token 0x7): memfd descriptor at"), "{msg}");
     assert!(msg.contains("field seals"), "{msg}");
 }
+
+#[test]
+fn the_map_colours_memory_by_owner() {
+    let svg = tmp("a-kexec.svg");
+    let image = vector("lab-chain-A-kexec.elf");
+    let run = kho(&["map", image.to_str().unwrap(), "--svg", svg.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let class = |n: &roxmltree::Node<'_, '_>, c: &str| n.attribute("class") == Some(c);
+    let legend: Vec<String> = doc
+        .descendants()
+        .filter(|n| class(n, "legend-owner"))
+        .filter_map(|n| n.next_sibling_element())
+        .filter_map(|t| t.text().map(str::to_string))
+        .collect();
+    let owners =
+        ["memfd lab0-s0/0x1", "memfd lab0-s0/0x2", "memfd lab0-s1/0x3", "reserve_mem lab_chain", "kho_test data"];
+    for o in owners {
+        assert!(legend.iter().any(|l| l == o), "{o:?} not in the legend {legend:?}");
+        let tip = format!("{o}: ");
+        let drawn = doc
+            .descendants()
+            .filter(|n| class(n, "owner"))
+            .any(|n| n.descendants().any(|t| t.text().is_some_and(|x| x.starts_with(&tip))));
+        assert!(drawn, "no band for {o}");
+    }
+    // The reserve_mem region's band spans exactly its range.
+    assert!(text.contains("reserve_mem lab_chain: 0x3e000000..0x3e400000"));
+}
