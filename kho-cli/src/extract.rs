@@ -126,9 +126,19 @@ pub fn find<'a>(
 }
 
 /// Writes `memfd`'s contents, read from `mem`, to `out` (created or
-/// truncated).
+/// truncated; removed again if the copy fails, so no partial file is left
+/// to be taken for the memfd).
 pub fn write<M: PhysMem + ?Sized>(mem: &M, memfd: &kho_memfd::Memfd, out: &Path) -> Result<Extracted, ExtractError> {
     let file = File::create(out).map_err(ExtractError::Io)?;
+    let result = copy(mem, memfd, &file);
+    if result.is_err() {
+        drop(file);
+        let _ = std::fs::remove_file(out);
+    }
+    result
+}
+
+fn copy<M: PhysMem + ?Sized>(mem: &M, memfd: &kho_memfd::Memfd, file: &File) -> Result<Extracted, ExtractError> {
     let mut buf = vec![0u8; CHUNK as usize];
     let mut done = Extracted { size: memfd.size, written: 0, folios: 0 };
     for folio in memfd.folios.iter().filter(|f| f.uptodate()) {
