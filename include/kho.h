@@ -17,7 +17,7 @@
  *
  * Page size: 4 KiB unless KHO_PAGE_16K or KHO_PAGE_64K is defined before
  * this header is included; it must match the archive's (kho_page_size()).
- * The header installed with a 16 or 64 KiB archive defines its macro.
+ * The kho.pc of a 16 or 64 KiB install passes the macro in its Cflags.
  *
  * SPDX-License-Identifier: MIT OR Apache-2.0
  */

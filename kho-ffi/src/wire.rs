@@ -13,8 +13,8 @@ use kho_array::ArrayDesc;
 
 // The page size of the archive. The header carries all three sizes behind
 // `KHO_PAGE_16K` / `KHO_PAGE_64K` (cbindgen turns the features into those
-// macros); the header installed with a 16 or 64 KiB archive defines its
-// macro, and C built in this repository passes it with `-D`.
+// macros); the kho.pc of a 16 or 64 KiB install and C built in this
+// repository pass the macro with `-D`.
 
 /// Page size of this build, in bytes (4 KiB).
 #[cfg(not(any(feature = "page-16k", feature = "page-64k")))]
