@@ -53,8 +53,9 @@ pub enum Payload {
 /// Why a known layer did not decode.
 #[derive(Clone, Debug, Serialize)]
 pub struct PayloadError {
-    /// The fault's stable name (`<layer>_<error>[_<fault>]`, such as
-    /// `luo_compatible` or `memfd_descriptor_unknown_bits`).
+    /// The fault's stable name, the layer error's `kind()`
+    /// (`<layer>_<error>[_<fault>]`, such as `luo_compatible` or
+    /// `memfd_descriptor_unknown_bits`).
     pub fault: String,
     /// One line: what is wrong and where (session, file, field).
     pub message: String,
@@ -170,39 +171,10 @@ pub struct Owner {
     pub ranges: Vec<(u64, u64)>,
 }
 
-/// The stable name of a layer error: the layer, the error's variant and,
-/// when it carries one, the fault's variant, in snake case.
-pub fn fault_name<E: std::fmt::Debug>(layer: &str, e: &E) -> String {
-    let dbg = format!("{e:?}");
-    let ident = |s: &str| s.chars().take_while(|c| c.is_ascii_alphanumeric()).collect::<String>();
-    let mut name = format!("{layer}_{}", snake(&ident(&dbg)));
-    if let Some(i) = dbg.find("fault: ") {
-        let f = ident(&dbg[i + 7..]);
-        if !f.is_empty() {
-            name.push('_');
-            name.push_str(&snake(&f));
-        }
-    }
-    name
-}
-
-fn snake(s: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if c.is_ascii_uppercase() {
-            if i > 0 {
-                out.push('_');
-            }
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn error<E: std::fmt::Debug + std::fmt::Display>(layer: &str, e: &E, context: &str) -> Payload {
-    Payload::Error(PayloadError { fault: fault_name(layer, e), message: format!("{context}{e}") })
+/// The report of a layer error: its stable name (the layer error's
+/// `kind()`) and its message after `context`.
+fn error(kind: &str, e: &impl std::fmt::Display, context: &str) -> Payload {
+    Payload::Error(PayloadError { fault: kind.into(), message: format!("{context}{e}") })
 }
 
 /// Decodes the subtree `name` whose blob is at `pa` (`size` bytes) through
@@ -236,7 +208,7 @@ where
                 let (info, files) = luo_info(p, &luo);
                 (info, Some(files), vec![])
             }
-            Err(e) => (error("luo", &e, ""), None, vec![]),
+            Err(e) => (error(e.kind(), &e, ""), None, vec![]),
         },
         kho_memblock::SUBTREE => match kho_memblock::inspect(p, pa, size) {
             Ok(m) => (
@@ -256,7 +228,7 @@ where
                     })
                     .collect(),
             ),
-            Err(e) => (error("memblock", &e, ""), None, vec![]),
+            Err(e) => (error(e.kind(), &e, ""), None, vec![]),
         },
         kho_kexec_meta::SUBTREE => match kho_kexec_meta::inspect(p, pa, size) {
             Ok(kho_kexec_meta::KexecMetadata::V1 { previous_release, kexec_count }) => (
@@ -271,7 +243,7 @@ where
             Ok(kho_kexec_meta::KexecMetadata::Unknown { version }) => {
                 (Payload::KexecMetadata { version, previous_release: None, kexec_count: None }, None, vec![])
             }
-            Err(e) => (error("kexec_metadata", &e, ""), None, vec![]),
+            Err(e) => (error(e.kind(), &e, ""), None, vec![]),
         },
         kho_selftest::SUBTREE => match kho_selftest::inspect(p, pa, size) {
             Ok(t) => (
@@ -288,7 +260,7 @@ where
                     ranges: t.folios.iter().map(|&(pa, o)| (pa.as_u64(), pa.as_u64() + o.pages() * PAGE)).collect(),
                 }],
             ),
-            Err(e) => (error("kho_test", &e, ""), None, vec![]),
+            Err(e) => (error(e.kind(), &e, ""), None, vec![]),
         },
         _ => (Payload::Opaque, None, vec![]),
     }
@@ -309,7 +281,7 @@ where
                     Ok(m) => Some(m),
                     Err(e) => {
                         let at = format!("session {:?}, file {i} (token {:#x}): ", s.name, f.token);
-                        return (error("memfd", &e, &at), LuoFiles::default());
+                        return (error(e.kind(), &e, &at), LuoFiles::default());
                     }
                 }
             } else {

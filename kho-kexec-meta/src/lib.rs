@@ -140,6 +140,26 @@ impl ToErrno for KexecMetaError {
     }
 }
 
+/// Stable names of the variants, for C callers, logs and reports: they do
+/// not change when a message is reworded, and are never Rust `Debug` text.
+impl KexecMetaError {
+    /// The error's stable name, `kexec_meta_<variant>`
+    /// (`"kexec_meta_too_short"`, `"kexec_meta_unterminated"`, ...).
+    ///
+    /// A wrapped [`AbiError`] (`Blob`, `Platform`) gives
+    /// `kexec_meta_<variant>` alone; its own [`AbiError::kind`] names the
+    /// lower fault.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            KexecMetaError::TooShort { .. } => "kexec_meta_too_short",
+            KexecMetaError::Blob { .. } => "kexec_meta_blob",
+            KexecMetaError::Unterminated { .. } => "kexec_meta_unterminated",
+            KexecMetaError::BadRelease(_) => "kexec_meta_bad_release",
+            KexecMetaError::Platform(_) => "kexec_meta_platform",
+        }
+    }
+}
+
 /// Metadata adopted by the next kernel: its page is claimed.
 #[derive(Debug)]
 pub struct RestoredKexecMeta {
@@ -255,5 +275,39 @@ mod tests {
         assert_eq!(&b[..4], &1u32.to_ne_bytes());
         assert_eq!(&b[4..11], b"7.2.13\0");
         assert_eq!(&b[69..73], &0x0102_0304u32.to_ne_bytes());
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_distinct_and_snake_case() {
+        let pa = PhysAddr::new(0x1000);
+        let abi = AbiError::NotRam { pa, len: 1 };
+        let errors = [
+            KexecMetaError::TooShort { pa, len: 1, version: None, need: 8 },
+            KexecMetaError::Blob { pa, source: abi },
+            KexecMetaError::Unterminated { pa },
+            KexecMetaError::BadRelease(String::new()),
+            KexecMetaError::Platform(abi),
+        ];
+        let kinds: Vec<&str> = errors.iter().map(KexecMetaError::kind).collect();
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(k.starts_with("kexec_meta_") && !k.ends_with('_') && !k.contains("__"), "{k}");
+            assert!(k.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{k}");
+            assert!(!kinds[..i].contains(k), "{k} repeats");
+        }
+        assert_eq!(
+            kinds,
+            [
+                "kexec_meta_too_short",
+                "kexec_meta_blob",
+                "kexec_meta_unterminated",
+                "kexec_meta_bad_release",
+                "kexec_meta_platform"
+            ]
+        );
     }
 }

@@ -5,7 +5,7 @@ use alloc::string::String;
 use core::fmt;
 
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
-use kho_block::BlockError;
+use kho_block::{BlockError, Fault as BlockFault};
 
 use crate::abi::NameFault;
 
@@ -209,5 +209,218 @@ impl ToErrno for LuoError {
             LuoError::NoSession(_) => Errno::NoEnt,
             _ => Errno::Inval,
         }
+    }
+}
+
+/// Stable names of the variants, for C callers, logs and reports: they do
+/// not change when a message is reworded, and are never Rust `Debug` text.
+impl LuoError {
+    /// The error's stable name, `luo_<variant>`; where the variant carries a
+    /// [`Fault`], `luo_<variant>_<fault>` (`"luo_blob_too_short"`,
+    /// `"luo_file_duplicate"`, ...).
+    ///
+    /// A wrapped [`BlockError`] (`Sessions`, `Files`, `Block`) that is a
+    /// corrupt chain adds the chain's [`kho_block::Fault`] variant the same
+    /// way (`"luo_sessions_cycle"`, `"luo_files_count_zero"`; a chain fault
+    /// this version does not know gives `luo_<variant>_chain`); any other
+    /// wrapped error gives `luo_<variant>` alone, and its own `kind()`
+    /// ([`BlockError::kind`], [`AbiError::kind`]) names the lower fault.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            LuoError::Blob { fault, .. } => match fault {
+                Fault::Unterminated => "luo_blob_unterminated",
+                Fault::Empty => "luo_blob_empty",
+                Fault::Duplicate { .. } => "luo_blob_duplicate",
+                Fault::CountMismatch { .. } => "luo_blob_count_mismatch",
+                Fault::TooShort { .. } => "luo_blob_too_short",
+                Fault::OutOfRange { .. } => "luo_blob_out_of_range",
+                Fault::Misaligned(_) => "luo_blob_misaligned",
+                Fault::NotRam(_) => "luo_blob_not_ram",
+                Fault::NotPreserved(_) => "luo_blob_not_preserved",
+            },
+            LuoError::Compatible { .. } => "luo_compatible",
+            LuoError::Sessions(e) => match chain_fault(e) {
+                None => "luo_sessions",
+                Some(f) => match f {
+                    BlockFault::Misaligned => "luo_sessions_misaligned",
+                    BlockFault::NotRam(_) => "luo_sessions_not_ram",
+                    BlockFault::NotPreserved(_) => "luo_sessions_not_preserved",
+                    BlockFault::Cycle { .. } => "luo_sessions_cycle",
+                    BlockFault::ChainTooLong { .. } => "luo_sessions_chain_too_long",
+                    BlockFault::Ended => "luo_sessions_ended",
+                    BlockFault::CountZero => "luo_sessions_count_zero",
+                    BlockFault::CountTooLarge { .. } => "luo_sessions_count_too_large",
+                    // `kho_block::Fault` is `#[non_exhaustive]`: a fault added there
+                    // later is named by its chain alone.
+                    _ => "luo_sessions_chain",
+                },
+            },
+            LuoError::Session { fault, .. } => match fault {
+                Fault::Unterminated => "luo_session_unterminated",
+                Fault::Empty => "luo_session_empty",
+                Fault::Duplicate { .. } => "luo_session_duplicate",
+                Fault::CountMismatch { .. } => "luo_session_count_mismatch",
+                Fault::TooShort { .. } => "luo_session_too_short",
+                Fault::OutOfRange { .. } => "luo_session_out_of_range",
+                Fault::Misaligned(_) => "luo_session_misaligned",
+                Fault::NotRam(_) => "luo_session_not_ram",
+                Fault::NotPreserved(_) => "luo_session_not_preserved",
+            },
+            LuoError::Files { source, .. } => match chain_fault(source) {
+                None => "luo_files",
+                Some(f) => match f {
+                    BlockFault::Misaligned => "luo_files_misaligned",
+                    BlockFault::NotRam(_) => "luo_files_not_ram",
+                    BlockFault::NotPreserved(_) => "luo_files_not_preserved",
+                    BlockFault::Cycle { .. } => "luo_files_cycle",
+                    BlockFault::ChainTooLong { .. } => "luo_files_chain_too_long",
+                    BlockFault::Ended => "luo_files_ended",
+                    BlockFault::CountZero => "luo_files_count_zero",
+                    BlockFault::CountTooLarge { .. } => "luo_files_count_too_large",
+                    // `kho_block::Fault` is `#[non_exhaustive]`: a fault added there
+                    // later is named by its chain alone.
+                    _ => "luo_files_chain",
+                },
+            },
+            LuoError::File { fault, .. } => match fault {
+                Fault::Unterminated => "luo_file_unterminated",
+                Fault::Empty => "luo_file_empty",
+                Fault::Duplicate { .. } => "luo_file_duplicate",
+                Fault::CountMismatch { .. } => "luo_file_count_mismatch",
+                Fault::TooShort { .. } => "luo_file_too_short",
+                Fault::OutOfRange { .. } => "luo_file_out_of_range",
+                Fault::Misaligned(_) => "luo_file_misaligned",
+                Fault::NotRam(_) => "luo_file_not_ram",
+                Fault::NotPreserved(_) => "luo_file_not_preserved",
+            },
+            LuoError::Flbs { fault, .. } => match fault {
+                Fault::Unterminated => "luo_flbs_unterminated",
+                Fault::Empty => "luo_flbs_empty",
+                Fault::Duplicate { .. } => "luo_flbs_duplicate",
+                Fault::CountMismatch { .. } => "luo_flbs_count_mismatch",
+                Fault::TooShort { .. } => "luo_flbs_too_short",
+                Fault::OutOfRange { .. } => "luo_flbs_out_of_range",
+                Fault::Misaligned(_) => "luo_flbs_misaligned",
+                Fault::NotRam(_) => "luo_flbs_not_ram",
+                Fault::NotPreserved(_) => "luo_flbs_not_preserved",
+            },
+            LuoError::Flb { fault, .. } => match fault {
+                Fault::Unterminated => "luo_flb_unterminated",
+                Fault::Empty => "luo_flb_empty",
+                Fault::Duplicate { .. } => "luo_flb_duplicate",
+                Fault::CountMismatch { .. } => "luo_flb_count_mismatch",
+                Fault::TooShort { .. } => "luo_flb_too_short",
+                Fault::OutOfRange { .. } => "luo_flb_out_of_range",
+                Fault::Misaligned(_) => "luo_flb_misaligned",
+                Fault::NotRam(_) => "luo_flb_not_ram",
+                Fault::NotPreserved(_) => "luo_flb_not_preserved",
+            },
+            LuoError::BadName { .. } => "luo_bad_name",
+            LuoError::Exists { .. } => "luo_exists",
+            LuoError::NoSession(_) => "luo_no_session",
+            LuoError::FlbFull { .. } => "luo_flb_full",
+            LuoError::Block(e) => match chain_fault(e) {
+                None => "luo_block",
+                Some(f) => match f {
+                    BlockFault::Misaligned => "luo_block_misaligned",
+                    BlockFault::NotRam(_) => "luo_block_not_ram",
+                    BlockFault::NotPreserved(_) => "luo_block_not_preserved",
+                    BlockFault::Cycle { .. } => "luo_block_cycle",
+                    BlockFault::ChainTooLong { .. } => "luo_block_chain_too_long",
+                    BlockFault::Ended => "luo_block_ended",
+                    BlockFault::CountZero => "luo_block_count_zero",
+                    BlockFault::CountTooLarge { .. } => "luo_block_count_too_large",
+                    // `kho_block::Fault` is `#[non_exhaustive]`: a fault added there
+                    // later is named by its chain alone.
+                    _ => "luo_block_chain",
+                },
+            },
+            LuoError::Platform(_) => "luo_platform",
+        }
+    }
+}
+
+/// The fault of a corrupt chain, if `e` is one.
+const fn chain_fault(e: &BlockError) -> Option<&BlockFault> {
+    // `BlockError` is `#[non_exhaustive]`: a wildcard is required.
+    match e {
+        BlockError::Chain(c) => Some(&c.fault),
+        _ => None,
+    }
+}
+
+impl Fault {
+    /// The fault's stable name, `luo_<fault>` (`"luo_too_short"`,
+    /// `"luo_not_ram"`, ...); [`LuoError::kind`] puts the `<fault>` part
+    /// after the error's variant.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Fault::Unterminated => "luo_unterminated",
+            Fault::Empty => "luo_empty",
+            Fault::Duplicate { .. } => "luo_duplicate",
+            Fault::CountMismatch { .. } => "luo_count_mismatch",
+            Fault::TooShort { .. } => "luo_too_short",
+            Fault::OutOfRange { .. } => "luo_out_of_range",
+            Fault::Misaligned(_) => "luo_misaligned",
+            Fault::NotRam(_) => "luo_not_ram",
+            Fault::NotPreserved(_) => "luo_not_preserved",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kho_block::{ChainError, Field};
+
+    fn snake(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && !s.contains("__")
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    #[test]
+    fn kinds_are_distinct_snake_case_and_join_the_fault() {
+        let pa = PhysAddr::new(0x1000);
+        let at = SessionAt { index: 0, name: String::from("s") };
+        let chain = |fault| BlockError::Chain(ChainError { index: 0, pa, field: Field::Head, fault });
+        let abi = AbiError::NotRam { pa, len: 1 };
+        let errors = [
+            LuoError::Blob { pa, field: "blob-size", fault: Fault::TooShort { len: 1, need: 2 } },
+            LuoError::Blob { pa, field: "blob address", fault: Fault::NotRam(abi) },
+            LuoError::Compatible { found: [0; 8] },
+            LuoError::Sessions(chain(BlockFault::Cycle { first: 0 })),
+            LuoError::Sessions(BlockError::EntrySize { size: 0, max: 1 }),
+            LuoError::Session { at: at.clone(), field: "name", fault: Fault::Empty },
+            LuoError::Files { at: at.clone(), source: chain(BlockFault::CountZero) },
+            LuoError::File { at, index: 0, token: 1, field: "token", fault: Fault::Duplicate { first: 0 } },
+            LuoError::Flbs { pa, field: "pgcnt", fault: Fault::Misaligned(pa) },
+            LuoError::Flb { index: 0, name: String::new(), field: "name", fault: Fault::Unterminated },
+            LuoError::BadName { what: "session", value: String::new() },
+            LuoError::Exists { what: "token", value: String::new() },
+            LuoError::NoSession(3),
+            LuoError::FlbFull { max: 1 },
+            LuoError::Block(BlockError::NoSpace { len: 0, capacity: 0, wanted: 1 }),
+            LuoError::Platform(abi),
+        ];
+        let kinds: Vec<&str> = errors.iter().map(LuoError::kind).collect();
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(snake(k) && k.starts_with("luo_"), "{k}");
+            assert!(!kinds[..i].contains(k), "{k} repeats");
+        }
+        assert_eq!(kinds[0], "luo_blob_too_short");
+        assert_eq!(kinds[1], "luo_blob_not_ram");
+        assert_eq!(kinds[2], "luo_compatible");
+        assert_eq!(kinds[3], "luo_sessions_cycle");
+        assert_eq!(kinds[4], "luo_sessions");
+        assert_eq!(kinds[6], "luo_files_count_zero");
+        assert_eq!(kinds[7], "luo_file_duplicate");
+        assert_eq!(kinds[15], "luo_platform");
+        // The joined name is the error's followed by the fault's.
+        let fault = Fault::TooShort { len: 1, need: 2 }.kind();
+        assert_eq!(fault, "luo_too_short");
+        assert!(kinds[0].ends_with(&fault["luo_".len()..]));
     }
 }

@@ -209,6 +209,62 @@ impl ToErrno for MemblockError {
     }
 }
 
+/// Stable names of the variants, for C callers, logs and reports: they do
+/// not change when a message is reworded, and are never Rust `Debug` text.
+impl MemblockError {
+    /// The error's stable name, `memblock_<variant>`; where the variant
+    /// carries a [`Fault`], `memblock_<variant>_<fault>`
+    /// (`"memblock_blob_zero"`, `"memblock_region_overlaps"`).
+    ///
+    /// A wrapped error (`Fdt`, `Platform`) gives `memblock_<variant>` alone;
+    /// the platform's [`AbiError::kind`] names the lower fault.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            MemblockError::Blob { fault, .. } => match fault {
+                Fault::BadProperty { .. } => "memblock_blob_bad_property",
+                Fault::Misaligned(_) => "memblock_blob_misaligned",
+                Fault::Zero => "memblock_blob_zero",
+                Fault::OutOfRange { .. } => "memblock_blob_out_of_range",
+                Fault::NotRam(_) => "memblock_blob_not_ram",
+                Fault::NotPreserved(_) => "memblock_blob_not_preserved",
+                Fault::Duplicate { .. } => "memblock_blob_duplicate",
+                Fault::Overlaps { .. } => "memblock_blob_overlaps",
+            },
+            MemblockError::Fdt { .. } => "memblock_fdt",
+            MemblockError::Compatible { .. } => "memblock_compatible",
+            MemblockError::Region { fault, .. } => match fault {
+                Fault::BadProperty { .. } => "memblock_region_bad_property",
+                Fault::Misaligned(_) => "memblock_region_misaligned",
+                Fault::Zero => "memblock_region_zero",
+                Fault::OutOfRange { .. } => "memblock_region_out_of_range",
+                Fault::NotRam(_) => "memblock_region_not_ram",
+                Fault::NotPreserved(_) => "memblock_region_not_preserved",
+                Fault::Duplicate { .. } => "memblock_region_duplicate",
+                Fault::Overlaps { .. } => "memblock_region_overlaps",
+            },
+            MemblockError::Unsupported { .. } => "memblock_unsupported",
+            MemblockError::Platform(_) => "memblock_platform",
+        }
+    }
+}
+
+impl Fault {
+    /// The fault's stable name, `memblock_<fault>` (`"memblock_zero"`, `"memblock_overlaps"`, ...);
+    /// [`MemblockError::kind`] puts the `<fault>` part after the error's variant.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Fault::BadProperty { .. } => "memblock_bad_property",
+            Fault::Misaligned(_) => "memblock_misaligned",
+            Fault::Zero => "memblock_zero",
+            Fault::OutOfRange { .. } => "memblock_out_of_range",
+            Fault::NotRam(_) => "memblock_not_ram",
+            Fault::NotPreserved(_) => "memblock_not_preserved",
+            Fault::Duplicate { .. } => "memblock_duplicate",
+            Fault::Overlaps { .. } => "memblock_overlaps",
+        }
+    }
+}
+
 /// The blocks a range of pages is preserved as, the kernel's way: from the
 /// start, the largest order the PA is aligned to that fits in what is
 /// left, is at most the platform's largest, and does not cross a NUMA
@@ -467,4 +523,64 @@ where
         return Err(e.into());
     }
     Ok(MemblockBlob { pa: page, size: dtb.len() as u64 })
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn snake(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && !s.contains("__")
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    fn distinct_snake(kinds: &[&str], layer: &str) {
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(snake(k) && k.starts_with(layer), "{k}");
+            assert!(!kinds[..i].contains(k), "{k} repeats");
+        }
+    }
+
+    #[test]
+    fn kinds_are_distinct_snake_case_and_join_the_fault() {
+        let pa = PhysAddr::new(0x1000);
+        let abi = AbiError::NotRam { pa, len: 1 };
+        let region = |field, fault| MemblockError::Region { index: 0, name: String::new(), field, fault };
+        let errors = [
+            MemblockError::Blob { pa, field: "blob-size", fault: Fault::Zero },
+            MemblockError::Blob { pa, field: "blob address", fault: Fault::NotPreserved(abi) },
+            MemblockError::Compatible { node: String::new(), found: String::new(), expected: "x" },
+            region("start", Fault::Misaligned(1)),
+            region("size", Fault::BadProperty { len: 8 }),
+            region("name", Fault::Duplicate { first: 0 }),
+            region("start", Fault::Overlaps { other: 0 }),
+            MemblockError::Unsupported { name: String::new(), what: "size" },
+            MemblockError::Platform(abi),
+        ];
+        let kinds: Vec<&str> = errors.iter().map(MemblockError::kind).collect();
+        distinct_snake(&kinds, "memblock_");
+        assert_eq!(kinds[0], "memblock_blob_zero");
+        assert_eq!(kinds[2], "memblock_compatible");
+        assert_eq!(kinds[3], "memblock_region_misaligned");
+        assert_eq!(kinds[4], "memblock_region_bad_property");
+        assert_eq!(kinds[8], "memblock_platform");
+        let faults = [
+            Fault::BadProperty { len: 8 },
+            Fault::Misaligned(1),
+            Fault::Zero,
+            Fault::OutOfRange { value: 2, max: 1 },
+            Fault::NotRam(abi),
+            Fault::NotPreserved(abi),
+            Fault::Duplicate { first: 0 },
+            Fault::Overlaps { other: 0 },
+        ];
+        let names = faults.map(|f| f.kind());
+        distinct_snake(&names, "memblock_");
+        for f in faults {
+            assert_eq!(region("size", f).kind().strip_prefix("memblock_region_"), f.kind().strip_prefix("memblock_"));
+        }
+    }
 }

@@ -127,3 +127,124 @@ impl ToErrno for MemfdError {
         }
     }
 }
+
+/// Stable names of the variants, for C callers, logs and reports: they do
+/// not change when a message is reworded, and are never Rust `Debug` text.
+impl MemfdError {
+    /// The error's stable name, `memfd_<variant>`; where the variant
+    /// carries a [`Fault`], `memfd_<variant>_<fault>`
+    /// (`"memfd_descriptor_unknown_bits"`, `"memfd_folio_not_ascending"`).
+    ///
+    /// A wrapped error (`List`, `Vmalloc`, `Platform`) gives
+    /// `memfd_<variant>` alone; its own `kind()` ([`VmallocError::kind`],
+    /// [`AbiError::kind`]) names the lower fault.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            MemfdError::Descriptor { fault, .. } => match fault {
+                Fault::Misaligned => "memfd_descriptor_misaligned",
+                Fault::NotRam(_) => "memfd_descriptor_not_ram",
+                Fault::NotPreserved => "memfd_descriptor_not_preserved",
+                Fault::UnknownBits { .. } => "memfd_descriptor_unknown_bits",
+                Fault::OutOfRange { .. } => "memfd_descriptor_out_of_range",
+                Fault::NotAscending { .. } => "memfd_descriptor_not_ascending",
+                Fault::ListSize { .. } => "memfd_descriptor_list_size",
+            },
+            MemfdError::List { .. } => "memfd_list",
+            MemfdError::Folio { fault, .. } => match fault {
+                Fault::Misaligned => "memfd_folio_misaligned",
+                Fault::NotRam(_) => "memfd_folio_not_ram",
+                Fault::NotPreserved => "memfd_folio_not_preserved",
+                Fault::UnknownBits { .. } => "memfd_folio_unknown_bits",
+                Fault::OutOfRange { .. } => "memfd_folio_out_of_range",
+                Fault::NotAscending { .. } => "memfd_folio_not_ascending",
+                Fault::ListSize { .. } => "memfd_folio_list_size",
+            },
+            MemfdError::Unsupported { .. } => "memfd_unsupported",
+            MemfdError::Beyond { .. } => "memfd_beyond",
+            MemfdError::Vmalloc(_) => "memfd_vmalloc",
+            MemfdError::Platform(_) => "memfd_platform",
+        }
+    }
+}
+
+impl Fault {
+    /// The fault's stable name, `memfd_<fault>` (`"memfd_unknown_bits"`, `"memfd_not_ram"`, ...);
+    /// [`MemfdError::kind`] puts the `<fault>` part after the error's variant.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Fault::Misaligned => "memfd_misaligned",
+            Fault::NotRam(_) => "memfd_not_ram",
+            Fault::NotPreserved => "memfd_not_preserved",
+            Fault::UnknownBits { .. } => "memfd_unknown_bits",
+            Fault::OutOfRange { .. } => "memfd_out_of_range",
+            Fault::NotAscending { .. } => "memfd_not_ascending",
+            Fault::ListSize { .. } => "memfd_list_size",
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn snake(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && !s.contains("__")
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    fn distinct_snake(kinds: &[&str], layer: &str) {
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(snake(k) && k.starts_with(layer), "{k}");
+            assert!(!kinds[..i].contains(k), "{k} repeats");
+        }
+    }
+
+    #[test]
+    fn kinds_are_distinct_snake_case_and_join_the_fault() {
+        let pa = PhysAddr::new(0x1000);
+        let abi = AbiError::NotRam { pa, len: 1 };
+        let vm = VmallocError::UnsupportedFlags { flags: 4 };
+        let errors = [
+            MemfdError::Descriptor { pa, field: "flags", fault: Fault::UnknownBits { bits: 8 } },
+            MemfdError::Descriptor { pa, field: "data", fault: Fault::NotRam(abi) },
+            MemfdError::List { pa, source: vm },
+            MemfdError::Folio {
+                entry: 1,
+                pfn: 2,
+                index: 3,
+                field: "index",
+                fault: Fault::NotAscending { index: 0, prev_last: 0 },
+            },
+            MemfdError::Folio { entry: 1, pfn: 2, index: 3, field: "pfn", fault: Fault::NotPreserved },
+            MemfdError::Unsupported { what: "seals" },
+            MemfdError::Beyond { offset: 2, size: 1 },
+            MemfdError::Vmalloc(vm),
+            MemfdError::Platform(abi),
+        ];
+        let kinds = errors.map(|e| e.kind());
+        distinct_snake(&kinds, "memfd_");
+        assert_eq!(kinds[0], "memfd_descriptor_unknown_bits");
+        assert_eq!(kinds[1], "memfd_descriptor_not_ram");
+        assert_eq!(kinds[2], "memfd_list");
+        assert_eq!(kinds[3], "memfd_folio_not_ascending");
+        assert_eq!(kinds[8], "memfd_platform");
+        let faults = [
+            Fault::Misaligned,
+            Fault::NotRam(abi),
+            Fault::NotPreserved,
+            Fault::UnknownBits { bits: 1 },
+            Fault::OutOfRange { value: 2, max: 1 },
+            Fault::NotAscending { index: 0, prev_last: 0 },
+            Fault::ListSize { nr_folios: 1, need: 1, pages: 0 },
+        ];
+        let names = faults.map(|f| f.kind());
+        distinct_snake(&names, "memfd_");
+        for f in faults {
+            let e = MemfdError::Folio { entry: 0, pfn: 0, index: 0, field: "flags", fault: f };
+            assert_eq!(e.kind().strip_prefix("memfd_folio_"), f.kind().strip_prefix("memfd_"));
+        }
+    }
+}

@@ -128,3 +128,111 @@ impl ToErrno for SelftestError {
         }
     }
 }
+
+/// Stable names of the variants, for C callers, logs and reports: they do
+/// not change when a message is reworded, and are never Rust `Debug` text.
+impl SelftestError {
+    /// The error's stable name, `selftest_<variant>`; where the variant
+    /// carries a [`Fault`], `selftest_<variant>_<fault>`
+    /// (`"selftest_blob_out_of_range"`, `"selftest_folio_not_ram"`).
+    ///
+    /// A wrapped error (`Fdt`, `List`, `Vmalloc`, `Platform`) gives
+    /// `selftest_<variant>` alone; its own `kind()` where it has one
+    /// ([`VmallocError::kind`], [`AbiError::kind`]) names the lower fault.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            SelftestError::Blob { fault, .. } => match fault {
+                Fault::Misaligned => "selftest_blob_misaligned",
+                Fault::NotRam(_) => "selftest_blob_not_ram",
+                Fault::NotPreserved(_) => "selftest_blob_not_preserved",
+                Fault::OutOfRange { .. } => "selftest_blob_out_of_range",
+            },
+            SelftestError::Fdt { .. } => "selftest_fdt",
+            SelftestError::Compatible { .. } => "selftest_compatible",
+            SelftestError::Magic { .. } => "selftest_magic",
+            SelftestError::Property { .. } => "selftest_property",
+            SelftestError::ListSize { .. } => "selftest_list_size",
+            SelftestError::List(_) => "selftest_list",
+            SelftestError::Folio { fault, .. } => match fault {
+                Fault::Misaligned => "selftest_folio_misaligned",
+                Fault::NotRam(_) => "selftest_folio_not_ram",
+                Fault::NotPreserved(_) => "selftest_folio_not_preserved",
+                Fault::OutOfRange { .. } => "selftest_folio_out_of_range",
+            },
+            SelftestError::Checksum { .. } => "selftest_checksum",
+            SelftestError::Unsupported { .. } => "selftest_unsupported",
+            SelftestError::Vmalloc(_) => "selftest_vmalloc",
+            SelftestError::Platform(_) => "selftest_platform",
+        }
+    }
+}
+
+impl Fault {
+    /// The fault's stable name, `selftest_<fault>` (`"selftest_misaligned"`, `"selftest_not_ram"`, ...);
+    /// [`SelftestError::kind`] puts the `<fault>` part after the error's variant.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Fault::Misaligned => "selftest_misaligned",
+            Fault::NotRam(_) => "selftest_not_ram",
+            Fault::NotPreserved(_) => "selftest_not_preserved",
+            Fault::OutOfRange { .. } => "selftest_out_of_range",
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn snake(s: &str) -> bool {
+        !s.is_empty()
+            && !s.starts_with('_')
+            && !s.ends_with('_')
+            && !s.contains("__")
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    }
+
+    fn distinct_snake(kinds: &[&str], layer: &str) {
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(snake(k) && k.starts_with(layer), "{k}");
+            assert!(!kinds[..i].contains(k), "{k} repeats");
+        }
+    }
+
+    #[test]
+    fn kinds_are_distinct_snake_case_and_join_the_fault() {
+        let pa = PhysAddr::new(0x1000);
+        let abi = AbiError::NotRam { pa, len: 1 };
+        let vm = VmallocError::UnsupportedFlags { flags: 4 };
+        let errors = [
+            SelftestError::Blob { pa, field: "totalsize", fault: Fault::OutOfRange { value: 2, max: 1 } },
+            SelftestError::Blob { pa, field: "blob address", fault: Fault::NotPreserved(abi) },
+            SelftestError::Compatible { found: String::new() },
+            SelftestError::Magic { found: 0 },
+            SelftestError::Property { node: "/", prop: "magic", len: 4 },
+            SelftestError::ListSize { nr_folios: 1, need: 1, pages: 0 },
+            SelftestError::List(vm),
+            SelftestError::Folio { entry: 0, raw: 0, field: "pa", fault: Fault::Misaligned },
+            SelftestError::Folio { entry: 0, raw: 0, field: "pa", fault: Fault::NotRam(abi) },
+            SelftestError::Checksum { stored: 0, computed: 1 },
+            SelftestError::Unsupported { what: "order" },
+            SelftestError::Vmalloc(vm),
+            SelftestError::Platform(abi),
+        ];
+        let kinds: alloc::vec::Vec<&str> = errors.iter().map(SelftestError::kind).collect();
+        distinct_snake(&kinds, "selftest_");
+        assert_eq!(kinds[0], "selftest_blob_out_of_range");
+        assert_eq!(kinds[1], "selftest_blob_not_preserved");
+        assert_eq!(kinds[3], "selftest_magic");
+        assert_eq!(kinds[7], "selftest_folio_misaligned");
+        assert_eq!(kinds[9], "selftest_checksum");
+        let faults =
+            [Fault::Misaligned, Fault::NotRam(abi), Fault::NotPreserved(abi), Fault::OutOfRange { value: 2, max: 1 }];
+        let names = faults.map(|f| f.kind());
+        distinct_snake(&names, "selftest_");
+        for f in faults {
+            let e = SelftestError::Blob { pa, field: "totalsize", fault: f };
+            assert_eq!(e.kind().strip_prefix("selftest_blob_"), f.kind().strip_prefix("selftest_"));
+        }
+    }
+}
