@@ -385,6 +385,18 @@ impl Image {
         Ok(out)
     }
 
+    /// Pages of RAM the file actually stores (holes and zero fill left
+    /// out): the most pages a memory map read from this image can have
+    /// that are not all zero, which bounds the import's work by the
+    /// image's size rather than by what its headers declare.
+    pub fn stored_pages(&self) -> u64 {
+        let bytes: u64 = match self.data_ranges() {
+            Ok(r) => r.iter().map(|r| r.end - r.start).sum(),
+            Err(_) => self.ram_bytes(),
+        };
+        bytes.div_ceil(PAGE)
+    }
+
     /// Hands out zeroed arena memory for `bytes` bytes, page aligned; used
     /// for a scratch array given on the command line.
     pub fn arena_alloc_bytes(&self, bytes: u64) -> Result<PhysAddr, AbiError> {

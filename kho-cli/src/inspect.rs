@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use kho_abi::legacy::V1Chunk;
 use kho_abi::{AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, ToErrno, WithTracker, read_phys};
-use kho_track::{Incoming, TrackError};
+use kho_track::{ImportLimits, Incoming, TrackError};
 
 use crate::find::{FindError, Root, Source};
 use crate::image::{Image, ImageError};
@@ -219,8 +219,14 @@ pub fn image_info(image: &Image) -> ImageInfo {
 pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress) -> Result<Analysis, Failure> {
     let inc = {
         let _phase = progress.phase("validating the handover", "memory reads", image.reads(), None);
-        Incoming::import(image, &root.data)?
+        // A map has at most as many non-zero pages as the image stores; an
+        // all-zero page is an empty node, so a few more are allowed (a
+        // root and one empty node per level at the least).
+        let limits = ImportLimits { max_map_pages: image.stored_pages() + 64 };
+        Incoming::import_with(image, &root.data, &limits)?
     };
+    // Preserved means inside any preserved block, not only an exact one.
+    let fdt_page_preserved = inc.root_fdt_preserved()?;
     let stats = inc.stats().clone();
     let legacy = !inc.version().has_radix_tree();
 
@@ -235,8 +241,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
         })?;
     }
     let fdt_page = root.data.fdt_addr & !(PAGE - 1);
-    let fdt_page_preserved = walked.load(Ordering::Relaxed) + 1 == stats.blocks;
-    if fdt_page_preserved {
+    if walked.load(Ordering::Relaxed) + 1 == stats.blocks {
         inc.unclaim(PhysAddr::new(fdt_page), Order::ZERO);
     }
 
@@ -275,10 +280,12 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
         return Err(outside(if legacy { "kho-v1 map page" } else { "radix tree node" }, p, PAGE));
     }
 
-    let preserved_at = |pa: u64| {
-        let i = ranges.partition_point(|&(_, end)| end <= pa);
-        ranges.get(i).is_some_and(|&(start, _)| start <= pa)
-    };
+    // Every blob over its whole size: in RAM, no overflow, every page in
+    // preserved memory; a blob that would not restore fails the run with
+    // the subtree named (`TrackError::SubtreeBlob`).
+    for s in inc.subtrees().flatten() {
+        inc.check_blob(&s)?;
+    }
     let subtrees = inc
         .subtrees()
         .map(|s| match s {
@@ -286,7 +293,7 @@ pub fn analyze(image: &Image, root: &Root, want_runs: bool, progress: &Progress)
                 name: s.name,
                 pa: Some(s.pa.as_u64()),
                 size: s.size,
-                preserved: Some(preserved_at(s.pa.as_u64() & !(PAGE - 1))),
+                preserved: inc.is_preserved(s.pa, s.size.unwrap_or(PAGE).max(1)).ok(),
                 error: None,
                 payload: None,
             },

@@ -22,6 +22,12 @@ struct Demo {
 }
 
 fn demo_image(name: &str) -> Demo {
+    demo_image_with(name, false)
+}
+
+/// The demo handover; with `loose`, a second subtree whose blob is not
+/// preserved.
+fn demo_image_with(name: &str, loose_subtree: bool) -> Demo {
     let m = machine(256);
     let mut t = tracker(&m);
     let mut blocks = Vec::new();
@@ -35,14 +41,16 @@ fn demo_image(name: &str) -> Demo {
     let range = alloc(&m, 9).as_u64();
     t.preserve_pages(kho_abi::PhysAddr::new(range), 300).unwrap();
     blocks.extend([(range, 8), (range + 256 * PAGE, 5), (range + 288 * PAGE, 3), (range + 296 * PAGE, 2)]);
-    // The manifest blob, preserved; a second subtree whose blob is not.
+    // The manifest blob, preserved; maybe a second subtree whose blob is not.
     let manifest = alloc(&m, 0);
     m.write(manifest, b"kho-demo manifest").unwrap();
     t.preserve_folio(manifest, Order::ZERO).unwrap();
     blocks.push((manifest.as_u64(), 0));
     t.add_subtree("kho-demo", manifest, 17).unwrap();
     let loose = alloc(&m, 0);
-    t.add_subtree("not-kept", loose, 4096).unwrap();
+    if loose_subtree {
+        t.add_subtree("not-kept", loose, 4096).unwrap();
+    }
     // The tracker keeps the root FDT in a preserved page of its own.
     blocks.push((t.fdt_page().as_u64(), 0));
     let mut walked = tracker_blocks(&t);
@@ -111,14 +119,11 @@ fn inspect_json_matches_what_kernel_a_preserved() {
 
     // Subtrees, scratch, tree.
     let subs = v["subtrees"].as_array().unwrap();
-    assert_eq!(subs.len(), 2);
+    assert_eq!(subs.len(), 1);
     assert_eq!(subs[0]["name"], "kho-demo");
     assert_eq!(u(&subs[0]["pa"]), d.manifest);
     assert_eq!(u(&subs[0]["size"]), 17);
     assert_eq!(subs[0]["preserved"], true);
-    assert_eq!(subs[1]["name"], "not-kept");
-    assert_eq!(u(&subs[1]["pa"]), d.loose);
-    assert_eq!(subs[1]["preserved"], false);
     let scratch: Vec<(u64, u64)> =
         v["scratch"].as_array().unwrap().iter().map(|s| (u(&s["pa"]), u(&s["size"]))).collect();
     assert_eq!(scratch, d.scratch.iter().map(|s| (s.addr, s.size)).collect::<Vec<_>>());
@@ -136,8 +141,6 @@ fn inspect_text_reports_the_same() {
     assert!(out.contains("compatible \"kho-v4\" (version kho-v4)"), "{out}");
     assert!(out.contains("from the image's KHO note"), "{out}");
     assert!(out.contains(&format!("kho-demo  PA {:#x}  17 bytes  blob preserved: yes", d.manifest)), "{out}");
-    assert!(out.contains("not-kept  PA"), "{out}");
-    assert!(out.contains("blob preserved: no"), "{out}");
     assert!(out.contains(&format!("preserved  {} blocks", d.blocks.len())), "{out}");
     assert!(out.contains(&format!("radix-v1: {} pages", d.tree_pages)), "{out}");
     assert!(out.contains(&format!("{:#x}..{:#x}  16 MiB", d.scratch[0].addr, d.scratch[0].addr + d.scratch[0].size)));
@@ -173,4 +176,18 @@ fn progress_goes_to_stderr_when_asked() {
     // Quiet without --progress when stderr is not a terminal.
     let run = kho(&["inspect".as_ref(), d.path.as_os_str()]);
     assert_eq!(run.stderr, "");
+}
+
+/// A subtree whose blob is not preserved would not restore in the next
+/// kernel: the run fails with the subtree named and the fault's stable name.
+#[test]
+fn an_unpreserved_blob_fails_naming_the_subtree() {
+    let d = demo_image_with("demo-loose", true);
+    let run = kho(&["inspect".as_ref(), d.path.as_os_str()]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("subtree \"not-kept\""), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("{:#x}", d.loose)), "{}", run.stderr);
+    let (code, v) = inspect_json(&d.path, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(v["error"]["fault"], "blob_not_preserved");
 }
