@@ -46,6 +46,7 @@ mod machine;
 mod mapping;
 mod model;
 mod ram;
+pub mod vector;
 
 pub use config::{DEFAULT_MAX_ORDER, DEFAULT_RAM_BASE, DEFAULT_RAM_SIZE, DEFAULT_SCRATCH_SIZE, MachineConfig};
 pub use content::{ByteStream, Checksum};

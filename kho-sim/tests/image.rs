@@ -1,5 +1,5 @@
 //! Machine images: round trips, sparseness, another process, the
-//! independent test vector, and corrupt files.
+//! independent test vector (`tests/vectors/`), and corrupt files.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -149,8 +149,10 @@ fn image_loads_in_another_process() {
     assert_eq!(line, expect);
 }
 
-fn vector_path() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/independent-v4.img"))
+/// The independent writer's image, `tests/vectors/independent-v4.img.zst`.
+fn vector_path() -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/independent-v4.img.zst");
+    kho_sim::vector::unpack(&src, &Path::new(env!("CARGO_TARGET_TMPDIR")).join("kho-vectors"))
 }
 
 fn vector_cfg() -> MachineConfig {
@@ -159,7 +161,7 @@ fn vector_cfg() -> MachineConfig {
 
 #[test]
 fn independent_vector_image_loads() {
-    let m = Machine::load_image(vector_path(), vector_cfg()).unwrap();
+    let m = Machine::load_image(&vector_path(), vector_cfg()).unwrap();
     assert_eq!(m.ram_base(), PhysAddr::new(0x8000_0000));
     assert_eq!(m.ram_size(), 16 << 20);
     let kd = m.kho_data().unwrap();
@@ -199,7 +201,7 @@ fn independent_vector_image_loads() {
 #[test]
 fn scratch_must_lie_in_loaded_ram() {
     // The default scratch (at 4 GiB + 128 MiB) is not in the vector's RAM.
-    let err = Machine::load_image(vector_path(), MachineConfig::default()).unwrap_err();
+    let err = Machine::load_image(&vector_path(), MachineConfig::default()).unwrap_err();
     assert!(matches!(err, SimError::Config { .. }), "{err}");
 }
 

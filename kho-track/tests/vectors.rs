@@ -1,4 +1,4 @@
-//! Interoperability: the machine image in `shared/vectors/`, written by an
+//! Interoperability: the machine image in `tests/vectors/`, written by an
 //! independent implementation of the formats, read as its README says.
 #![cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 #![cfg(not(loom))]
@@ -12,8 +12,10 @@ use kho_abi::{Order, PhysAddr};
 use kho_sim::{Machine, MachineConfig};
 use kho_track::Incoming;
 
+/// `tests/vectors/independent-v4.img.zst`, unpacked.
 fn image() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/independent-v4.img"))
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/independent-v4.img.zst");
+    kho_sim::vector::unpack(&src, &std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kho-vectors"))
 }
 
 fn load() -> Machine {
@@ -21,7 +23,7 @@ fn load() -> Machine {
         scratch: vec![kho_abi::KhoScratch { addr: 0x8080_0000, size: 4 << 20 }],
         ..MachineConfig::default()
     };
-    Machine::load_image(&image(), cfg).expect("shared/vectors/independent-v4.img must be readable")
+    Machine::load_image(&image(), cfg).expect("tests/vectors/independent-v4.img must be readable")
 }
 
 #[test]

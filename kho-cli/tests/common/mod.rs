@@ -381,48 +381,8 @@ fn check(root: &Value, s: &Value, v: &Value, at: &str) -> Result<(), String> {
 }
 
 /// The interoperability vector `tests/vectors/NAME.zst` of the repository,
-/// decompressed once into the test target directory (runs of zero pages
-/// become file holes, so a large machine image costs little disk).
+/// unpacked once into the test target directory.
 pub fn vector(name: &str) -> PathBuf {
-    use std::io::{Read, Seek, SeekFrom, Write};
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors").join(format!("{name}.zst"));
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kho-vectors");
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join(name);
-    let stamp = dir.join(format!("{name}.done"));
-    let src_len = std::fs::metadata(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())).len();
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&src_len.to_string()) && out.exists() {
-        return out;
-    }
-    // Another test may be decompressing the same vector: write a file of
-    // our own and rename it into place.
-    let part = dir.join(format!("{name}.{}.{:?}.part", std::process::id(), std::thread::current().id()));
-    let input = std::fs::File::open(&src).unwrap();
-    let mut dec = ruzstd::decoding::StreamingDecoder::new(std::io::BufReader::new(input)).unwrap();
-    let mut file = std::fs::File::create(&part).unwrap();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut len = 0u64;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match dec.read(&mut buf[filled..]).unwrap() {
-                0 => break,
-                n => filled += n,
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        if buf[..filled].iter().all(|&b| b == 0) {
-            file.seek(SeekFrom::Current(filled as i64)).unwrap();
-        } else {
-            file.write_all(&buf[..filled]).unwrap();
-        }
-        len += filled as u64;
-    }
-    file.set_len(len).unwrap();
-    drop(file);
-    std::fs::rename(&part, &out).unwrap();
-    std::fs::write(&stamp, src_len.to_string()).unwrap();
-    out
+    kho_sim::vector::unpack(&src, &Path::new(env!("CARGO_TARGET_TMPDIR")).join("kho-vectors"))
 }
