@@ -385,6 +385,12 @@ impl Image {
         Ok(out)
     }
 
+    /// Whether the image is a running kernel's own memory (a file on
+    /// procfs: `/proc/kcore`).
+    pub fn is_live_kernel(&self) -> bool {
+        matches!(self.source, FileSource::Pread)
+    }
+
     /// Pages of RAM the file actually stores (holes and zero fill left
     /// out): the most pages a memory map read from this image can have
     /// that are not all zero, which bounds the import's work by the

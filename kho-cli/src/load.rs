@@ -3,14 +3,14 @@
 //! for its scratch areas in memory. The command line and the fuzz target
 //! both go through [`load_handover`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::choose::{CandidateInfo, choose};
 use crate::find::{FindOptions, Root, Source, find_root, root_at};
 use crate::image::{Image, OpenOptions};
 use crate::inspect::{Analysis, Failure, analyze};
 use crate::progress::Progress;
-use crate::scratch::{ScratchSource, find_scratch};
+use crate::scratch::{DEBUGFS_KHO_OUT, Found, ScratchSource, find_scratch, from_debugfs};
 
 /// What to load.
 #[derive(Clone, Debug)]
@@ -85,7 +85,13 @@ fn with_scratch(
     progress: &Progress,
 ) -> Result<Option<(Image, Analysis)>, Failure> {
     let fdt = a.report.root.fdt_pa;
-    let found = find_scratch(image, fdt);
+    // A running kernel states its scratch areas in its debugfs; for its
+    // own memory (`/proc/kcore`) that is the authority.
+    let stated = image.is_live_kernel().then(|| from_debugfs(Path::new(DEBUGFS_KHO_OUT))).flatten();
+    let found = match stated {
+        Some(areas) => Found { areas, source: ScratchSource::Debugfs, seen_at: Vec::new() },
+        None => find_scratch(image, fdt),
+    };
     if found.areas.is_empty() {
         return Ok(None);
     }
@@ -100,7 +106,7 @@ fn with_scratch(
             b.report.scratch_source = found.source;
             Ok(Some((img, b)))
         }
-        Err(f) if found.source == ScratchSource::SetupData => Err(f),
+        Err(f) if matches!(found.source, ScratchSource::SetupData | ScratchSource::Debugfs) => Err(f),
         Err(_) => Ok(None),
     }
 }

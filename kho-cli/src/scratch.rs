@@ -49,6 +49,9 @@ pub enum ScratchSource {
     SetupData,
     /// A scratch array found in memory (all copies agreeing).
     Memory,
+    /// The running kernel's debugfs (`kho/out/scratch_phys` and
+    /// `scratch_len`), for `/proc/kcore`.
+    Debugfs,
     /// Not found: the import could not check blocks against them.
     Unknown,
 }
@@ -61,6 +64,7 @@ impl ScratchSource {
             ScratchSource::Option => "given with --scratch",
             ScratchSource::SetupData => "from a setup_data kho_data naming this root",
             ScratchSource::Memory => "from a scratch array found in memory",
+            ScratchSource::Debugfs => "from the running kernel's debugfs (kho/out/scratch_phys, scratch_len)",
             ScratchSource::Unknown => "unknown: not found in memory (name them with --scratch PA:SIZE)",
         }
     }
@@ -75,6 +79,24 @@ pub struct Found {
     pub source: ScratchSource,
     /// PAs where an array or a `kho_data` was read, for the report.
     pub seen_at: Vec<u64>,
+}
+
+/// Where the running kernel's debugfs lists its scratch areas.
+pub const DEBUGFS_KHO_OUT: &str = "/sys/kernel/debug/kho/out";
+
+/// The scratch areas the running kernel states in its debugfs directory
+/// `dir` (`scratch_phys` and `scratch_len`: one hexadecimal number a line,
+/// in array order), if both files are there and agree in length.
+pub fn from_debugfs(dir: &std::path::Path) -> Option<Vec<KhoScratch>> {
+    let read = |name: &str| -> Option<Vec<u64>> {
+        let text = std::fs::read_to_string(dir.join(name)).ok()?;
+        text.split_whitespace()
+            .map(|w| u64::from_str_radix(w.trim_start_matches("0x").trim_start_matches("0X"), 16).ok())
+            .collect()
+    };
+    let (phys, len) = (read("scratch_phys")?, read("scratch_len")?);
+    (phys.len() == len.len() && !phys.is_empty())
+        .then(|| phys.into_iter().zip(len).map(|(addr, size)| KhoScratch { addr, size }).collect())
 }
 
 /// Searches the image for the scratch areas of the handover whose root FDT
@@ -171,4 +193,26 @@ fn plausible(image: &Image, list: &[KhoScratch]) -> bool {
     let mut spans: Vec<(u64, u64)> = list.iter().map(|s| (s.addr, s.addr + s.size)).collect();
     spans.sort_unstable();
     spans.windows(2).all(|w| w[0].1 <= w[1].0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debugfs_lists_are_read_in_order_and_must_agree() {
+        let dir = std::env::temp_dir().join(format!("kho-debugfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("scratch_phys"), "0x3d000000\n0x35000000\n0x33000000\n").unwrap();
+        std::fs::write(dir.join("scratch_len"), "0x1000000\n0x8000000\n0x2000000\n").unwrap();
+        let got = from_debugfs(&dir).unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!((got[1].addr, got[1].size), (0x3500_0000, 0x800_0000));
+        std::fs::write(dir.join("scratch_len"), "0x1000000\n").unwrap();
+        assert_eq!(from_debugfs(&dir), None, "lists of different lengths");
+        std::fs::write(dir.join("scratch_len"), "0x1000000\nzz\n0x1\n").unwrap();
+        assert_eq!(from_debugfs(&dir), None, "not a number");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(from_debugfs(&dir), None, "no directory");
+    }
 }
