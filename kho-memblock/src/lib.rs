@@ -51,14 +51,13 @@
 extern crate alloc;
 
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 
 use dtoolkit::fdt::Fdt;
 use dtoolkit::{Node, Property};
 use kho_abi::{
-    AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, ToErrno, read_phys_bytes,
-    write_phys_bytes, zero_phys,
+    AbiError, Claim, Errno, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, ToErrno, write_phys_bytes,
+    zero_phys,
 };
 use kho_probe::Probe;
 use kho_probe::fdt::SwFdt;
@@ -391,21 +390,14 @@ fn decode<P>(p: &P, blob: PhysAddr, size: u64, regions: &mut Vec<Region>) -> Res
 where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
-    let mut bytes = vec![0u8; size as usize];
-    read_phys_bytes(p, blob, &mut bytes).map_err(|e| MemblockError::Blob {
-        pa: blob,
-        field: "blob address",
-        fault: Fault::NotRam(e),
+    let bytes = kho_probe::fdt::read_blob(p, blob, size).map_err(|e| match e {
+        kho_probe::fdt::BlobReadError::NotRam(e) => {
+            MemblockError::Blob { pa: blob, field: "blob address", fault: Fault::NotRam(e) }
+        }
+        kho_probe::fdt::BlobReadError::TotalSize { total } => {
+            MemblockError::Blob { pa: blob, field: "totalsize", fault: Fault::OutOfRange { value: total, max: size } }
+        }
     })?;
-    let total = u64::from(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
-    if total > size {
-        return Err(MemblockError::Blob {
-            pa: blob,
-            field: "totalsize",
-            fault: Fault::OutOfRange { value: total, max: size },
-        });
-    }
-    bytes.truncate(total as usize);
     let fdt = Fdt::new(&bytes).map_err(|source| MemblockError::Fdt { pa: blob, source })?;
     let root = fdt.root();
     check_compatible("/", compatible_of(&root).as_deref(), MEMBLOCK_V1)?;

@@ -239,3 +239,33 @@ mod tests {
         names
     }
 }
+
+/// Why an FDT blob could not be read by [`read_blob`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobReadError {
+    /// The blob's `size` bytes are not all RAM.
+    NotRam(kho_abi::AbiError),
+    /// The header's `totalsize` is larger than the blob's size.
+    TotalSize {
+        /// The header's `totalsize`.
+        total: u64,
+    },
+}
+
+/// Reads the FDT blob of `size` bytes at `blob` (the caller has checked
+/// that `size` holds at least an FDT header and is bounded) and returns
+/// its bytes cut to the header's `totalsize`.
+pub fn read_blob<P: kho_abi::PhysMem + ?Sized>(
+    p: &P,
+    blob: kho_abi::PhysAddr,
+    size: u64,
+) -> Result<Vec<u8>, BlobReadError> {
+    let mut bytes = alloc::vec![0u8; size as usize];
+    kho_abi::read_phys_bytes(p, blob, &mut bytes).map_err(BlobReadError::NotRam)?;
+    let total = bytes.get(4..8).map_or(0, |b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])));
+    if total > size {
+        return Err(BlobReadError::TotalSize { total });
+    }
+    bytes.truncate(total as usize);
+    Ok(bytes)
+}

@@ -256,21 +256,14 @@ fn decode<P>(
 where
     P: PhysMem + PageAlloc + Claim + ?Sized,
 {
-    let mut bytes = vec![0u8; size as usize];
-    read_phys_bytes(p, blob, &mut bytes).map_err(|e| SelftestError::Blob {
-        pa: blob,
-        field: "blob address",
-        fault: Fault::NotRam(e),
+    let bytes = kho_probe::fdt::read_blob(p, blob, size).map_err(|e| match e {
+        kho_probe::fdt::BlobReadError::NotRam(e) => {
+            SelftestError::Blob { pa: blob, field: "blob address", fault: Fault::NotRam(e) }
+        }
+        kho_probe::fdt::BlobReadError::TotalSize { total } => {
+            SelftestError::Blob { pa: blob, field: "totalsize", fault: Fault::OutOfRange { value: total, max: size } }
+        }
     })?;
-    let total = u64::from(u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
-    if total > size {
-        return Err(SelftestError::Blob {
-            pa: blob,
-            field: "totalsize",
-            fault: Fault::OutOfRange { value: total, max: size },
-        });
-    }
-    bytes.truncate(total as usize);
     let fdt = Fdt::new(&bytes).map_err(|source| SelftestError::Fdt { pa: blob, source })?;
     let root = fdt.root();
     let compat = root.property("compatible").map(|c| c.value().to_vec()).unwrap_or_default();
