@@ -80,6 +80,12 @@ pub enum HandoffError {
         /// Bytes the buffer holds.
         capacity: usize,
     },
+    /// A kernel image the loader cannot start.
+    #[error("kernel image: {what}")]
+    Image {
+        /// What is wrong with it.
+        what: &'static str,
+    },
     /// The handover's own fields do not check out (see
     /// [`KhoData::validate`](kho_abi::KhoData::validate)).
     #[error(transparent)]
@@ -97,6 +103,7 @@ impl ToErrno for HandoffError {
             | HandoffError::WrongType { .. }
             | HandoffError::InvalidValue { .. }
             | HandoffError::Fdt(_)
+            | HandoffError::Image { .. }
             | HandoffError::Incomplete { .. }
             | HandoffError::BadLength { .. } => Errno::Inval,
         }
@@ -118,6 +125,7 @@ impl HandoffError {
             HandoffError::BadLength { .. } => "bad_length",
             HandoffError::TooWide { .. } => "too_wide",
             HandoffError::NoRoom { .. } => "no_room",
+            HandoffError::Image { .. } => "bad_image",
             HandoffError::Abi(e) => e.kind(),
         }
     }

@@ -32,7 +32,10 @@
 pub mod chosen;
 pub mod efi;
 mod error;
+pub mod plan;
 pub mod setup_data;
+pub mod x86;
 
 pub use error::HandoffError;
+pub use plan::PlanError;
 pub use kho_abi::KhoData;
