@@ -229,6 +229,19 @@ impl Machine {
         self.lock().buddy.outstanding()
     }
 
+    /// Every block handed out by `alloc_pages` and not freed since, as
+    /// `(PA, order)` in ascending address order: what a loader must carry
+    /// to the next kernel when this machine stands for its memory.
+    pub fn allocated_blocks(&self) -> Vec<(PhysAddr, Order)> {
+        let base = self.ram.base();
+        self.lock()
+            .buddy
+            .allocated_blocks()
+            .into_iter()
+            .filter_map(|(i, o)| Some((PhysAddr::new(base + (i << PAGE_SHIFT)), Order::new(u64::from(o), "order").ok()?)))
+            .collect()
+    }
+
     /// Pages `alloc_pages` could hand out now.
     pub fn available_pages(&self) -> u64 {
         self.lock().buddy.free_pages()
