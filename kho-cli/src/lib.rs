@@ -19,6 +19,9 @@
 //! - [`scratch`]: finding the scratch areas in memory when the image has
 //!   no `kho_data`.
 //! - [`extract`]: a preserved memfd's contents written to a file.
+//! - [`produce`]: building a handover and its `kexec_load` plan for a
+//!   next kernel (`kho kexec`); [`kexec`]: the running Linux system's side
+//!   (memory map, RSDP, `kexec_load`, reboot).
 //! - [`svg`]: the address-space map.
 //! - [`progress`]: progress on stderr for the slow phases.
 //!
@@ -31,8 +34,10 @@ pub mod fdtfile;
 pub mod find;
 pub mod image;
 pub mod inspect;
+pub mod kexec;
 pub mod load;
 pub mod payload;
+pub mod produce;
 pub mod progress;
 pub mod report;
 pub mod scratch;
