@@ -41,6 +41,10 @@
 #define KHO_COMPAT_BLOCK_V1 "block-v1"
 #define KHO_COMPAT_VMALLOC_V1 "vmalloc-v1"
 #define KHO_COMPAT_ARRAY_V1 "array-v1"
+#define KHO_COMPAT_LUO_V5 "luo-v5"
+#define KHO_COMPAT_MEMFD_V2 "memfd-v2"
+/* The subtree holding the LUO blob (kho_luo_restore()). */
+#define KHO_LUO_SUBTREE "LUO"
 /* Root FDT property and node names. */
 #define KHO_PROP_PRESERVED_MEMORY_MAP "preserved-memory-map"
 #define KHO_PROP_PRESERVED_DATA "preserved-data"
@@ -132,6 +136,31 @@
  * Bytes of KHO's whole `setup_data` entry, header and `struct kho_data`.
  */
 #define KHO_SETUP_KHO_LEN 48
+
+/**
+ * Bytes of [`kho_luo_session::name`], its NUL included (the wire size).
+ */
+#define KHO_LUO_SESSION_NAME_LEN 64
+
+/**
+ * Bytes of [`kho_luo_file::compatible`], its NUL included (the wire size).
+ */
+#define KHO_LUO_COMPATIBLE_LEN 48
+
+/**
+ * Bytes of [`kho_luo_flb::name`], its NUL included (the wire size).
+ */
+#define KHO_LUO_FLB_NAME_LEN 48
+
+/**
+ * Folio flag: the folio holds data the user wrote.
+ */
+#define KHO_MEMFD_FOLIO_DIRTY (1 << 0)
+
+/**
+ * Folio flag: the folio was zeroed (shmem's "up to date").
+ */
+#define KHO_MEMFD_FOLIO_UPTODATE (1 << 1)
 
 /**
  * Bytes of [`kho_error::kind`], its NUL included.
@@ -323,6 +352,18 @@ typedef struct kho_block_set kho_block_set;
  * [`kho_in_import`].
  */
 typedef struct kho_in kho_in;
+
+/**
+ * Decoded LUO state. Opaque; made by [`kho_luo_restore`] or
+ * [`kho_luo_inspect`].
+ */
+typedef struct kho_luo kho_luo;
+
+/**
+ * A decoded memfd. Opaque; made by [`kho_memfd_restore`] or
+ * [`kho_memfd_inspect`].
+ */
+typedef struct kho_memfd kho_memfd;
 
 /**
  * The outgoing side of a handover: a tracker of preserved memory and the
@@ -658,6 +699,212 @@ typedef int (*kho_block_fn)(void *arg, uint64_t pa, uint32_t order);
  * to go on; any other value stops the walk and is what the walk returns.
  */
 typedef int (*kho_range_fn)(void *arg, uint64_t pa, uint64_t len);
+
+/**
+ * The state as a whole.
+ */
+typedef struct kho_luo_info {
+  /**
+   * Physical address of the blob.
+   */
+  uint64_t blob;
+  /**
+   * The live-update sequence number.
+   */
+  uint64_t liveupdate_num;
+  /**
+   * First block of the session chain; 0 without sessions (always 0 in a
+   * live kernel's memory: sessions are written at reboot).
+   */
+  uint64_t sessions_pa;
+  /**
+   * The FLB region; 0 if there is none.
+   */
+  uint64_t flbs_pa;
+  /**
+   * Sessions.
+   */
+  uint64_t nr_sessions;
+  /**
+   * Files, all sessions together.
+   */
+  uint64_t nr_files;
+  /**
+   * FLB entries.
+   */
+  uint64_t nr_flbs;
+  /**
+   * Pages of the FLB region (0 if there is none).
+   */
+  uint64_t flbs_pgcnt;
+  /**
+   * Pages of the session chain.
+   */
+  uint64_t session_blocks;
+  /**
+   * 1 if the handle holds the state's pages claimed (kho_luo_restore()),
+   * 0 if it only looked (kho_luo_inspect()).
+   */
+  uint32_t restored;
+  /**
+   * Always 0.
+   */
+  uint32_t reserved;
+} kho_luo_info;
+
+/**
+ * One session.
+ */
+typedef struct kho_luo_session {
+  /**
+   * Its name: the bytes the kernel stored, NUL-terminated (names are
+   * user bytes, not necessarily UTF-8, never holding a NUL).
+   */
+  char name[KHO_LUO_SESSION_NAME_LEN];
+  /**
+   * Bytes of `name` before its NUL.
+   */
+  uint64_t name_len;
+  /**
+   * First block of the session's file chain; 0 without files.
+   */
+  uint64_t files_pa;
+  /**
+   * Files in the session.
+   */
+  uint64_t nr_files;
+  /**
+   * Pages of the file chain.
+   */
+  uint64_t file_blocks;
+} kho_luo_session;
+
+/**
+ * One preserved file.
+ */
+typedef struct kho_luo_file {
+  /**
+   * The file handler's compatible (`"memfd-v2"`, ...), NUL-terminated.
+   * Handlers kho does not know are listed as they are.
+   */
+  char compatible[KHO_LUO_COMPATIBLE_LEN];
+  /**
+   * The handler's data: for `"memfd-v2"` the physical address of the
+   * memfd descriptor (kho_memfd_restore()).
+   */
+  uint64_t data;
+  /**
+   * The user's token, unique in the session.
+   */
+  uint64_t token;
+} kho_luo_file;
+
+/**
+ * One FLB entry.
+ */
+typedef struct kho_luo_flb {
+  /**
+   * Its name, NUL-terminated.
+   */
+  char name[KHO_LUO_FLB_NAME_LEN];
+  /**
+   * The owner's data.
+   */
+  uint64_t data;
+  /**
+   * Files bound to it.
+   */
+  uint64_t count;
+} kho_luo_flb;
+
+/**
+ * The file as a whole.
+ */
+typedef struct kho_memfd_info {
+  /**
+   * Physical address of the descriptor (the LUO file's `data`).
+   */
+  uint64_t desc;
+  /**
+   * File size in bytes.
+   */
+  uint64_t size;
+  /**
+   * File position.
+   */
+  uint64_t pos;
+  /**
+   * Folios (entries of the folio list).
+   */
+  uint64_t nr_folios;
+  /**
+   * Pages the folios hold.
+   */
+  uint64_t pages;
+  /**
+   * Folios flagged dirty.
+   */
+  uint64_t dirty;
+  /**
+   * Folios flagged up to date.
+   */
+  uint64_t uptodate;
+  /**
+   * Blocks of the folio list's vmalloc area.
+   */
+  uint64_t list_blocks;
+  /**
+   * Chunk pages of the folio list's vmalloc area.
+   */
+  uint64_t list_chunks;
+  /**
+   * Seals (`F_SEAL_*`).
+   */
+  uint32_t seals;
+  /**
+   * The descriptor's flags: `memfd-v2` defines none, so always 0.
+   */
+  uint32_t flags;
+  /**
+   * Order of the folio list's blocks.
+   */
+  uint32_t list_order;
+  /**
+   * 1 if the handle holds the memfd's pages claimed
+   * (kho_memfd_restore()), 0 if it only looked (kho_memfd_inspect()).
+   */
+  uint32_t restored;
+} kho_memfd_info;
+
+/**
+ * One folio of the file.
+ */
+typedef struct kho_memfd_folio {
+  /**
+   * Its physical address.
+   */
+  uint64_t pa;
+  /**
+   * Its page frame number (`pa >> KHO_PAGE_SHIFT`), as the entry stores it.
+   */
+  uint64_t pfn;
+  /**
+   * Its first page's offset in the file, in pages.
+   */
+  uint64_t index;
+  /**
+   * Its order: the one order the previous kernel preserved it with.
+   */
+  uint32_t order;
+  /**
+   * `KHO_MEMFD_FOLIO_DIRTY` and `KHO_MEMFD_FOLIO_UPTODATE` bits.
+   */
+  uint16_t flags;
+  /**
+   * Always 0.
+   */
+  uint16_t reserved;
+} kho_memfd_folio;
 
 /**
  * `struct kho_vmalloc` (`vmalloc-v1`): the descriptor of a preserved
@@ -1592,6 +1839,317 @@ void kho_in_finish(struct kho_in *inc);
 void kho_in_destroy(struct kho_in *inc);
 
 /**
+ * Restores the LUO state whose blob is at `blob`, `size` bytes (the `LUO`
+ * subtree's address and blob-size from kho_retrieve_subtree()), as the
+ * next kernel's LUO does. Checked, each before what it guards is trusted:
+ * the blob (size, alignment, RAM, preserved), its compatible (exactly
+ * `"luo-v5"`: the kernel has no fallback), the session chain (a `block-v1`
+ * chain: aligned, RAM, preserved, bounded, no cycle, counts in range),
+ * each session (name NUL-terminated, not empty, unique; its file chain
+ * like the session chain; `count` equal to the files that chain holds),
+ * each file (compatible NUL-terminated and not empty, token unique in
+ * the session) and the FLB region (aligned, RAM, `pgcnt` in range,
+ * preserved, entries fitting, names NUL-terminated, not empty, unique).
+ * Every page reached is claimed and stays claimed until
+ * kho_luo_finish() or kho_luo_destroy().
+ *
+ * @param inc A handle from kho_in_import().
+ * @param blob Physical address of the blob.
+ * @param size Its size in bytes (the subtree's blob-size).
+ * @param luo Receives the handle on success, NULL on failure.
+ * @return 0; -KHO_EINVAL (NULL arguments, or corrupt state: see
+ *         kho_in_last_error(), whose `kind` is a `luo_*` name);
+ *         -KHO_ENOMEM. On failure nothing stays claimed.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `luo` is NULL or
+ * writable.
+ */
+int kho_luo_restore(struct kho_in *inc, uint64_t blob, uint64_t size, struct kho_luo **luo);
+
+/**
+ * kho_luo_restore() for a reader that only looks (a bootloader, a
+ * dump reader): every check of a restore, then every claim given back
+ * before returning. The handle holds the decoded state only.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param blob Physical address of the blob.
+ * @param size Its size in bytes.
+ * @param luo Receives the handle on success, NULL on failure.
+ * @return as kho_luo_restore(); the claims are as before the call either
+ *         way.
+ *
+ * # Safety
+ *
+ * As kho_luo_restore().
+ */
+int kho_luo_inspect(struct kho_in *inc, uint64_t blob, uint64_t size, struct kho_luo **luo);
+
+/**
+ * Stores what the state holds in `*info`.
+ *
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect().
+ * @param info Receives the figures.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `luo` is NULL or a live handle; `info` is NULL or writable.
+ */
+int kho_luo_get_info(const struct kho_luo *luo, struct kho_luo_info *info);
+
+/**
+ * Stores session `index` (in chain order, from 0) in `*session`.
+ *
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect().
+ * @param index The session's position.
+ * @param session Receives the session.
+ * @return 0, -KHO_ENOENT (`index` not below `nr_sessions`), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `luo` is NULL or a live handle; `session` is NULL or writable.
+ */
+int kho_luo_get_session(const struct kho_luo *luo, uint64_t index, struct kho_luo_session *session);
+
+/**
+ * Finds the session called `name` and stores its position in `*index`.
+ *
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect().
+ * @param name The session's name, NUL-terminated.
+ * @param index Receives its position.
+ * @return 0, -KHO_ENOENT (no such session), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `luo` is NULL or a live handle; `name` is NULL or NUL-terminated;
+ * `index` is NULL or writable.
+ */
+int kho_luo_find_session(const struct kho_luo *luo, const char *name, uint64_t *index);
+
+/**
+ * Stores file `index` of session `session` (both in chain order, from 0)
+ * in `*file`.
+ *
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect().
+ * @param session The session's position.
+ * @param index The file's position in the session.
+ * @param file Receives the file.
+ * @return 0, -KHO_ENOENT (no such session or file), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `luo` is NULL or a live handle; `file` is NULL or writable.
+ */
+int kho_luo_get_file(const struct kho_luo *luo,
+                     uint64_t session,
+                     uint64_t index,
+                     struct kho_luo_file *file);
+
+/**
+ * Stores FLB entry `index` in `*flb`.
+ *
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect().
+ * @param index The entry's position.
+ * @param flb Receives the entry.
+ * @return 0, -KHO_ENOENT (no FLB region, or `index` not below
+ *         `nr_flbs`), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `luo` is NULL or a live handle; `flb` is NULL or writable.
+ */
+int kho_luo_get_flb(const struct kho_luo *luo, uint64_t index, struct kho_luo_flb *flb);
+
+/**
+ * Ends a handle the way the kernel ends LUO's restore: every page
+ * kho_luo_restore() claimed (blob, session and file blocks, FLB region)
+ * is freed through the platform's `free_pages`, then the handle. For a
+ * handle from kho_luo_inspect() only the handle is freed. The memfds the
+ * files name are not touched: restore them first. NULL is ignored.
+ *
+ * @param inc The handle the state was restored through.
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect(), or NULL.
+ * @return 0, -KHO_EINVAL (`inc` not a live handle: `luo` is left as it
+ *         was).
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `luo` is NULL or a live
+ * handle that no other call uses.
+ */
+int kho_luo_finish(struct kho_in *inc, struct kho_luo *luo);
+
+/**
+ * Frees the handle and gives every page kho_luo_restore() claimed back
+ * unclaimed: they stay preserved, and kho_in_unclaimed() lists them. For
+ * a handle from kho_luo_inspect() only the handle is freed. NULL (or an
+ * invalid handle) is ignored.
+ *
+ * @param inc The handle the state was restored through.
+ * @param luo A handle from kho_luo_restore() or kho_luo_inspect(), or NULL.
+ *
+ * # Safety
+ *
+ * As kho_luo_finish().
+ */
+void kho_luo_destroy(struct kho_in *inc, struct kho_luo *luo);
+
+/**
+ * Restores the memfd whose descriptor is at `desc` (a `"memfd-v2"` LUO
+ * file's `data`), as the next kernel's memfd handler does. Checked, each
+ * before what it guards is trusted: the descriptor (page aligned, RAM,
+ * preserved at order 0; `size` at most `UINT32_MAX` pages; seals within
+ * the six `F_SEAL_*`; flags 0), the folio list (a `vmalloc-v1` area:
+ * descriptor, bounded cycle-free chunk chain, every chunk and block
+ * preserved; exactly as many pages as `nr_folios` entries need) and
+ * each folio (flags within dirty and uptodate; pfn in RAM and preserved
+ * at some order, so a folio listed twice fails; index ascending, past
+ * the previous folio's last page, inside the file). The descriptor page,
+ * the list's blocks and the folios are claimed; the list's chunk pages
+ * are freed through the platform.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc Physical address of the descriptor.
+ * @param memfd Receives the handle on success, NULL on failure.
+ * @return 0; -KHO_EOPNOTSUPP (unknown seals or flags); -KHO_EINVAL (NULL
+ *         arguments, any other corrupt field: see kho_in_last_error(),
+ *         whose `kind` is a `memfd_*` name); -KHO_ENOMEM. On failure
+ *         nothing stays claimed and nothing is freed.
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `memfd` is NULL or
+ * writable.
+ */
+int kho_memfd_restore(struct kho_in *inc, uint64_t desc, struct kho_memfd **memfd);
+
+/**
+ * kho_memfd_restore() for a reader that only looks: every check, then
+ * every claim given back before returning; nothing is freed.
+ *
+ * @param inc A handle from kho_in_import().
+ * @param desc Physical address of the descriptor.
+ * @param memfd Receives the handle on success, NULL on failure.
+ * @return as kho_memfd_restore().
+ *
+ * # Safety
+ *
+ * As kho_memfd_restore().
+ */
+int kho_memfd_inspect(struct kho_in *inc, uint64_t desc, struct kho_memfd **memfd);
+
+/**
+ * Stores what the file holds in `*info`.
+ *
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect().
+ * @param info Receives the figures.
+ * @return 0 or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `memfd` is NULL or a live handle; `info` is NULL or writable.
+ */
+int kho_memfd_get_info(const struct kho_memfd *memfd, struct kho_memfd_info *info);
+
+/**
+ * Stores folio `index` (in list order, ascending by file offset) in
+ * `*folio`.
+ *
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect().
+ * @param index The folio's position in the list.
+ * @param folio Receives the folio.
+ * @return 0, -KHO_ENOENT (`index` not below `nr_folios`), -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `memfd` is NULL or a live handle; `folio` is NULL or writable.
+ */
+int kho_memfd_get_folio(const struct kho_memfd *memfd,
+                        uint64_t index,
+                        struct kho_memfd_folio *folio);
+
+/**
+ * Reads the file's bytes from `offset` into `buf`, at most `len` of them
+ * and never past the file size; pages without a folio read as zeros.
+ * `*read` receives the bytes read (0 at the end of the file). Reads what
+ * is in RAM now: call it before the folios are reused.
+ *
+ * @param inc The handle the memfd was restored or inspected through.
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect().
+ * @param offset Byte offset in the file.
+ * @param buf Receives the bytes.
+ * @param len Bytes at `buf`.
+ * @param read NULL, or receives the bytes read.
+ * @return 0, -KHO_EINVAL (NULL or bad arguments, `offset` beyond the
+ *         file size).
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `memfd` is NULL or a
+ * live handle; `buf` is writable for `len` bytes; `read` is NULL or
+ * writable.
+ */
+int kho_memfd_read(const struct kho_in *inc,
+                   const struct kho_memfd *memfd,
+                   uint64_t offset,
+                   void *buf,
+                   size_t len,
+                   uint64_t *read);
+
+/**
+ * Ends a handle the way the kernel does once it rebuilt the file: the
+ * descriptor page and the folio list's blocks are freed through the
+ * platform's `free_pages`, and the folios stay claimed, the caller's (as
+ * if restored with kho_restore_folio() at their orders; free them with
+ * the platform when done). For a handle from kho_memfd_inspect() only the
+ * handle is freed. NULL is ignored.
+ *
+ * @param inc The handle the memfd was restored through.
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect(), or NULL.
+ * @return 0, -KHO_EINVAL (`inc` not a live handle: `memfd` is left as it
+ *         was).
+ *
+ * # Safety
+ *
+ * `inc` is NULL or a handle from kho_in_import(); `memfd` is NULL or a
+ * live handle that no other call uses.
+ */
+int kho_memfd_finish(struct kho_in *inc, struct kho_memfd *memfd);
+
+/**
+ * kho_memfd_finish() that frees the folios too: the file's memory goes
+ * back to the platform's allocator.
+ *
+ * @param inc The handle the memfd was restored through.
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect(), or NULL.
+ * @return as kho_memfd_finish().
+ *
+ * # Safety
+ *
+ * As kho_memfd_finish().
+ */
+int kho_memfd_free(struct kho_in *inc, struct kho_memfd *memfd);
+
+/**
+ * Frees the handle and gives every page kho_memfd_restore() claimed
+ * (descriptor, folio list blocks, folios) back unclaimed: they stay
+ * preserved and kho_in_unclaimed() lists them. (The folio list's chunk
+ * pages, which the restore freed as the kernel does, stay freed.) For a
+ * handle from kho_memfd_inspect() only the handle is freed. NULL (or an
+ * invalid handle) is ignored.
+ *
+ * @param inc The handle the memfd was restored through.
+ * @param memfd A handle from kho_memfd_restore() or kho_memfd_inspect(), or NULL.
+ *
+ * # Safety
+ *
+ * As kho_memfd_finish().
+ */
+void kho_memfd_destroy(struct kho_in *inc, struct kho_memfd *memfd);
+
+/**
  * Creates the outgoing side of a handover: allocates the radix tree's root
  * and the root FDT page through `platform`, for a next kernel that boots
  * with the given scratch areas.
@@ -2015,6 +2573,12 @@ KHO_STATIC_ASSERT(offsetof(struct kho_setup_data, type) == 8, "kho_setup_data.ty
 KHO_STATIC_ASSERT(offsetof(struct kho_setup_data, len) == 12, "kho_setup_data.len");
 KHO_STATIC_ASSERT(KHO_SETUP_KHO_LEN == sizeof(struct kho_setup_data) + sizeof(struct kho_data), "setup_data entry");
 KHO_STATIC_ASSERT(sizeof(struct kho_error) == 336, "struct kho_error is 336 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_luo_info) == 80, "struct kho_luo_info is 80 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_luo_session) == 96, "struct kho_luo_session is 96 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_luo_file) == 64, "struct kho_luo_file is 64 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_luo_flb) == 64, "struct kho_luo_flb is 64 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_memfd_info) == 88, "struct kho_memfd_info is 88 bytes");
+KHO_STATIC_ASSERT(sizeof(struct kho_memfd_folio) == 32, "struct kho_memfd_folio is 32 bytes");
 KHO_STATIC_ASSERT(KHO_PAGE_SIZE == 1ull << KHO_PAGE_SHIFT, "KHO_PAGE_SIZE");
 KHO_STATIC_ASSERT(KHO_ORDER_MAX == 64 - KHO_PAGE_SHIFT, "KHO_ORDER_MAX");
 #undef KHO_STATIC_ASSERT

@@ -14,6 +14,8 @@
 //! | `struct kho_vmalloc` | [`vmalloc`] | vmalloc areas (`vmalloc-v1`) |
 //! | `struct kho_block_set`, `struct kho_block_restored` | [`block`] | block sets (`block-v1`) |
 //! | `struct kho_array` | [`mod@array`] | sparse arrays (`array-v1`) |
+//! | `struct kho_luo` | [`mod@luo`] | the Live Update Orchestrator's sessions and files (`luo-v5`) |
+//! | `struct kho_memfd` | [`mod@memfd`] | preserved memfds (`memfd-v2`): guest RAM kept across a kexec |
 //! | `struct kho_data`, ... | [`wire`] | the wire structs, laid out exactly as the kernel's |
 //! | `struct kho_setup_data`, `kho_chosen_*` | [`handoff`] | how the next kernel finds the handover: x86 `setup_data`, `/chosen` |
 //! | errno values, `kho_strerror`, `kho_version` | [`error`] | what the `-errno` results mean, the library's version |
@@ -45,6 +47,8 @@ pub mod block;
 pub mod error;
 pub mod handoff;
 pub mod inc;
+pub mod luo;
+pub mod memfd;
 pub mod out;
 pub mod panic;
 pub mod platform;

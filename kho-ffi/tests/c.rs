@@ -109,3 +109,12 @@ fn c_handover_example() {
     let out = build_and_run("handover", &["examples/c/handover.c", "examples/c/arena.c"]);
     assert!(out.contains("handover OK"), "{out}");
 }
+
+#[test]
+fn c_luo_memfd_test() {
+    let out = build_and_run("luo", &["tests/c/luo.c", "examples/c/arena.c"]);
+    assert!(out.contains("luo OK"), "{out}");
+    // Each bad input reached C with its layer's kind and place.
+    assert!(out.contains("luo_files_not_ram at session[0].files.head"), "{out}");
+    assert!(out.contains("memfd_folio_not_preserved at folio[1].pfn"), "{out}");
+}

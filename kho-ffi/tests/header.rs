@@ -68,10 +68,14 @@ fn string_constants_match_kho_abi() {
         ("KHO_COMPAT_BLOCK_V1", BLOCK_V1),
         ("KHO_COMPAT_VMALLOC_V1", VMALLOC_V1),
         ("KHO_COMPAT_ARRAY_V1", ARRAY_V1),
+        ("KHO_COMPAT_LUO_V5", kho_luo::LUO_V5),
+        ("KHO_COMPAT_MEMFD_V2", kho_memfd::MEMFD_V2),
         ("KHO_PROP_PRESERVED_MEMORY_MAP", PROP_PRESERVED_MEMORY_MAP),
         ("KHO_PROP_PRESERVED_DATA", PROP_PRESERVED_DATA),
         ("KHO_PROP_BLOB_SIZE", PROP_BLOB_SIZE),
     ];
+    let subtree = format!("#define KHO_LUO_SUBTREE \"{}\"", kho_luo::LUO_SUBTREE);
+    assert!(header.lines().any(|l| l == subtree), "include/kho.h lacks `{subtree}`");
     for (name, value) in expect {
         let line = format!("#define {name} \"{value}\"");
         assert!(header.lines().any(|l| l == line), "include/kho.h lacks `{line}`");
