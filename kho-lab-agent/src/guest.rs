@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::luo;
 use crate::out::Line;
-use crate::pattern;
+use kho_lab_agent::pattern;
 use crate::scenario::{self, Scenario};
 
 const KHO_DEBUGFS: &str = "/sys/kernel/debug/kho";
@@ -95,6 +95,9 @@ fn phase() -> Result<bool, Failed> {
     if scenario.phase > 0 {
         ok &= restore(&dev, &scenario);
     }
+    if scenario.producer {
+        return producer_phase(&scenario, &cmdline, ok);
+    }
     if !scenario.hands_over() {
         return Ok(ok);
     }
@@ -107,6 +110,31 @@ fn phase() -> Result<bool, Failed> {
     kexec(&cmdline, scenario.phase + 1)?;
     drop(held);
     Ok(false)
+}
+
+/// A phase of the producer scenario: the first kernel loads the next one
+/// with `kho kexec`; the last one waits for the host to dump its memory
+/// (where the host checks the `reserve_mem` bytes) before it ends.
+fn producer_phase(s: &Scenario, cmdline: &str, ok: bool) -> Result<bool, Failed> {
+    if !s.hands_over() {
+        Line::new("ready").num("phase", u64::from(s.phase)).bool("ok", ok).emit();
+        wait_for_host()?;
+        return Ok(ok);
+    }
+    let next = scenario::next_cmdline(cmdline, s.phase + 1);
+    let refused = crate::produce::try_unsafe_plan(s, cmdline, &next);
+    Line::new("ready").num("phase", u64::from(s.phase)).bool("ok", refused).emit();
+    wait_for_host()?;
+    if let Err(why) = crate::produce::load(s, cmdline, &next) {
+        Line::new("error").str("call", "kho kexec").int("errno", 0).str("msg", &why).emit();
+        return Ok(false);
+    }
+    Line::new("kexec").str("cmdline", &next).emit();
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    // SAFETY: reboot(2) into the kernel `kho kexec` loaded; returns only on failure.
+    unsafe { libc::reboot(libc::LINUX_REBOOT_CMD_KEXEC) };
+    Err(Failed { call: "reboot(KEXEC)".into(), err: io::Error::last_os_error() })
 }
 
 fn report_setup_data() {

@@ -13,12 +13,15 @@
 //! - `kho_lab.phases=K`: kernels in the chain; phase N hands over if N + 1 < K;
 //! - `kho_lab.fds=S:TOKEN:SIZE:POS,...`: the memfds, each in session S
 //!   (named `lab<phase>-s<S>`), with its LUO token, size and file position;
-//! - `kho_lab.sessions=N`: sessions to create (default: one past the largest S).
+//! - `kho_lab.sessions=N`: sessions to create (default: one past the largest S);
+//! - `kho_lab.producer=1`: the first kernel hands over with `kho kexec`
+//!   (`kexec_load`) instead of LUO and `kexec_file_load`.
 
 #![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 mod out;
-mod pattern;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod produce;
 mod scenario;
 
 #[cfg(target_os = "linux")]

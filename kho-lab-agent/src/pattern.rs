@@ -12,6 +12,11 @@ pub fn seed(session: &str, token: u64, phase: u32) -> u64 {
     h ^ token.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (u64::from(phase) << 56)
 }
 
+/// The seed of a `reserve_mem` region's contents (producer scenario).
+pub fn region_seed(name: &str) -> u64 {
+    seed(&format!("reserve:{name}"), 0, 0)
+}
+
 fn mix(mut z: u64) -> u64 {
     // splitmix64's finalizer.
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);

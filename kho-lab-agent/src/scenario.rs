@@ -24,6 +24,8 @@ pub struct Scenario {
     pub sessions: u32,
     /// The memfds.
     pub memfds: Vec<Memfd>,
+    /// The first kernel hands over with `kho kexec` (`kho_lab.producer=1`).
+    pub producer: bool,
 }
 
 impl Scenario {
@@ -33,12 +35,14 @@ impl Scenario {
         let mut phases = None;
         let mut sessions = None;
         let mut memfds = Vec::new();
+        let mut producer = false;
         for word in cmdline.split_whitespace() {
             let Some((key, value)) = word.split_once('=') else { continue };
             match key {
                 "kho_lab.phase" => phase = Some(parse_num(key, value)?),
                 "kho_lab.phases" => phases = Some(parse_num(key, value)?),
                 "kho_lab.sessions" => sessions = Some(parse_num(key, value)?),
+                "kho_lab.producer" => producer = parse_num(key, value)? != 0,
                 "kho_lab.fds" => {
                     for item in value.split(',').filter(|s| !s.is_empty()) {
                         memfds.push(parse_memfd(item)?);
@@ -62,7 +66,7 @@ impl Scenario {
                 return Err(format!("token {} used twice in session {}", a.token, a.session));
             }
         }
-        Ok(Scenario { phase, phases, sessions, memfds })
+        Ok(Scenario { phase, phases, sessions, memfds, producer })
     }
 
     /// Whether this kernel hands over to a next one.

@@ -10,6 +10,7 @@ mod elf;
 mod gdb;
 mod initramfs;
 mod parse;
+mod producer;
 mod qemu;
 mod run;
 mod scenario;
@@ -58,6 +59,10 @@ enum Cmd {
         /// Run the preset A→B→C chain scenario instead.
         #[arg(long)]
         chain: bool,
+        /// Run the preset producer scenario instead (kernel A hands over
+        /// with `kho kexec`).
+        #[arg(long, conflicts_with = "chain")]
+        producer: bool,
         /// Also check the dumps afterwards.
         #[arg(long)]
         check: bool,
@@ -189,7 +194,13 @@ fn inspect(kho: &Path, dump: &Path) -> Result<serde_json::Value, String> {
 fn check_run(dir: &Path, kho: &Path) -> Result<bool, String> {
     let truth = run::load_truth(&dir.join(run::TRUTH_FILE))?;
     let mut verdicts: Vec<Verdict> = Vec::new();
-    for p in 0..truth.phases.len() {
+    // A producer run's handover is kho's own, not kernel A's: it is
+    // checked by what kernel B did with it.
+    let kernel_phases = if truth.scenario.producer { 0 } else { truth.phases.len() };
+    if truth.scenario.producer {
+        verdicts.extend(producer::check(&truth, dir));
+    }
+    for p in 0..kernel_phases {
         let dumps = truth.phases[p].dumps.clone();
         for (point, file) in [(Point::Live, dumps.live), (Point::Kexec, dumps.kexec)] {
             let Some(file) = file else { continue };
@@ -271,11 +282,13 @@ fn main() -> ExitCode {
 
 fn real_main() -> Result<bool, String> {
     match Cli::parse().cmd {
-        Cmd::Run { lab, name, phases, test_kho, reserve, memfd, chain, check } => {
+        Cmd::Run { lab, name, phases, test_kho, reserve, memfd, chain, producer, check } => {
             let sc = if chain {
                 Scenario::chain()
+            } else if producer {
+                Scenario::producer()
             } else {
-                Scenario { name, phases, test_kho_max_mem: test_kho, reserve_mem: reserve, memfds: memfd }
+                Scenario { name, phases, test_kho_max_mem: test_kho, reserve_mem: reserve, memfds: memfd, producer: false }
             };
             sc.validate()?;
             let kho = if check { Some(host_kho(None)?) } else { None };

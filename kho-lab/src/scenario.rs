@@ -39,6 +39,10 @@ pub struct Scenario {
     pub reserve_mem: Vec<ReserveMem>,
     /// Memfds.
     pub memfds: Vec<Memfd>,
+    /// Kernel A hands over with `kho kexec` (a handover kho writes,
+    /// loaded with `kexec_load`) instead of its own KHO and LUO.
+    #[serde(default)]
+    pub producer: bool,
 }
 
 /// Parses a size with an optional K/M/G suffix (binary units).
@@ -130,6 +134,9 @@ impl Scenario {
             c.push_str(&format!(" test_kho.max_mem={m}"));
         }
         c.push_str(&format!(" kho_lab.phase=0 kho_lab.phases={}", self.phases));
+        if self.producer {
+            c.push_str(" kho_lab.producer=1");
+        }
         if !self.memfds.is_empty() {
             let fds: Vec<String> =
                 self.memfds.iter().map(|m| format!("{}:{}:{}:{}", m.session, m.token, m.size, m.pos)).collect();
@@ -148,6 +155,7 @@ impl Scenario {
                 test_kho_max_mem: Some(1 << 20),
                 reserve_mem: vec![],
                 memfds: vec![m(0, 1, 64 << 10, 4096)],
+                producer: false,
             },
             Scenario {
                 name: "odd".into(),
@@ -158,9 +166,27 @@ impl Scenario {
                     ReserveMem { size: 2 << 20, align: 2 << 20, name: "lab_b".into() },
                 ],
                 memfds: vec![m(0, 1, 1, 1), m(0, 2, 12_345, 12_345), m(1, 7, 3 << 20, 5000)],
+                producer: false,
             },
             Scenario::chain(),
+            Scenario::producer(),
         ]
+    }
+
+    /// Kernel A runs `kho kexec`: self-test data, two sessions of memfds
+    /// (a 1-byte file and one of 5 MiB among them), a reserve_mem region
+    /// and kexec-metadata, all written by kho and loaded with
+    /// `kexec_load`; kernel B restores them.
+    pub fn producer() -> Scenario {
+        let m = |session, token, size, pos| Memfd { session, token, size, pos };
+        Scenario {
+            name: "producer".into(),
+            phases: 2,
+            test_kho_max_mem: Some(4 << 20),
+            reserve_mem: vec![ReserveMem { size: 4 << 20, align: 4096, name: "lab_p".into() }],
+            memfds: vec![m(0, 1, 1, 0), m(0, 2, 5 << 20, 4096), m(1, 9, 12_345, 12_345)],
+            producer: true,
+        }
     }
 
     /// A→B→C with small test data.
@@ -172,6 +198,7 @@ impl Scenario {
             test_kho_max_mem: Some(1 << 20),
             reserve_mem: vec![ReserveMem { size: 4 << 20, align: 4096, name: "lab_chain".into() }],
             memfds: vec![m(0, 1, 1, 0), m(0, 2, 12_345, 100), m(1, 3, 1 << 20, 4096)],
+            producer: false,
         }
     }
 }

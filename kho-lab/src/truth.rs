@@ -167,6 +167,12 @@ pub struct Phase {
     pub dumps: Dumps,
     /// The agent's final verdict in the last phase.
     pub end_ok: Option<bool>,
+    /// Producer scenario: `kho kexec`'s exit code and its JSON plan.
+    #[serde(default)]
+    pub produced: Option<Value>,
+    /// Producer scenario: how `kho kexec --dry-run` treated an unsafe plan.
+    #[serde(default)]
+    pub refusal: Option<Value>,
 }
 
 /// The RAM dumps taken of one kernel.
@@ -259,6 +265,11 @@ impl Phase {
             }
             "error" => self.errors.push(format!("{}: errno {} ({})", s(v, "call"), v["errno"], s(v, "msg"))),
             "end" => self.end_ok = v["ok"].as_bool(),
+            "produce" => {
+                let plan: Value = serde_json::from_str(&s(v, "json")).unwrap_or(Value::Null);
+                self.produced = Some(serde_json::json!({"exit": v["exit"], "stderr": v["stderr"], "report": plan}));
+            }
+            "refusal" => self.refusal = Some(v.clone()),
             _ => {}
         }
         Ok(())

@@ -67,6 +67,7 @@ fn truth() -> Truth {
             test_kho_max_mem: None,
             reserve_mem: vec![ReserveMem { size: 4 << 20, align: 4096, name: "r".into() }],
             memfds: vec![Memfd { session: 0, token: 1, size: 1, pos: 0 }],
+            producer: false,
         },
         kernel: "bzImage".into(),
         phases: vec![a, b],
