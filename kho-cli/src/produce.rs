@@ -345,16 +345,25 @@ pub fn build(req: &Request) -> Result<Produced, ProduceError> {
     let (kstart, kend) = bz.window(load);
     let initrd_pa = up(kend, MIB);
     let boot_pa = initrd_pa + initrd_len;
-    let windows = vec![
-        Window { what: "kernel window", start: kstart, end: kend },
-        Window { what: "initrd", start: initrd_pa, end: initrd_pa + initrd.len() as u64 },
-        Window { what: "boot pages (zero page, command line, setup_data, entry stub)", start: boot_pa, end: boot_pa + BOOT_PAGES * PAGE },
-    ];
+    let mut windows = vec![Window { what: "kernel window", start: kstart, end: kend }];
+    if !initrd.is_empty() {
+        windows.push(Window { what: "initrd", start: initrd_pa, end: initrd_pa + initrd.len() as u64 });
+    }
+    windows.push(Window {
+        what: "boot pages (zero page, command line, setup_data, entry stub)",
+        start: boot_pa,
+        end: boot_pa + BOOT_PAGES * PAGE,
+    });
     let scratch_end = scratch_addr.saturating_add(scratch_size);
     let scratch_free = scratch_end.saturating_sub(boot_pa + BOOT_PAGES * PAGE);
     if boot_pa + BOOT_PAGES * PAGE > scratch_end || scratch_free < req.min_scratch_free {
         return Err(PlanError::ScratchTooSmall { total: scratch_size, need: placed + req.min_scratch_free }.into());
     }
+
+    // The scratch rules first: nothing is built on a scratch area the
+    // next kernel cannot use.
+    let need = placed + req.min_scratch_free;
+    Plan { ram: &ram, scratch: &scratch, min_scratch: need, windows: &windows, segments: &[] }.check()?;
 
     // The arena: handover pages, then the reserve_mem regions.
     let regions_len: u64 = req.reserve.iter().map(|r| up(r.size, r.align.max(PAGE))).sum::<u64>()
