@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::decode;
 use crate::parse::{self, Block, Span};
 use crate::truth::{Phase, Truth};
 
@@ -92,12 +93,29 @@ fn orders_text(m: &BTreeMap<u64, u64>) -> String {
 /// Checks one report (`kho inspect --json` output) of phase `p`'s handover.
 /// `read_pa(pa, len)` reads the inspected image (None: not readable
 /// there); without it (the guest's own memory) blob bytes are not compared.
+///
+/// At the kexec point the decoded payloads are checked too
+/// ([`decode::check`]), memfd bytes through `kho extract` on the image the
+/// report names.
 pub fn check_dump(
     truth: &Truth,
     p: usize,
     point: Point,
     report: &Value,
+    read_pa: Option<&mut dyn FnMut(u64, usize) -> Option<Vec<u8>>>,
+) -> Verdict {
+    check_dump_with(truth, p, point, report, read_pa, &mut decode::extractor(report))
+}
+
+/// [`check_dump`] with the memfd extractor given: `extract(session, token)`
+/// returns the memfd's bytes as `kho extract` writes them.
+pub fn check_dump_with(
+    truth: &Truth,
+    p: usize,
+    point: Point,
+    report: &Value,
     mut read_pa: Option<&mut dyn FnMut(u64, usize) -> Option<Vec<u8>>>,
+    extract: &mut decode::Extract<'_>,
 ) -> Verdict {
     let me = &truth.phases[p];
     let label = format!("{}-{}", me.name, point.label());
@@ -260,6 +278,19 @@ pub fn check_dump(
         }
     }
 
+    // The payloads, decoded, against the agent and the successor.
+    let decoded = if exact {
+        match decode::check(truth, p, report, extract) {
+            Ok(summary) => format!("; decoded: {summary}"),
+            Err(problems) => {
+                bad.extend(problems);
+                String::new()
+            }
+        }
+    } else {
+        String::new()
+    };
+
     if !bad.is_empty() {
         return fail(bad);
     }
@@ -273,7 +304,7 @@ pub fn check_dump(
     Verdict {
         ok: true,
         line: format!(
-            "{label}: agree{rule}: root {}, {}, map {}, {} subtrees ({}: {}), {} scratch areas, {got_blocks} blocks ({}), {got_pages} pages{ranges_text}",
+            "{label}: agree{rule}: root {}, {}, map {}, {} subtrees ({}: {}), {} scratch areas, {got_blocks} blocks ({}), {got_pages} pages{ranges_text}{decoded}",
             hx(kd.fdt_addr),
             in_fdt.compatible,
             hx(in_fdt.memory_map_pa),

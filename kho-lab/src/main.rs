@@ -6,6 +6,7 @@
 
 mod check;
 mod cpio;
+mod decode;
 mod elf;
 mod gdb;
 mod initramfs;

@@ -31,6 +31,7 @@ fn blocks() -> Vec<Block> {
 fn truth() -> Truth {
     let scratch = vec![Span { pa: 0x3d00_0000, size: 16 << 20 }, Span { pa: 0x3300_0000, size: 32 << 20 }];
     let mut a = Phase::new(0);
+    a.release = "7.2.13".into();
     a.scratch = scratch.clone();
     a.debugfs_ready.insert("out/sub_fdts/LUO".into(), hex_encode(&luo_blob(0)));
     a.debugfs_ready.insert("out/sub_fdts/kexec-metadata".into(), hex_encode(b"meta"));
@@ -81,8 +82,10 @@ fn report() -> Value {
         "root": {"source": "scan", "fdt_pa": ROOT, "fdt_size": 4096, "compatible": "kho-v4", "version": "kho-v4",
                  "legacy": false, "memory_map_pa": MAP, "fdt_page_preserved": true, "scan_candidates": [ROOT]},
         "subtrees": [
-            {"name": "LUO", "pa": LUO_PA, "size": 32, "preserved": true, "error": null},
-            {"name": "kexec-metadata", "pa": META_PA, "size": 4, "preserved": true, "error": null}
+            {"name": "LUO", "pa": LUO_PA, "size": 32, "preserved": true, "error": null,
+             "payload": {"kind": "luo", "liveupdate_num": 1, "sessions": [], "flbs": []}},
+            {"name": "kexec-metadata", "pa": META_PA, "size": 4, "preserved": true, "error": null,
+             "payload": {"kind": "kexec_metadata", "version": 1, "previous_release": "7.2.13", "kexec_count": 1}}
         ],
         "scratch": [{"pa": 0x3d00_0000u64, "size": 16u64 << 20}, {"pa": 0x3300_0000u64, "size": 32u64 << 20}],
         "preserved": {"blocks": 4, "pages": 515, "bytes": 515 * 4096,
@@ -115,7 +118,8 @@ fn an_exact_report_agrees_on_every_field() {
     assert_eq!(
         v.line,
         "A-kexec: agree: root 0x3e6000, kho-v4, map 0x3a6000, 2 subtrees (LUO kexec-metadata: PAs, sizes, bytes), \
-         2 scratch areas, 4 blocks (o0 3, o9 1), 515 pages, 3 ranges"
+         2 scratch areas, 4 blocks (o0 3, o9 1), 515 pages, 3 ranges; decoded: LUO 0 sessions, 0 memfds \
+         (size, position, 0 bytes extracted equal to the pattern), liveupdate 1, kexec count 1"
     );
 }
 
@@ -135,6 +139,8 @@ fn each_field_can_disagree() {
         ("pages: inspect 514", Box::new(|r| r["preserved"]["pages"] = json!(514))),
         ("ranges: inspect 4", Box::new(|r| r["ranges"]["count"] = json!(4))),
         ("ranges:", Box::new(|r| r["ranges"]["largest"] = json!({"pa": 0x100_0000, "size": 0x2000}))),
+        ("kexec-metadata: decoded", Box::new(|r| r["subtrees"][1]["payload"]["kexec_count"] = json!(2))),
+        ("LUO: no decoded payload", Box::new(|r| r["subtrees"][0]["payload"] = Value::Null)),
     ];
     for (want, edit) in cases {
         let mut r = report();
