@@ -300,8 +300,16 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
         bad += 1;
     }
     // The folio array, mapped back into one virtually contiguous slice.
-    let (area, map) =
-        kho::vmalloc::sim::restore_mapped(m, &inc, &manifest.folio_array).map_err(|e| format!("folio array: {e}"))?;
+    let mut blocks = Vec::new();
+    let area = kho::vmalloc::restore(&WithTracker::new(m, &inc), &manifest.folio_array, |pa| blocks.push(pa))
+        .map_err(|e| format!("folio array: {e}"))?;
+    let map = m.map_same_order(&blocks, area.order).map_err(|e| {
+        // The restored blocks cannot be used: give them back.
+        for &pa in &blocks {
+            m.free_pages(pa, area.order);
+        }
+        format!("folio array: {e}")
+    })?;
     let array_bytes = manifest.folios as usize * size_of::<FolioSer>();
     let folios = <[FolioSer]>::ref_from_bytes(map.get(..array_bytes).ok_or("folio array too short")?)
         .map_err(|_| "folio array misaligned")?

@@ -16,10 +16,7 @@ use kho_ffi::platform::kho_platform;
 use kho_ffi::wire::kho_data;
 use kho_sim::Machine;
 
-#[allow(dead_code)] // the other entry points serve other targets
-mod harness {
-    include!("../../kho-track/fuzz_support/import.rs");
-}
+use kho_fuzzing::import as harness;
 
 const EINVAL: c_int = -22;
 const ENOENT: c_int = -2;

@@ -1,12 +1,8 @@
-//! The import on an arbitrary `kho_data` and scratch array over a valid handover. The harness lives in `kho-track/fuzz_support/import.rs`, shared
-//! with the corpus replay test (`kho-track/tests/fuzz_corpus.rs`).
+//! The import on an arbitrary `kho_data` and scratch array over a valid
+//! handover. The harness lives in `kho_fuzzing::import`, shared with the
+//! corpus replay test (`kho-fuzzing/tests/import.rs`).
 #![no_main]
 
-#[allow(dead_code)] // the other entry points serve other targets
-mod harness {
-    include!("../../kho-track/fuzz_support/import.rs");
-}
-
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = harness::run_kho_data(data);
+    let _ = kho_fuzzing::import::run_kho_data(data);
 });

@@ -1,9 +1,6 @@
-//! The incoming side of the tracker on arbitrary FDT and tree memory.
+//! The incoming side of the tracker on arbitrary FDT and tree memory. The
+//! harness lives in `kho_fuzzing::import`, shared with the corpus replay
+//! test (`kho-fuzzing/tests/import.rs`).
 #![no_main]
 
-#[allow(dead_code)] // the other entry points serve other targets
-mod harness {
-    include!("../../kho-track/fuzz_support/import.rs");
-}
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kho_fuzzing::import::run(data));

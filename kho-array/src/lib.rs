@@ -149,15 +149,9 @@
 //! [`Claim`](kho_abi::Claim). No global state, no allocator, `no_std`.
 #![cfg_attr(not(test), no_std)]
 
-#[cfg(feature = "fuzzing")]
-extern crate std;
-
 mod array;
 mod error;
 pub mod format;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
 mod walk;
 mod writer;
 

@@ -93,14 +93,8 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-#[cfg(feature = "fuzzing")]
-extern crate std;
-
 mod chain;
 mod error;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
 mod raw;
 mod restore;
 mod typed;

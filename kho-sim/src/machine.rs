@@ -238,7 +238,9 @@ impl Machine {
             .buddy
             .allocated_blocks()
             .into_iter()
-            .filter_map(|(i, o)| Some((PhysAddr::new(base + (i << PAGE_SHIFT)), Order::new(u64::from(o), "order").ok()?)))
+            .filter_map(|(i, o)| {
+                Some((PhysAddr::new(base + (i << PAGE_SHIFT)), Order::new(u64::from(o), "order").ok()?))
+            })
             .collect()
     }
 

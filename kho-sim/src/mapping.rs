@@ -95,9 +95,44 @@ impl Machine {
     /// # Ok::<(), kho_sim::SimError>(())
     /// ```
     pub fn map_blocks(&self, blocks: &[(PhysAddr, Order)]) -> Result<SimMapping, SimError> {
+        self.map_each(blocks.len(), blocks.iter().copied())
+    }
+
+    /// Maps `blocks`, all of `order`, at consecutive virtual addresses in
+    /// the order given: a list of restored blocks seen as one slice, the
+    /// way the kernel's `vmap` shows a vmalloc area (the blocks a
+    /// `kho_vmalloc::restore` reports, for instance).
+    ///
+    /// ```
+    /// use kho_abi::{Order, PageAlloc};
+    /// use kho_sim::{Machine, MachineConfig};
+    ///
+    /// let m = Machine::new(MachineConfig::default())?;
+    /// let o = Order::new(1, "order")?;
+    /// let a = m.alloc_pages(o)?;
+    /// let b = m.alloc_pages(o)?;
+    /// m.write(a, b"first")?;
+    /// m.write(b, b"second")?;
+    /// let map = m.map_same_order(&[b, a], o)?;
+    /// assert_eq!(map.len(), 4 * 4096);
+    /// assert_eq!(&map[..6], b"second");
+    /// assert_eq!(&map[2 * 4096..2 * 4096 + 5], b"first");
+    /// # Ok::<(), kho_sim::SimError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`map_blocks`](Machine::map_blocks): a block misaligned for
+    /// `order` or outside RAM, a size overflow, or a failed `mmap`.
+    pub fn map_same_order(&self, blocks: &[PhysAddr], order: Order) -> Result<SimMapping, SimError> {
+        self.map_each(blocks.len(), blocks.iter().map(|&pa| (pa, order)))
+    }
+
+    /// [`map_blocks`](Machine::map_blocks) over `n` blocks from `blocks`.
+    fn map_each(&self, n: usize, blocks: impl Iterator<Item = (PhysAddr, Order)>) -> Result<SimMapping, SimError> {
         let mut total: u64 = 0;
-        let mut places = Vec::with_capacity(blocks.len());
-        for &(pa, order) in blocks {
+        let mut places = Vec::with_capacity(n);
+        for (pa, order) in blocks {
             order.require_aligned(pa, "map_blocks block")?;
             let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "map_blocks block size" })?;
             let off = self.ram().offset(pa.as_u64(), bytes)?;

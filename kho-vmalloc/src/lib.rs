@@ -50,8 +50,8 @@
 //! the kernel's does.
 //!
 //! The crate needs neither `std` nor `alloc` and contains no `unsafe`
-//! code. With the `sim` feature, the `sim` module maps a restored area into one
-//! slice on a `kho-sim` machine.
+//! code. In tests, kho-sim's `Machine::map_same_order` maps the blocks a
+//! restore reports into one slice, as the kernel's `vmap` does.
 //!
 //! # Example
 //!
@@ -82,20 +82,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
-#[cfg(all(not(test), feature = "sim"))]
-extern crate std;
-
 mod chunk;
 pub mod error;
 mod preserve;
 mod restore;
-
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
-
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod fuzzing;
 
 pub use chunk::max_chunks;
 pub use error::{ChunkAt, EntryAt, PageKind, VmallocError};

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use kho_abi::{Order, PageAlloc, PhysAddr};
+use kho_abi::{Order, PageAlloc, PhysAddr, WithTracker};
 use kho_sim::{ByteStream, Checksum, Machine, ModelTracker, SimMapping};
-use kho_vmalloc::KhoVmalloc;
+use kho_vmalloc::{KhoVmalloc, VmallocError};
 
 /// The area's checksum in virtual order, block by block.
 fn area_checksum(m: &Machine, blocks: &[PhysAddr], order: Order) -> u64 {
@@ -22,7 +22,7 @@ fn area_checksum(m: &Machine, blocks: &[PhysAddr], order: Order) -> u64 {
 }
 
 fn map(m: &Machine, blocks: &[PhysAddr], order: Order) -> SimMapping {
-    m.map_blocks(&blocks.iter().map(|&b| (b, order)).collect::<Vec<_>>()).unwrap()
+    m.map_same_order(blocks, order).unwrap()
 }
 
 /// Preserves `blocks` (filled with `fill`), hands over, restores, maps and
@@ -104,4 +104,36 @@ fn one_gib_area_of_order_0_pages() {
     }
     let (_, _, d) = round_trip(m, &blocks, Order::ZERO);
     assert_eq!(d.total_pages, 1 << 18);
+}
+
+/// The blocks a restore reports, mapped in that order, read as the area:
+/// a failed restore claims nothing, a successful one maps block by block.
+#[test]
+fn restored_blocks_map_as_one_slice_or_nothing_is_claimed() {
+    let m = machine();
+    let order = o(2);
+    let blocks: Vec<PhysAddr> = (0..6).map(|_| m.alloc_pages(order).unwrap()).rev().collect();
+    for (i, &b) in blocks.iter().enumerate() {
+        m.fill_random(b, 4 * PAGE, i as u64).unwrap();
+    }
+    let sums: Vec<u64> = blocks.iter().map(|&b| m.checksum(b, 4 * PAGE).unwrap()).collect();
+    let (t, desc) = preserve(&m, &blocks, order);
+    let (next, incoming) = handover(m, &t);
+
+    let bad = KhoVmalloc { total_pages: desc.total_pages + 4, ..desc };
+    let e = kho_vmalloc::restore(&WithTracker::new(&next, &incoming), &bad, |_| {}).unwrap_err();
+    assert!(matches!(e, VmallocError::ZeroEntry { .. }), "{e}");
+    assert!(incoming.claimed().is_empty());
+
+    let mut got = Vec::new();
+    let area = kho_vmalloc::restore(&WithTracker::new(&next, &incoming), &desc, |pa| got.push(pa)).unwrap();
+    assert_eq!(area.blocks, 6);
+    let slice = next.map_same_order(&got, area.order).unwrap();
+    assert_eq!(slice.len(), 6 * 4 * PAGE_SIZE);
+    for (i, piece) in slice.chunks(4 * PAGE_SIZE).enumerate() {
+        let mut sum = Checksum::new();
+        sum.update(piece);
+        assert_eq!(sum.finish(), sums[i], "block {i}");
+    }
+    assert!(next.map_same_order(&[PhysAddr::new(0x1000)], order).is_err());
 }

@@ -1,13 +1,9 @@
-//! Replays the fuzz corpora of the harness in `fuzz_support/import.rs`
+//! Replays the fuzz corpora of the harness in `kho_fuzzing::import`
 //! (`track_import`, `v1_import`, `kho_data_import`, `blob_restore`)
 //! through the same code the fuzz targets run, and checks that the seeds
 //! are what they claim.
-#![cfg(not(loom))]
-#![cfg(not(any(feature = "page-16k", feature = "page-64k")))]
 
-mod harness {
-    include!("../fuzz_support/import.rs");
-}
+use kho_fuzzing::import as harness;
 
 use kho_abi::RootVersion;
 

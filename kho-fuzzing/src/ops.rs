@@ -1,24 +1,24 @@
-// Random operation sequences over a whole handover, checked against simple
-// models: shared, through `include!`, by the `handover_ops` fuzz target and
-// by the root package's corpus replay (tests/fuzz_ops.rs), so both run
-// exactly the same checks.
-//
-// Kernel A (a 4 MiB kho-sim machine: every page of RAM is poisoned,
-// written and torn down once per run, so RAM size is what a run costs) runs up to `MAX_OPS` operations
-// decoded from the input: preserve and unpreserve folios and page ranges,
-// add and remove subtrees, grow / push into / shrink two block sets,
-// preserve and unpreserve vmalloc areas, append to an array. Each result is
-// checked against the model (a refused operation must change nothing the
-// model can see). Then `finish`, kexec, `Incoming::import`, and kernel B
-// restores everything the model says was handed over, compares contents
-// and subtrees with the model, and checks that exactly the block sets'
-// spare pages are left unclaimed and that nothing stays allocated or
-// reserved once it gives everything back. Any divergence panics.
-//
-// Input: a sequence of operations, each one selector byte then its
-// operands (missing bytes read as 0). The decoder is part of this file, not
-// `arbitrary`'s, so the replay test needs no extra dependency and reads the
-// corpus exactly as the fuzzer wrote it.
+//! Random operation sequences over a whole handover, checked against simple
+//! models: the body of the `handover_ops` fuzz target, shared with the
+//! corpus replay (`kho-fuzzing/tests/ops.rs`), so both run exactly the same
+//! checks.
+//!
+//! Kernel A (a 4 MiB kho-sim machine: every page of RAM is poisoned,
+//! written and torn down once per run, so RAM size is what a run costs) runs up to `MAX_OPS` operations
+//! decoded from the input: preserve and unpreserve folios and page ranges,
+//! add and remove subtrees, grow / push into / shrink two block sets,
+//! preserve and unpreserve vmalloc areas, append to an array. Each result is
+//! checked against the model (a refused operation must change nothing the
+//! model can see). Then `finish`, kexec, `Incoming::import`, and kernel B
+//! restores everything the model says was handed over, compares contents
+//! and subtrees with the model, and checks that exactly the block sets'
+//! spare pages are left unclaimed and that nothing stays allocated or
+//! reserved once it gives everything back. Any divergence panics.
+//!
+//! Input: a sequence of operations, each one selector byte then its
+//! operands (missing bytes read as 0). The decoder is part of this file, not
+//! `arbitrary`'s, so the replay test needs no extra dependency and reads the
+//! corpus exactly as the fuzzer wrote it.
 
 use std::collections::BTreeMap;
 
@@ -54,33 +54,94 @@ impl Bytes<'_> {
     }
 }
 
-/// One operation of kernel A.
+/// One operation of kernel A. Every operand is a raw input byte (or
+/// `u16`); each variant says how it is reduced to a valid argument.
 #[derive(Clone, Debug)]
 pub enum Op {
     /// Allocate a folio of `order % 8`, fill it, preserve it.
-    PreserveFolio { order: u8, seed: u8 },
+    PreserveFolio {
+        /// Folio order, modulo 8.
+        order: u8,
+        /// Content seed.
+        seed: u8,
+    },
     /// Unpreserve (and free) the `i`-th preserved folio.
-    UnpreserveFolio { i: u8 },
+    UnpreserveFolio {
+        /// Index among the preserved folios (modulo their count).
+        i: u8,
+    },
     /// Allocate a block of `order % 7` and preserve its first `1 + pages % 2^order` pages.
-    PreserveRange { order: u8, pages: u16, seed: u8 },
+    PreserveRange {
+        /// Block order, modulo 7.
+        order: u8,
+        /// Pages preserved, less one, modulo the block's pages.
+        pages: u16,
+        /// Content seed.
+        seed: u8,
+    },
     /// Unpreserve (and free) the `i`-th range.
-    UnpreserveRange { i: u8 },
+    UnpreserveRange {
+        /// Index among the preserved ranges (modulo their count).
+        i: u8,
+    },
     /// Add subtree `name % 4` pointing at the `folio`-th folio.
-    AddSubtree { name: u8, folio: u8 },
+    AddSubtree {
+        /// Subtree name selector, modulo 4.
+        name: u8,
+        /// Index of the folio holding the blob.
+        folio: u8,
+    },
     /// Remove the subtree at the `folio`-th folio's PA.
-    RemoveSubtree { folio: u8 },
+    RemoveSubtree {
+        /// Index of the folio whose subtree goes.
+        folio: u8,
+    },
     /// Grow block set `set % 2` by `n` entries.
-    Grow { set: u8, n: u8 },
+    Grow {
+        /// Block set selector, modulo 2.
+        set: u8,
+        /// Entries of room to add.
+        n: u8,
+    },
     /// Push `n % 64` entries into block set `set % 2`.
-    Push { set: u8, n: u8, seed: u8 },
+    Push {
+        /// Block set selector, modulo 2.
+        set: u8,
+        /// Entries to push, modulo 64.
+        n: u8,
+        /// Content seed.
+        seed: u8,
+    },
     /// Shrink block set `set % 2` by `n` entries.
-    Shrink { set: u8, n: u8 },
+    Shrink {
+        /// Block set selector, modulo 2.
+        set: u8,
+        /// Entries to drop.
+        n: u8,
+    },
     /// Preserve a vmalloc area of `1 + blocks` blocks of `order % 4`.
-    PreserveVmalloc { order: u8, blocks: u16, seed: u8 },
+    PreserveVmalloc {
+        /// Block order, modulo 4.
+        order: u8,
+        /// Blocks, less one (the decoder keeps it below 1100).
+        blocks: u16,
+        /// Content seed.
+        seed: u8,
+    },
     /// Unpreserve (and free) the `i`-th vmalloc area.
-    UnpreserveVmalloc { i: u8 },
+    UnpreserveVmalloc {
+        /// Index among the preserved areas (modulo their count).
+        i: u8,
+    },
     /// Append `n % 32` entries to the array, the first `gap` positions after the last.
-    ArrayPush { gap: u16, n: u8, shift: u8 },
+    ArrayPush {
+        /// Gap before the first new position: `gap << (shift % 52)`.
+        gap: u16,
+        /// Entries to append, modulo 32.
+        n: u8,
+        /// Left shift of `gap`, modulo 52.
+        shift: u8,
+    },
 }
 
 /// Decodes an input into operations (at most [`MAX_OPS`]).

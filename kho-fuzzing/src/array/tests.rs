@@ -3,8 +3,8 @@ use std::path::PathBuf;
 
 use super::seeds::{EXAMPLE_ENTRIES, seeds, val};
 use super::*;
-use crate::format::{ARRAY_PAGE_WORDS as W, LayoutFault};
-use crate::{Field, PageFault, RunFault};
+use kho_array::format::{ARRAY_PAGE_WORDS as W, LayoutFault};
+use kho_array::{Field, PageFault, RunFault};
 
 fn corpus_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/array_restore")
@@ -259,7 +259,7 @@ fn corpus_replays() {
 }
 
 /// The seeds are checked in under their names (regenerate with
-/// `cargo test -p kho-array --features fuzzing -- --ignored write_seed_corpus`).
+/// `cargo test -p kho-fuzzing -- --ignored write_seed_corpus`).
 #[test]
 fn corpus_holds_the_seeds() {
     for (name, input) in seeds() {

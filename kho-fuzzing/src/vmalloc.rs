@@ -25,8 +25,7 @@ use kho_abi::{KhoData, KhoVmalloc, Order, PAGE_SIZE, PageAlloc, PhysAddr, Preser
 use kho_sim::{Machine, MachineConfig, ModelTracker};
 use zerocopy::FromBytes;
 
-use crate::chunk::{ENTRIES, max_chunks};
-use crate::restore::restore;
+use kho_vmalloc::{VMALLOC_CHUNK_ENTRIES as ENTRIES, max_chunks, restore};
 
 /// Bytes before the chunk pages.
 pub const HEADER: usize = 24;

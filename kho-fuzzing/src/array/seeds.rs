@@ -11,7 +11,7 @@ use std::vec::Vec;
 use kho_abi::PhysAddr;
 
 use super::Input;
-use crate::format::{ARRAY_PAGE_WORDS, ArrayDesc};
+use kho_array::format::{ARRAY_PAGE_WORDS, ArrayDesc};
 
 /// Words of a page.
 const W: usize = ARRAY_PAGE_WORDS;

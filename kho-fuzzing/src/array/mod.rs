@@ -34,8 +34,8 @@ use kho_abi::{KhoData, Order, PageAlloc, PhysAddr, Preserve, WithTracker, read_p
 use kho_sim::{Machine, MachineConfig, ModelTracker};
 use zerocopy::FromBytes;
 
-use crate::format::{ARRAY_PAGE_WORDS, ArrayDesc, Entry};
-use crate::{ArrayError, KhoArray};
+use kho_array::format::{ARRAY_PAGE_WORDS, ArrayDesc, Entry};
+use kho_array::{ArrayError, KhoArray};
 
 /// Pages an input describes.
 pub const PAGES: usize = 4;

@@ -3,9 +3,7 @@
 //! sequences on the tracker, block sets, vmalloc areas and an array,
 //! checked against models across a kexec.
 
-mod harness {
-    include!("../fuzz_support/ops.rs");
-}
+use kho_fuzzing::ops as harness;
 
 #[test]
 fn seeds_run_and_cover_every_operation() {
@@ -32,7 +30,7 @@ fn decoding_is_bounded() {
 
 #[test]
 fn corpus_replays() {
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/handover_ops"));
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/handover_ops"));
     let mut n = 0;
     for entry in std::fs::read_dir(dir).expect("the handover_ops corpus is checked in") {
         let path = entry.unwrap().path();
@@ -43,13 +41,13 @@ fn corpus_replays() {
 }
 
 /// Writes the seeds into the corpus directory when asked
-/// (`KHO_WRITE_SEEDS=1 cargo test --test fuzz_ops write_seeds`).
+/// (`KHO_WRITE_SEEDS=1 cargo test -p kho-fuzzing --test ops write_seeds`).
 #[test]
 fn write_seeds() {
     if std::env::var_os("KHO_WRITE_SEEDS").is_none() {
         return;
     }
-    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/handover_ops"));
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/handover_ops"));
     for (i, seed) in harness::seeds().iter().enumerate() {
         std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
     }

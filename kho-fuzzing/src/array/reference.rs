@@ -13,7 +13,7 @@ use std::vec::Vec;
 use kho_abi::PhysAddr;
 use kho_sim::Machine;
 
-use crate::format::{ARRAY_MAGIC, ARRAY_PAGE_WORDS, ARRAY_VERSION, ArrayDesc};
+use kho_array::format::{ARRAY_MAGIC, ARRAY_PAGE_WORDS, ARRAY_VERSION, ArrayDesc};
 
 /// Words of a page (`W` in the description).
 const W: usize = ARRAY_PAGE_WORDS;

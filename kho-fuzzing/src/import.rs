@@ -1,15 +1,17 @@
-// The incoming side under arbitrary input: shared, through `include!`, by
-// the `track_import` fuzz target and by the corpus replay test, so both run
-// exactly the same checks.
-//
-// The machine has 128 pages of RAM: the last 8 are a scratch area, page 0
-// holds the root FDT and page 1 the scratch array. Input: byte 0 selects
-// the mode, byte 1 the page the memory map points at, then records
-// `[page, offset lo, offset hi, len, len bytes]` that write RAM (clipped to
-// the page). In map mode (bit 0 of the mode) page 0 starts as a valid
-// `kho-v4` FDT pointing at the chosen page, with one subtree; otherwise it
-// starts empty and the records must build an FDT. Bit 1 shrinks `fdt_size`
-// to `1 + (mode >> 2) * 64`.
+//! The incoming side under arbitrary input: the bodies of the
+//! `track_import`, `v1_import`, `kho_data_import` and `blob_restore` fuzz
+//! targets (and the machine `ffi_incoming` starts from), shared with the
+//! corpus replay test (`kho-fuzzing/tests/import.rs`), so both run exactly
+//! the same checks.
+//!
+//! The machine has 128 pages of RAM: the last 8 are a scratch area, page 0
+//! holds the root FDT and page 1 the scratch array. Input: byte 0 selects
+//! the mode, byte 1 the page the memory map points at, then records
+//! `[page, offset lo, offset hi, len, len bytes]` that write RAM (clipped to
+//! the page). In map mode (bit 0 of the mode) page 0 starts as a valid
+//! `kho-v4` FDT pointing at the chosen page, with one subtree; otherwise it
+//! starts empty and the records must build an FDT. Bit 1 shrinks `fdt_size`
+//! to `1 + (mode >> 2) * 64`.
 
 use std::ops::ControlFlow;
 
