@@ -823,8 +823,10 @@ fn every_layer_fixture_fails_with_its_error() {
 
 /// What the layers accept although it looks odd, as the kernel does: a
 /// file position past the end of the file (`lseek` allows it), a
-/// kexec-metadata version this reader does not know (ignored), and a
-/// session that lost its files (count 0, no chain).
+/// kexec-metadata version this reader does not know (ignored), a session
+/// that lost its files (count 0, no chain), and a memfd whose `nr_folios`
+/// drops one folio while its list keeps the same page count (the folio
+/// past it is not the file's: it stays preserved, unclaimed).
 #[test]
 fn legal_oddities_decode() {
     let Base { m, data, syms } = Base::build();
@@ -832,6 +834,7 @@ fn legal_oddities_decode() {
     m.write(PhysAddr::new(syms["desc0"]), &(size + 5000).to_ne_bytes()).unwrap();
     m.write(PhysAddr::new(syms["km"]), &2u32.to_ne_bytes()).unwrap();
     m.write(PhysAddr::new(syms["session1"] + 64), &[0u8; 16]).unwrap();
+    m.write(PhysAddr::new(syms["desc2"] + 24), &(BIG_PAGES - 1).to_ne_bytes()).unwrap();
     let m = m.kexec(data);
     let inc = Incoming::import(&m, &data).unwrap();
     let reserved = inc.reserved_blocks().unwrap();
@@ -844,7 +847,17 @@ fn legal_oddities_decode() {
     assert_eq!(km, kho_kexec_meta::KexecMetadata::Unknown { version: 2 });
     let luo = kho_luo::inspect(&p, PhysAddr::new(syms["luo"]), LuoWriter::BLOB_SIZE).unwrap();
     assert_eq!((luo.sessions[1].name.as_str(), luo.sessions[1].files.len()), ("vm1", 0));
-    assert_eq!(inc.unclaimed().unwrap(), before, "inspection keeps no claim");
+    let big = kho_memfd::restore(&p, PhysAddr::new(syms["desc2"])).unwrap();
+    assert_eq!(big.memfd().folios.len() as u64, BIG_PAGES - 1);
+    let last = PhysAddr::new(syms[&format!("mfolio2.{}", BIG_PAGES - 1)]);
+    assert!(inc.unclaimed().unwrap().contains(&(last, Order::ZERO)), "the dropped folio stays unclaimed");
+    big.unclaim(&p);
+    // (The restore freed the list's chunk page, as the kernel does.)
+    let chunk = (PhysAddr::new(syms["mchunk2"]), Order::ZERO);
+    let after: Vec<_> = inc.unclaimed().unwrap();
+    let mut want = before.clone();
+    want.retain(|b| *b != chunk);
+    assert_eq!(after, want, "inspection keeps no claim");
 }
 
 /// Every name a fixture uses resolves, and the parser refuses what it does
