@@ -549,3 +549,42 @@ impl Describe for LuoError {
         r.set_kind(self.kind());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ::kho_luo::SessionAt;
+    use alloc::string::String;
+    use kho_block::{BlockError, ChainError, Fault as BlockFault, Field};
+
+    use super::*;
+
+    fn text(s: &[c_char]) -> &str {
+        let n = s.iter().position(|&c| c == 0).unwrap();
+        // SAFETY: c_char and u8 have one layout.
+        core::str::from_utf8(unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), n) }).unwrap()
+    }
+
+    #[test]
+    fn luo_errors_name_the_place_as_a_path() {
+        let pa = PhysAddr::new(0x7000);
+        let at = SessionAt { index: 3, name: String::from("vm3") };
+        let chain =
+            BlockError::Chain(ChainError { index: 2, pa, field: Field::Next, fault: BlockFault::Cycle { first: 0 } });
+        let r = kho_error::of(&LuoError::Files { at: at.clone(), source: chain });
+        assert_eq!((text(&r.kind), text(&r.field)), ("luo_files_cycle", "session[3].files.next"));
+        assert_eq!((r.pa, r.index, r.code), (0x7000, 2, -22));
+        let r = kho_error::of(&LuoError::File {
+            at,
+            index: 5,
+            token: 9,
+            field: "token",
+            fault: Fault::Duplicate { first: 1 },
+        });
+        assert_eq!((text(&r.kind), text(&r.field)), ("luo_file_duplicate", "session[3].file[5].token"));
+        assert_eq!((r.index, r.value), (5, 1));
+        let r = kho_error::of(&LuoError::Compatible { found: *b"luo-v4\0\0" });
+        assert_eq!((text(&r.kind), text(&r.field)), ("luo_compatible", "blob.compatible"));
+        let r = kho_error::of(&LuoError::Flbs { pa, field: "pgcnt", fault: Fault::OutOfRange { value: 0, max: 1 } });
+        assert_eq!((text(&r.kind), text(&r.field), r.pa), ("luo_flbs_out_of_range", "flbs.pgcnt", 0x7000));
+    }
+}
