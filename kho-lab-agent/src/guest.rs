@@ -79,6 +79,11 @@ fn phase() -> Result<bool, Failed> {
     report_setup_data();
     report_dmesg();
     let kho_present = Path::new(KHO_DEBUGFS).is_dir();
+    // A producer run's kernel A needs no KHO of its own.
+    if scenario.producer && scenario.phase == 0 {
+        Line::new("producer").bool("kho_debugfs", kho_present).emit();
+        return producer_phase(&scenario, &cmdline, true);
+    }
     if !kho_present {
         Line::new("nokho").str("path", KHO_DEBUGFS).emit();
     }
@@ -121,7 +126,10 @@ fn producer_phase(s: &Scenario, cmdline: &str, ok: bool) -> Result<bool, Failed>
         wait_for_host()?;
         return Ok(ok);
     }
-    let next = scenario::next_cmdline(cmdline, s.phase + 1);
+    let mut next = scenario::next_cmdline(cmdline, s.phase + 1);
+    if !next.split_whitespace().any(|w| w == "kho=on") {
+        next.push_str(" kho=on");
+    }
     let refused = crate::produce::try_unsafe_plan(s, cmdline, &next);
     Line::new("ready").num("phase", u64::from(s.phase)).bool("ok", refused).emit();
     wait_for_host()?;

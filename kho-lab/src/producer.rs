@@ -1,7 +1,8 @@
 //! The producer scenario's checks: kernel B booted from a handover `kho
 //! kexec` wrote in kernel A and loaded with `kexec_load`.
 //!
-//! - Kernel A: `kho kexec --dry-run` refused an unsafe plan (scratch too
+//! - Kernel A (booted without `kho=on`: it needs no KHO of its own):
+//!   `kho kexec --dry-run` refused an unsafe plan (scratch too
 //!   small, exit 2), and the real `kho kexec` validated and loaded its
 //!   plan (exit 0).
 //! - Kernel B's log: `KHO: found kexec handover data`, `test_kho: KHO
@@ -31,6 +32,8 @@ pub fn check(truth: &Truth, dir: &Path) -> Vec<Verdict> {
     let (Some(a), Some(b)) = (truth.phases.first(), truth.phases.get(1)) else {
         return vec![verdict(false, "producer: kernel B never booted".into())];
     };
+    let a_kho = a.cmdline.split_whitespace().any(|w| w == "kho=on");
+    out.push(verdict(!a_kho, format!("A ran {} (`{}`)", if a_kho { "WITH kho=on" } else { "without KHO (no kho=on)" }, a.cmdline)));
     match &a.refusal {
         Some(r) if r["ok"].as_bool() == Some(true) => out.push(verdict(
             true,
@@ -57,6 +60,7 @@ pub fn check(truth: &Truth, dir: &Path) -> Vec<Verdict> {
     let quoted: Vec<&String> = log
         .lines
         .iter()
+        .filter(|l| !l.contains("command line"))
         .filter(|l| {
             ["found kexec handover", "test_kho", "exec from", "liveupdate number", "Revived memory"]
                 .iter()

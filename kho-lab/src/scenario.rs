@@ -124,9 +124,10 @@ impl Scenario {
 
     /// The kernel command line of the first kernel.
     pub fn cmdline(&self) -> String {
-        let mut c = String::from(
-            "console=ttyS0,115200 nokaslr panic=-1 oops=panic kho=on kho_scratch=16M,128M,32M liveupdate=on retain_initrd",
-        );
+        // A producer run's kernel A has KHO off: `kho kexec` needs only
+        // CONFIG_KEXEC. Its agent turns KHO on for kernel B.
+        let kho = if self.producer { "" } else { " kho=on kho_scratch=16M,128M,32M" };
+        let mut c = format!("console=ttyS0,115200 nokaslr panic=-1 oops=panic{kho} liveupdate=on retain_initrd");
         for r in &self.reserve_mem {
             c.push_str(&format!(" reserve_mem={}:{}:{}", size_text(r.size), size_text(r.align), r.name));
         }
@@ -237,6 +238,8 @@ mod tests {
         assert!(c.contains(" test_kho.max_mem=1048576"));
         assert!(c.contains(" kho_lab.phase=0 kho_lab.phases=3 kho_lab.fds=0:1:1:0,0:2:12345:100,1:3:1048576:4096"));
         assert!(c.contains("kho=on") && c.contains("liveupdate=on") && c.contains("retain_initrd"));
+        let p = Scenario::producer().cmdline();
+        assert!(!p.contains("kho=on") && p.contains(" kho_lab.producer=1"), "{p}");
         for s in Scenario::ci_set() {
             s.validate().unwrap();
             assert!(s.cmdline().len() < 2048, "command line too long for x86");
