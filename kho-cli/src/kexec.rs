@@ -54,7 +54,10 @@ pub fn rsdp() -> Option<u64> {
     }
     let systab = fs::read_to_string("/sys/firmware/efi/systab").ok()?;
     let find = |key: &str| {
-        systab.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        systab
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
     };
     find("ACPI20=").or_else(|| find("ACPI="))
 }

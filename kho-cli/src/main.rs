@@ -503,7 +503,9 @@ fn kexec_request(a: &KexecArgs) -> Result<kho_cli::produce::Request, String> {
     } else {
         let rel = match &a.release {
             Some(r) => r.clone(),
-            None => std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+            None => {
+                std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+            }
         };
         Some((rel, a.kexec_count))
     };
@@ -540,7 +542,13 @@ fn kexec(a: &KexecArgs) -> u8 {
     };
     let produced = match kho_cli::produce::build(&req) {
         Ok(p) => p,
-        Err(e) => return refuse(e.kind(), &e.to_string(), if matches!(e, kho_cli::produce::ProduceError::Io(_)) { 1 } else { 2 }),
+        Err(e) => {
+            return refuse(
+                e.kind(),
+                &e.to_string(),
+                if matches!(e, kho_cli::produce::ProduceError::Io(_)) { 1 } else { 2 },
+            );
+        }
     };
     let (dir, keep) = match &a.dry_run {
         Some(d) => (d.clone(), true),

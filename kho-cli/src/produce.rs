@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kho_abi::{KhoData, KhoScratch, PAGE_SIZE, PhysAddr, WithTracker};
-use kho_handoff::plan::{self, Plan, PlanError, SegmentRange, Window};
+use kho_handoff::plan::{self, BOOT_PAGES, Layout, LayoutRequest, Plan, PlanError, SegmentRange, Window};
 use kho_handoff::setup_data;
 use kho_handoff::x86::boot_params::{BOOT_PARAMS_SIZE, BootParams, E820Entry, E820Type};
 use kho_handoff::x86::bzimage::{BzImage, ENTRY_64_OFFSET};
@@ -45,8 +45,6 @@ use crate::progress::Progress;
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const MIB: u64 = 1 << 20;
-/// The boot pages: zero page, command line, `setup_data`, entry stub.
-const BOOT_PAGES: u64 = 4;
 /// The longest LUO session name (the kernel's 64-byte array keeps a NUL).
 pub const SESSION_NAME_MAX: usize = 63;
 
@@ -249,16 +247,6 @@ pub fn usable_ram(e820: &[E820Entry]) -> Vec<(u64, u64)> {
     out
 }
 
-/// The lowest `align`-aligned start at or above `from` where `len` bytes
-/// of RAM fit (and end at or below `limit`).
-fn fit(ram: &[(u64, u64)], from: u64, len: u64, align: u64, limit: u64) -> Option<u64> {
-    ram.iter().find_map(|&(s, e)| {
-        let start = up(s.max(from), align);
-        let end = start.checked_add(len)?;
-        (end <= e && end <= limit).then_some(start)
-    })
-}
-
 fn check_request(req: &Request) -> Result<(), ProduceError> {
     let bad = |m: String| Err(ProduceError::Request(m));
     let mut seen: BTreeMap<(&str, u64), ()> = BTreeMap::new();
@@ -325,45 +313,18 @@ pub fn build(req: &Request) -> Result<Produced, ProduceError> {
     }
     let initrd = req.initrd.as_deref().unwrap_or(&[]);
 
-    // Scratch: kernel window, initrd, boot pages, then free room.
-    let window = up(bz.init_size, bz.kernel_alignment);
-    let initrd_len = up(initrd.len() as u64, MIB);
-    let placed = window + initrd_len + BOOT_PAGES * PAGE;
-    let scratch_size = match req.scratch_size {
-        Some(s) => s,
-        None => up(placed + req.min_scratch_free, plan::SCRATCH_ALIGN),
-    };
-    let from = bz.pref_address.max(plan::LOW_LIMIT);
-    let scratch_addr = match req.scratch_addr {
-        Some(a) => a,
-        None => fit(&ram, from, scratch_size, plan::SCRATCH_ALIGN, 1 << 32).ok_or_else(|| {
-            ProduceError::NoRoom(format!("no RAM below 4 GiB for a scratch area of {} MiB", scratch_size / MIB))
-        })?,
-    };
-    let scratch = vec![KhoScratch { addr: scratch_addr, size: scratch_size }];
-    let load = up(scratch_addr, bz.kernel_alignment);
-    let (kstart, kend) = bz.window(load);
-    let initrd_pa = up(kend, MIB);
-    let boot_pa = initrd_pa + initrd_len;
-    let mut windows = vec![Window { what: "kernel window", start: kstart, end: kend }];
-    if !initrd.is_empty() {
-        windows.push(Window { what: "initrd", start: initrd_pa, end: initrd_pa + initrd.len() as u64 });
-    }
-    windows.push(Window {
-        what: "boot pages (zero page, command line, setup_data, entry stub)",
-        start: boot_pa,
-        end: boot_pa + BOOT_PAGES * PAGE,
-    });
-    let scratch_end = scratch_addr.saturating_add(scratch_size);
-    let scratch_free = scratch_end.saturating_sub(boot_pa + BOOT_PAGES * PAGE);
-    if boot_pa + BOOT_PAGES * PAGE > scratch_end || scratch_free < req.min_scratch_free {
-        return Err(PlanError::ScratchTooSmall { total: scratch_size, need: placed + req.min_scratch_free }.into());
-    }
-
-    // The scratch rules first: nothing is built on a scratch area the
-    // next kernel cannot use.
-    let need = placed + req.min_scratch_free;
-    Plan { ram: &ram, scratch: &scratch, min_scratch: need, windows: &windows, segments: &[] }.check()?;
+    // Scratch holds the kernel window, initrd and boot pages, then free
+    // room; its rules are checked before anything is built.
+    let layout = Layout::new(&LayoutRequest {
+        ram: &ram,
+        kernel: &bz,
+        initrd_len: initrd.len() as u64,
+        scratch_size: req.scratch_size,
+        scratch_addr: req.scratch_addr,
+        min_scratch_free: req.min_scratch_free,
+    })?;
+    let scratch = vec![layout.scratch];
+    let windows: Vec<Window> = layout.windows().into_iter().filter(|w| w.start < w.end).collect();
 
     // The arena: handover pages, then the reserve_mem regions.
     let regions_len: u64 = req.reserve.iter().map(|r| up(r.size, r.align.max(PAGE))).sum::<u64>()
@@ -378,19 +339,10 @@ pub fn build(req: &Request) -> Result<Produced, ProduceError> {
                 ram_total / MIB / 2
             )));
         }
-        let arena = fit(&ram, scratch_end.max(plan::LOW_LIMIT), total, plan::SCRATCH_ALIGN, u64::MAX)
-            .ok_or_else(|| ProduceError::NoRoom(format!("no RAM above the scratch area for {} MiB", total / MIB)))?;
+        let arena = layout.place_arena(&ram, total)?;
         match stage(req, arena, arena_len, total, &scratch) {
             Ok(staged) => {
-                return finish(req, &bz, staged, FinishCtx {
-                    ram,
-                    scratch,
-                    windows,
-                    load,
-                    initrd_pa,
-                    boot_pa,
-                    scratch_free,
-                });
+                return finish(req, &bz, staged, FinishCtx { ram, scratch, windows, layout });
             }
             Err(ProduceError::Layer { kind: "no_memory", .. }) => arena_len *= 2,
             Err(e) => return Err(e),
@@ -411,7 +363,13 @@ struct Staged {
 /// Writes every layer into a machine whose RAM is `[arena, arena + total)`;
 /// the regions sit after the first `arena_len` bytes, where the machine
 /// never allocates.
-fn stage(req: &Request, arena: u64, arena_len: u64, total: u64, scratch: &[KhoScratch]) -> Result<Staged, ProduceError> {
+fn stage(
+    req: &Request,
+    arena: u64,
+    arena_len: u64,
+    total: u64,
+    scratch: &[KhoScratch],
+) -> Result<Staged, ProduceError> {
     let mut at = arena + arena_len;
     let mut regions = Vec::new();
     let mut keep_out = Vec::new();
@@ -439,13 +397,17 @@ fn stage(req: &Request, arena: u64, arena_len: u64, total: u64, scratch: &[KhoSc
     {
         let p = WithTracker::new(&m, &t);
         if req.test_data > 0 {
-            let b = kho_selftest::write(&p, req.test_data, req.test_seed)
-                .map_err(|e| ProduceError::Layer { layer: "kho_test", kind: e.kind(), msg: e.to_string() })?;
+            let b = kho_selftest::write(&p, req.test_data, req.test_seed).map_err(|e| ProduceError::Layer {
+                layer: "kho_test",
+                kind: e.kind(),
+                msg: e.to_string(),
+            })?;
             test = Some((b.folios.len(), b.csum));
             subtrees.push((kho_selftest::SUBTREE, b.pa, b.size));
         }
         if !req.memfds.is_empty() {
-            let luo_err = |e: kho_luo::LuoError| ProduceError::Layer { layer: "LUO", kind: e.kind(), msg: e.to_string() };
+            let luo_err =
+                |e: kho_luo::LuoError| ProduceError::Layer { layer: "LUO", kind: e.kind(), msg: e.to_string() };
             let mut w = kho_luo::LuoWriter::new(&p, req.liveupdate_num).map_err(luo_err)?;
             let mut sessions: Vec<(String, kho_luo::SessionId)> = Vec::new();
             for f in &req.memfds {
@@ -457,8 +419,11 @@ fn stage(req: &Request, arena: u64, arena_len: u64, total: u64, scratch: &[KhoSc
                         s
                     }
                 };
-                let mf = kho_memfd::preserve_bytes(&p, &f.bytes, f.pos, 0)
-                    .map_err(|e| ProduceError::Layer { layer: "memfd", kind: e.kind(), msg: e.to_string() })?;
+                let mf = kho_memfd::preserve_bytes(&p, &f.bytes, f.pos, 0).map_err(|e| ProduceError::Layer {
+                    layer: "memfd",
+                    kind: e.kind(),
+                    msg: e.to_string(),
+                })?;
                 w.preserve_file(&p, s, kho_memfd::MEMFD_V2, mf.desc.as_u64(), f.token).map_err(luo_err)?;
                 memfds.push(PlacedMemfd {
                     session: f.session.clone(),
@@ -475,20 +440,31 @@ fn stage(req: &Request, arena: u64, arena_len: u64, total: u64, scratch: &[KhoSc
         if !regions.is_empty() {
             let list: Vec<(&str, PhysAddr, u64)> =
                 regions.iter().map(|(n, s, z)| (n.as_str(), PhysAddr::new(*s), *z)).collect();
-            let b = kho_memblock::write(&p, &list)
-                .map_err(|e| ProduceError::Layer { layer: "memblock", kind: e.kind(), msg: e.to_string() })?;
+            let b = kho_memblock::write(&p, &list).map_err(|e| ProduceError::Layer {
+                layer: "memblock",
+                kind: e.kind(),
+                msg: e.to_string(),
+            })?;
             subtrees.push((kho_memblock::SUBTREE, b.pa, b.size));
         }
         if let Some((rel, count)) = &req.release {
-            let pa = kho_kexec_meta::write(&p, rel, *count)
-                .map_err(|e| ProduceError::Layer { layer: "kexec-metadata", kind: e.kind(), msg: e.to_string() })?;
+            let pa = kho_kexec_meta::write(&p, rel, *count).map_err(|e| ProduceError::Layer {
+                layer: "kexec-metadata",
+                kind: e.kind(),
+                msg: e.to_string(),
+            })?;
             subtrees.push((kho_kexec_meta::SUBTREE, pa, kho_kexec_meta::SIZE));
         }
     }
     for (name, pa, size) in subtrees {
-        t.add_subtree(name, pa, size).map_err(|e| ProduceError::Layer { layer: "tracker", kind: e.kind(), msg: e.to_string() })?;
+        t.add_subtree(name, pa, size).map_err(|e| ProduceError::Layer {
+            layer: "tracker",
+            kind: e.kind(),
+            msg: e.to_string(),
+        })?;
     }
-    let kho_data = t.finish().map_err(|e| ProduceError::Layer { layer: "tracker", kind: e.kind(), msg: e.to_string() })?;
+    let kho_data =
+        t.finish().map_err(|e| ProduceError::Layer { layer: "tracker", kind: e.kind(), msg: e.to_string() })?;
     Ok(Staged { machine: m, kho_data, regions, memfds, test, arena: (arena, arena + total) })
 }
 
@@ -496,23 +472,21 @@ struct FinishCtx {
     ram: Vec<(u64, u64)>,
     scratch: Vec<KhoScratch>,
     windows: Vec<Window>,
-    load: u64,
-    initrd_pa: u64,
-    boot_pa: u64,
-    scratch_free: u64,
+    layout: Layout,
 }
 
 fn finish(req: &Request, bz: &BzImage, s: Staged, c: FinishCtx) -> Result<Produced, ProduceError> {
-    let kernel_entry = c.load + ENTRY_64_OFFSET;
-    let (bp_pa, cmd_pa, sd_pa, stub_pa) = (c.boot_pa, c.boot_pa + PAGE, c.boot_pa + 2 * PAGE, c.boot_pa + 3 * PAGE);
+    let l = &c.layout;
+    let kernel_entry = l.load + ENTRY_64_OFFSET;
+    let (bp_pa, cmd_pa, sd_pa, stub_pa) = (l.zero_page(), l.cmdline(), l.setup_data(), l.stub());
     let mut boot = vec![0u8; (BOOT_PAGES * PAGE) as usize];
     {
         let (zp, rest) = boot.split_at_mut(BOOT_PARAMS_SIZE);
         let zp: &mut [u8; BOOT_PARAMS_SIZE] = zp.try_into().map_err(|_| ProduceError::Io("zero page".into()))?;
-        let mut bp = BootParams::new(zp, bz, &req.kernel, c.load)?;
+        let mut bp = BootParams::new(zp, bz, &req.kernel, l.load)?;
         bp.set_cmdline(cmd_pa).set_setup_data(sd_pa).set_rsdp(req.rsdp.unwrap_or(0));
         if let Some(i) = &req.initrd {
-            bp.set_initrd(c.initrd_pa, i.len() as u64);
+            bp.set_initrd(l.initrd.start, i.len() as u64);
         }
         let map: Vec<E820Entry> = req.e820.iter().copied().take(kho_handoff::x86::boot_params::E820_MAX).collect();
         bp.set_e820(&map)?;
@@ -525,14 +499,19 @@ fn finish(req: &Request, bz: &BzImage, s: Staged, c: FinishCtx) -> Result<Produc
     }
     let mut segments = vec![Segment {
         what: "kernel".into(),
-        mem: c.load,
+        mem: l.load,
         memsz: up(bz.init_size, PAGE),
         data: bz.kernel(&req.kernel).to_vec(),
     }];
     if let Some(i) = &req.initrd {
-        segments.push(Segment { what: "initrd".into(), mem: c.initrd_pa, memsz: up(i.len() as u64, PAGE), data: i.clone() });
+        segments.push(Segment {
+            what: "initrd".into(),
+            mem: l.initrd.start,
+            memsz: up(i.len() as u64, PAGE),
+            data: i.clone(),
+        });
     }
-    segments.push(Segment { what: "boot pages".into(), mem: c.boot_pa, memsz: BOOT_PAGES * PAGE, data: boot });
+    segments.push(Segment { what: "boot pages".into(), mem: l.boot.start, memsz: BOOT_PAGES * PAGE, data: boot });
 
     // The arena: every allocated block and every region, in few runs.
     let mut runs: Vec<(u64, u64)> = s
@@ -547,7 +526,9 @@ fn finish(req: &Request, bz: &BzImage, s: Staged, c: FinishCtx) -> Result<Produc
     let n = plan::coalesce(&mut runs, budget);
     for &(st, en) in &runs[..n] {
         let mut data = vec![0u8; (en - st) as usize];
-        s.machine.read(PhysAddr::new(st), &mut data).map_err(|e| ProduceError::Io(format!("reading the arena: {e}")))?;
+        s.machine
+            .read(PhysAddr::new(st), &mut data)
+            .map_err(|e| ProduceError::Io(format!("reading the arena: {e}")))?;
         // Trailing zeros need not be copied: kexec zero-fills memsz.
         let used = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
         data.truncate(used);
@@ -556,8 +537,7 @@ fn finish(req: &Request, bz: &BzImage, s: Staged, c: FinishCtx) -> Result<Produc
     segments.sort_by_key(|g| g.mem);
 
     let ranges: Vec<SegmentRange> = segments.iter().map(|g| SegmentRange { mem: g.mem, memsz: g.memsz }).collect();
-    let min_scratch = c.windows.iter().map(|w| w.end - w.start).sum::<u64>() + req.min_scratch_free;
-    let p = Plan { ram: &c.ram, scratch: &c.scratch, min_scratch, windows: &c.windows, segments: &ranges };
+    let p = Plan { ram: &c.ram, scratch: &c.scratch, min_scratch: l.need, windows: &c.windows, segments: &ranges };
     p.check()?;
     // Everything preserved lies in the arena; the whole arena is checked.
     p.check_preserved(s.arena.0, s.arena.1 - s.arena.0)?;
@@ -574,7 +554,7 @@ fn finish(req: &Request, bz: &BzImage, s: Staged, c: FinishCtx) -> Result<Produc
         memfds: s.memfds,
         test: s.test,
         machine: s.machine,
-        scratch_free: c.scratch_free,
+        scratch_free: l.scratch_free,
     })
 }
 
@@ -593,7 +573,8 @@ pub fn validate(p: &Produced, path: &Path) -> Result<String, ProduceError> {
         find: Default::default(),
         want_runs: false,
     };
-    let (_image, a) = load_handover(&req, &Progress::new(false)).map_err(|f| ProduceError::Invalid(f.failure.message()))?;
+    let (_image, a) =
+        load_handover(&req, &Progress::new(false)).map_err(|f| ProduceError::Invalid(f.failure.message()))?;
     if a.report.exit_code() != 0 {
         return Err(ProduceError::Invalid(crate::report::text(&a.report)));
     }

@@ -139,7 +139,9 @@ fn a_dry_run_writes_a_handover_that_reads_back_exactly() {
     let (code, r) = inspect_json(&img, &[]);
     assert_eq!(code, 0, "{r:#}");
     let text = r.to_string();
-    for needle in ["\"LUO\"", "\"memblock\"", "\"kexec-metadata\"", "\"kho_test\"", "lab_r", "7.2.13-test", "vm0", "vm1"] {
+    for needle in
+        ["\"LUO\"", "\"memblock\"", "\"kexec-metadata\"", "\"kho_test\"", "lab_r", "7.2.13-test", "vm0", "vm1"]
+    {
         assert!(text.contains(needle), "{needle} missing from the report: {r:#}");
     }
     assert!(text.contains("\"checksum_holds\":true") || text.contains("\"csum_ok\":true"), "{r:#}");
@@ -147,7 +149,13 @@ fn a_dry_run_writes_a_handover_that_reads_back_exactly() {
     // kho extract gives back every file's bytes.
     for (session, token, src) in [("vm0", "1", &one), ("vm0", "2", &big), ("vm1", "9", &small)] {
         let got = tmp(&format!("extract-{session}-{token}"));
-        let x = kho(&["extract".to_string(), img.display().to_string(), session.into(), token.into(), got.display().to_string()]);
+        let x = kho(&[
+            "extract".to_string(),
+            img.display().to_string(),
+            session.into(),
+            token.into(),
+            got.display().to_string(),
+        ]);
         assert_eq!(x.code, 0, "{}", x.all());
         assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(src).unwrap(), "{session}/{token}");
     }
@@ -158,7 +166,11 @@ fn refused(extra: &[String]) -> (i32, String, String) {
     let run = dry_run(&out, extra);
     let v = run.json();
     assert_eq!(v["ok"], false, "{}", run.all());
-    (run.code, v["error"]["kind"].as_str().unwrap_or("").to_string(), v["error"]["message"].as_str().unwrap_or("").to_string())
+    (
+        run.code,
+        v["error"]["kind"].as_str().unwrap_or("").to_string(),
+        v["error"]["message"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 #[test]
@@ -213,7 +225,8 @@ fn bad_requests_are_refused_before_anything_is_built() {
     assert_eq!(run.json()["error"]["kind"], "bad_image");
 
     // An unreadable kernel is a usage error (exit 1), named.
-    let run = kho(&strings(&["kexec", "--kernel", "/nonexistent/bzImage", "--command-line", "x", "--dry-run", "/tmp/x"]));
+    let run =
+        kho(&strings(&["kexec", "--kernel", "/nonexistent/bzImage", "--command-line", "x", "--dry-run", "/tmp/x"]));
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("/nonexistent/bzImage"), "{}", run.all());
 }

@@ -37,5 +37,5 @@ pub mod setup_data;
 pub mod x86;
 
 pub use error::HandoffError;
-pub use plan::PlanError;
 pub use kho_abi::KhoData;
+pub use plan::PlanError;

@@ -16,9 +16,13 @@
 //! - at most [`MAX_SEGMENTS`] segments, page aligned, disjoint, inside RAM,
 //!   together at most half of RAM (the kexec loader's own limits).
 //!
-//! [`coalesce`] batches runs of pages into few segments.
+//! [`coalesce`] batches runs of pages into few segments, and [`Layout`]
+//! places a kernel, its initrd and boot pages in a scratch area and finds
+//! room for the handover after it.
 
 use kho_abi::{KhoScratch, PAGE_SIZE};
+
+use crate::x86::bzimage::BzImage;
 
 /// The most segments `kexec_load` takes.
 pub const MAX_SEGMENTS: usize = 16;
@@ -161,6 +165,14 @@ pub enum PlanError {
         /// The other's.
         b: usize,
     },
+    /// RAM has no room for a part of the plan.
+    #[error("no RAM for {what} ({bytes:#x} bytes)")]
+    NoRoom {
+        /// The part.
+        what: &'static str,
+        /// Its bytes.
+        bytes: u64,
+    },
     /// Segments covering more than half of RAM.
     #[error("segments total {total:#x} bytes, more than half of RAM ({limit:#x})")]
     TooLarge {
@@ -188,6 +200,7 @@ impl PlanError {
             PlanError::SegmentNotRam { .. } => "segment_not_ram",
             PlanError::SegmentsOverlap { .. } => "segments_overlap",
             PlanError::TooLarge { .. } => "too_large",
+            PlanError::NoRoom { .. } => "no_room",
         }
     }
 }
@@ -279,10 +292,147 @@ impl Plan<'_> {
         if let Some(s) = self.scratch.iter().find(|s| overlaps(pa, bytes, s.addr, s.addr.saturating_add(s.size))) {
             return Err(PlanError::PreservedInScratch { pa, bytes, scratch: s.addr });
         }
-        if let Some(w) = self.windows.iter().find(|w| overlaps(pa, bytes, w.start, w.end)) {
+        if let Some(w) = self.windows.iter().find(|w| w.start < w.end && overlaps(pa, bytes, w.start, w.end)) {
             return Err(PlanError::PreservedOverlaps { pa, bytes, what: w.what, start: w.start, end: w.end });
         }
         Ok(())
+    }
+}
+
+const fn up(x: u64, a: u64) -> u64 {
+    x.div_ceil(a).saturating_mul(a)
+}
+
+/// The lowest `align`-aligned start at or above `from` where `len` bytes of
+/// RAM fit, ending at or below `limit`.
+pub fn fit(ram: &[(u64, u64)], from: u64, len: u64, align: u64, limit: u64) -> Option<u64> {
+    ram.iter().find_map(|&(s, e)| {
+        let start = up(s.max(from), align);
+        let end = start.checked_add(len)?;
+        (end <= e && end <= limit).then_some(start)
+    })
+}
+
+/// Pages of boot data a loader places after the initrd: the zero page, the
+/// command line, the `setup_data` entry and the entry stub with its stack.
+pub const BOOT_PAGES: u64 = 4;
+
+/// What a [`Layout`] is made from.
+#[derive(Clone, Copy, Debug)]
+pub struct LayoutRequest<'a> {
+    /// The next kernel's usable RAM, sorted and merged.
+    pub ram: &'a [(u64, u64)],
+    /// The kernel's header.
+    pub kernel: &'a BzImage,
+    /// Bytes of the initrd (0: none).
+    pub initrd_len: u64,
+    /// Total bytes of scratch; `None`: what the windows need plus
+    /// `min_scratch_free`, 4 MiB rounded.
+    pub scratch_size: Option<u64>,
+    /// Where scratch starts; `None`: the lowest fit at or above the
+    /// kernel's preferred address, below 4 GiB.
+    pub scratch_addr: Option<u64>,
+    /// Scratch left free for the next kernel's early allocations.
+    pub min_scratch_free: u64,
+}
+
+/// Where a loader puts the next kernel's boot data: one scratch area
+/// holding, from its start, the kernel's window, the initrd (1 MiB
+/// aligned) and the [`BOOT_PAGES`], then free room. This is how a KHO
+/// kernel's own `kexec_file_load` places its segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The scratch area.
+    pub scratch: KhoScratch,
+    /// The kernel's load address (its protected-mode part).
+    pub load: u64,
+    /// The kernel's window: load address to the end of `init_size`.
+    pub kernel: Window,
+    /// The initrd's range (empty when there is none).
+    pub initrd: Window,
+    /// The boot pages.
+    pub boot: Window,
+    /// Bytes of scratch after the boot pages.
+    pub scratch_free: u64,
+    /// The least scratch this layout needs.
+    pub need: u64,
+}
+
+impl Layout {
+    /// Places the boot data and checks the scratch rules ([`Plan::check`]
+    /// without segments).
+    pub fn new(r: &LayoutRequest<'_>) -> Result<Layout, PlanError> {
+        let bz = r.kernel;
+        let window = up(bz.init_size, bz.kernel_alignment);
+        let initrd_room = up(r.initrd_len, 1 << 20);
+        let placed = window + initrd_room + BOOT_PAGES * PAGE;
+        let need = placed.saturating_add(r.min_scratch_free);
+        let size = r.scratch_size.unwrap_or(up(need, SCRATCH_ALIGN));
+        let from = bz.pref_address.max(LOW_LIMIT);
+        let addr = match r.scratch_addr {
+            Some(a) => a,
+            None => fit(r.ram, from, size, SCRATCH_ALIGN, FOUR_GIB)
+                .ok_or(PlanError::NoRoom { what: "a scratch area below 4 GiB", bytes: size })?,
+        };
+        let load = up(addr, bz.kernel_alignment);
+        let (kstart, kend) = bz.window(load);
+        let initrd_pa = up(kend, 1 << 20);
+        let boot_pa = initrd_pa + initrd_room;
+        let boot_end = boot_pa + BOOT_PAGES * PAGE;
+        let end = addr.saturating_add(size);
+        let layout = Layout {
+            scratch: KhoScratch { addr, size },
+            load,
+            kernel: Window { what: "kernel window", start: kstart, end: kend },
+            initrd: Window { what: "initrd", start: initrd_pa, end: initrd_pa + r.initrd_len },
+            boot: Window {
+                what: "boot pages (zero page, command line, setup_data, entry stub)",
+                start: boot_pa,
+                end: boot_end,
+            },
+            scratch_free: end.saturating_sub(boot_end),
+            need,
+        };
+        if boot_end > end || layout.scratch_free < r.min_scratch_free {
+            return Err(PlanError::ScratchTooSmall { total: size, need });
+        }
+        let windows = layout.windows();
+        Plan { ram: r.ram, scratch: &[layout.scratch], min_scratch: need, windows: &windows, segments: &[] }.check()?;
+        Ok(layout)
+    }
+
+    /// The boot windows (an empty initrd window matches nothing).
+    pub fn windows(&self) -> [Window; 3] {
+        [self.kernel, self.initrd, self.boot]
+    }
+
+    /// PA of the zero page (first boot page).
+    pub fn zero_page(&self) -> u64 {
+        self.boot.start
+    }
+
+    /// PA of the command line (second boot page).
+    pub fn cmdline(&self) -> u64 {
+        self.boot.start + PAGE
+    }
+
+    /// PA of the `setup_data` entry (third boot page).
+    pub fn setup_data(&self) -> u64 {
+        self.boot.start + 2 * PAGE
+    }
+
+    /// PA of the entry stub (fourth boot page; its stack ends the page).
+    pub fn stub(&self) -> u64 {
+        self.boot.start + 3 * PAGE
+    }
+
+    /// Where `len` bytes of handover fit after the scratch area, 4 MiB
+    /// aligned (so nothing preserved can lie in scratch, below 1 MiB or in
+    /// a boot window).
+    pub fn place_arena(&self, ram: &[(u64, u64)], len: u64) -> Result<u64, PlanError> {
+        let from = self.scratch.addr.saturating_add(self.scratch.size).max(LOW_LIMIT);
+        fit(ram, from, len, SCRATCH_ALIGN, u64::MAX)
+            .ok_or(PlanError::NoRoom { what: "the handover after scratch", bytes: len })
     }
 }
 
@@ -342,7 +492,13 @@ mod tests {
         let w = [Window { what: "initrd", start: 200 * M, end: 210 * M }];
         assert_eq!(
             plan(&scratch, &w, &segs).check_preserved(209 * M, 2 * M),
-            Err(PlanError::PreservedOverlaps { pa: 209 * M, bytes: 2 * M, what: "initrd", start: 200 * M, end: 210 * M })
+            Err(PlanError::PreservedOverlaps {
+                pa: 209 * M,
+                bytes: 2 * M,
+                what: "initrd",
+                start: 200 * M,
+                end: 210 * M
+            })
         );
 
         let kind = |s: &[KhoScratch], segs: &[SegmentRange]| plan(s, &windows, segs).check().map_err(|e| e.kind());
@@ -362,6 +518,41 @@ mod tests {
         let two = [SegmentRange { mem: 200 * M, memsz: 2 * M }, SegmentRange { mem: 201 * M, memsz: M }];
         assert_eq!(kind(&scratch, &two), Err("segments_overlap"));
         assert_eq!(kind(&scratch, &[SegmentRange { mem: 100 * M, memsz: 600 * M }]), Err("too_large"));
+    }
+
+    #[test]
+    fn the_layout_puts_boot_data_at_the_start_of_scratch() {
+        let img = crate::x86::bzimage::tests::image(2048);
+        let bz = BzImage::parse(&img).unwrap();
+        let req = LayoutRequest {
+            ram: &RAM,
+            kernel: &bz,
+            initrd_len: 9 * M + 5,
+            scratch_size: None,
+            scratch_addr: None,
+            min_scratch_free: 96 * M,
+        };
+        let l = Layout::new(&req).unwrap();
+        assert_eq!(l.scratch.addr, 16 * M, "from the preferred address");
+        assert_eq!(l.scratch.size % SCRATCH_ALIGN, 0);
+        assert_eq!(l.load, 16 * M);
+        assert_eq!((l.kernel.start, l.kernel.end), (16 * M, 16 * M + 0xc7_a000));
+        assert_eq!(l.initrd.start, 29 * M, "1 MiB after the window");
+        assert_eq!(l.boot.start, 39 * M);
+        assert_eq!(
+            (l.zero_page(), l.cmdline(), l.setup_data(), l.stub()),
+            (39 * M, 39 * M + 4096, 39 * M + 8192, 39 * M + 12288)
+        );
+        assert!(l.scratch_free >= 96 * M);
+        let arena = l.place_arena(&RAM, 64 * M).unwrap();
+        assert!(arena >= l.scratch.addr + l.scratch.size && arena.is_multiple_of(SCRATCH_ALIGN));
+        assert_eq!(l.place_arena(&RAM, 2000 * M).map_err(|e| e.kind()), Err("no_room"));
+        let small = LayoutRequest { scratch_size: Some(32 * M), ..req };
+        assert_eq!(Layout::new(&small).map_err(|e| e.kind()), Err("scratch_too_small"));
+        let high = LayoutRequest { scratch_addr: Some(1000 * M), ..req };
+        assert_eq!(Layout::new(&high).map_err(|e| e.kind()), Err("scratch_not_ram"));
+        let huge = LayoutRequest { min_scratch_free: 2000 * M, ..req };
+        assert_eq!(Layout::new(&huge).map_err(|e| e.kind()), Err("no_room"));
     }
 
     #[test]

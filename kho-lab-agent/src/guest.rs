@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::luo;
 use crate::out::Line;
-use kho_lab_agent::pattern;
 use crate::scenario::{self, Scenario};
+use kho_lab_agent::pattern;
 
 const KHO_DEBUGFS: &str = "/sys/kernel/debug/kho";
 const KCORE_TIMEOUT: Duration = Duration::from_secs(240);

@@ -9,8 +9,8 @@ use std::io;
 use std::process::Command;
 
 use crate::out::Line;
-use kho_lab_agent::pattern;
 use crate::scenario::{self, Scenario};
+use kho_lab_agent::pattern;
 
 /// Where the static `kho` lives in the initramfs.
 const KHO: &str = "/kho";
@@ -53,10 +53,8 @@ fn write_pattern(path: &str, seed: u64, size: u64) -> io::Result<()> {
 /// Writes the memfd and region files and returns `kho kexec`'s arguments
 /// (without the mode flags).
 fn arguments(s: &Scenario, cmdline: &str, next_cmdline: &str) -> io::Result<Vec<String>> {
-    let mut args: Vec<String> = ["kexec", "--kernel", "/bzImage", "--initrd", "/sys/firmware/initrd"]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
+    let mut args: Vec<String> =
+        ["kexec", "--kernel", "/bzImage", "--initrd", "/sys/firmware/initrd"].iter().map(|a| a.to_string()).collect();
     args.push("--command-line".into());
     args.push(next_cmdline.into());
     if let Some(size) = param(cmdline, "test_kho.max_mem") {
@@ -107,7 +105,12 @@ pub fn try_unsafe_plan(s: &Scenario, cmdline: &str, next: &str) -> bool {
     match run_kho(&args) {
         Ok((code, stdout, stderr)) => {
             let ok = code == 2 && stdout.contains("\"scratch_too_small\"");
-            Line::new("refusal").bool("ok", ok).int("exit", i64::from(code)).str("stdout", &stdout).str("stderr", &stderr).emit();
+            Line::new("refusal")
+                .bool("ok", ok)
+                .int("exit", i64::from(code))
+                .str("stdout", &stdout)
+                .str("stderr", &stderr)
+                .emit();
             ok
         }
         Err(e) => {

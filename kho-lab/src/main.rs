@@ -289,7 +289,14 @@ fn real_main() -> Result<bool, String> {
             } else if producer {
                 Scenario::producer()
             } else {
-                Scenario { name, phases, test_kho_max_mem: test_kho, reserve_mem: reserve, memfds: memfd, producer: false }
+                Scenario {
+                    name,
+                    phases,
+                    test_kho_max_mem: test_kho,
+                    reserve_mem: reserve,
+                    memfds: memfd,
+                    producer: false,
+                }
             };
             sc.validate()?;
             let kho = if check { Some(host_kho(None)?) } else { None };

@@ -33,11 +33,18 @@ pub fn check(truth: &Truth, dir: &Path) -> Vec<Verdict> {
         return vec![verdict(false, "producer: kernel B never booted".into())];
     };
     let a_kho = a.cmdline.split_whitespace().any(|w| w == "kho=on");
-    out.push(verdict(!a_kho, format!("A ran {} (`{}`)", if a_kho { "WITH kho=on" } else { "without KHO (no kho=on)" }, a.cmdline)));
+    out.push(verdict(
+        !a_kho,
+        format!("A ran {} (`{}`)", if a_kho { "WITH kho=on" } else { "without KHO (no kho=on)" }, a.cmdline),
+    ));
     match &a.refusal {
         Some(r) if r["ok"].as_bool() == Some(true) => out.push(verdict(
             true,
-            format!("A: kho kexec --dry-run refused the unsafe plan (exit {}): {}", r["exit"], r["stdout"].as_str().unwrap_or("")),
+            format!(
+                "A: kho kexec --dry-run refused the unsafe plan (exit {}): {}",
+                r["exit"],
+                r["stdout"].as_str().unwrap_or("")
+            ),
         )),
         r => out.push(verdict(false, format!("A: the unsafe plan was not refused as it must be: {r:?}"))),
     }
@@ -71,12 +78,19 @@ pub fn check(truth: &Truth, dir: &Path) -> Vec<Verdict> {
         log_ok,
         format!(
             "B's log {}: {}",
-            if log_ok { "has every line" } else { "lacks a line (want KHO found, test_kho restored, exec from, liveupdate 1, every region revived)" },
+            if log_ok {
+                "has every line"
+            } else {
+                "lacks a line (want KHO found, test_kho restored, exec from, liveupdate 1, every region revived)"
+            },
             quoted.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | ")
         ),
     ));
-    let restored: Vec<String> =
-        b.restores.iter().map(|r| format!("{}/{}:{}", r.session, r.token, if r.ok { "ok" } else { "FAILED" })).collect();
+    let restored: Vec<String> = b
+        .restores
+        .iter()
+        .map(|r| format!("{}/{}:{}", r.session, r.token, if r.ok { "ok" } else { "FAILED" }))
+        .collect();
     let all = b.restore_ok == Some(true)
         && b.restores.len() == truth.scenario.memfds.len()
         && b.restores.iter().all(|r| r.ok);
@@ -109,7 +123,9 @@ fn plan_summary(plan: &Value) -> String {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|s| format!("{:#x}+{} MiB", s["addr"].as_u64().unwrap_or(0), s["size"].as_u64().unwrap_or(0) >> 20))
+                .map(|s| {
+                    format!("{:#x}+{} MiB", s["addr"].as_u64().unwrap_or(0), s["size"].as_u64().unwrap_or(0) >> 20)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -132,7 +148,10 @@ fn check_regions(truth: &Truth, plan: Option<&Value>, dir: &Path) -> Verdict {
     };
     let regions = plan.and_then(|p| p["regions"].as_array()).cloned().unwrap_or_default();
     if regions.len() != truth.scenario.reserve_mem.len() {
-        return verdict(false, format!("the plan names {} regions, the scenario {}", regions.len(), truth.scenario.reserve_mem.len()));
+        return verdict(
+            false,
+            format!("the plan names {} regions, the scenario {}", regions.len(), truth.scenario.reserve_mem.len()),
+        );
     }
     let mut said = Vec::new();
     for r in &regions {

@@ -95,9 +95,17 @@ impl<'a> BootParams<'a> {
     /// `bz`) into it; marks the loader and the protected-mode kernel's
     /// address `load`. The kernel must be loadable there
     /// ([`BzImage::can_load_at`]).
-    pub fn new(page: &'a mut [u8; BOOT_PARAMS_SIZE], bz: &BzImage, image: &[u8], load: u64) -> Result<Self, HandoffError> {
+    pub fn new(
+        page: &'a mut [u8; BOOT_PARAMS_SIZE],
+        bz: &BzImage,
+        image: &[u8],
+        load: u64,
+    ) -> Result<Self, HandoffError> {
         if !bz.can_load_at(load) {
-            return Err(HandoffError::InvalidValue { what: "kernel load address (alignment or pref_address)", value: load });
+            return Err(HandoffError::InvalidValue {
+                what: "kernel load address (alignment or pref_address)",
+                value: load,
+            });
         }
         if load > u64::from(u32::MAX) && bz.xloadflags & super::bzimage::XLF_CAN_BE_LOADED_ABOVE_4G == 0 {
             return Err(HandoffError::InvalidValue { what: "kernel load address above 4 GiB", value: load });
