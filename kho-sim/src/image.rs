@@ -22,12 +22,13 @@ use kho_abi::{KhoData, PAGE_SIZE};
 use object::LittleEndian as LE;
 use object::elf::{self, FileHeader64, NoteHeader64, ProgramHeader64};
 use object::endian::{U16, U32, U64};
-use object::read::elf::NoteIterator;
+use object::read::ReadCache;
 
 use crate::config::MachineConfig;
+use crate::elf::{CoreLoad, KhoNote, data_ranges, read_headers};
 use crate::error::SimError;
 use crate::machine::Machine;
-use crate::ram::{CHUNK, Ram, data_ranges};
+use crate::ram::{CHUNK, Ram};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 const EHDR_SIZE: u64 = size_of::<FileHeader64<LE>>() as u64;
@@ -40,8 +41,6 @@ const KHO_DATA_SIZE: u64 = size_of::<KhoData>() as u64;
 /// the mapping are sparse, but an absurd span from a corrupt image should
 /// fail cleanly rather than exhaust the address space.
 const MAX_SPAN: u64 = 1 << 40;
-/// The largest note segment read.
-const MAX_NOTES: u64 = 1 << 20;
 
 const _: () = assert!(EHDR_SIZE == 64 && PHDR_SIZE == 56 && NHDR_SIZE == 12);
 const _: () = assert!(NOTE_NAME.len() + 1 == NOTE_NAME_FIELD.len());
@@ -192,100 +191,32 @@ fn zerocopy_bytes(d: &KhoData) -> &[u8] {
     zerocopy::IntoBytes::as_bytes(d)
 }
 
-/// One `PT_LOAD` segment, validated.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    paddr: u64,
-    memsz: u64,
-    offset: u64,
-    filesz: u64,
-    /// File offset of its program header, for error reports.
-    at: u64,
-}
-
-/// What the headers of an image say.
+/// What the headers of an image say, checked for a simulated machine.
 #[derive(Debug)]
 struct Image {
-    loads: Vec<Load>,
+    loads: Vec<CoreLoad>,
     kho_data: Option<KhoData>,
 }
 
-fn read_at(file: &File, file_len: u64, offset: u64, len: u64, what: &'static str) -> Result<Vec<u8>, SimError> {
-    let end = offset.checked_add(len).filter(|&e| e <= file_len).ok_or(image_err(what, offset))?;
-    let mut buf = vec![0u8; (end - offset) as usize];
-    file.read_exact_at(&mut buf, offset)?;
-    Ok(buf)
-}
-
+/// Reads the headers through [`read_headers`] (only the headers and notes
+/// are read from the file), then asks of the RAM what a machine needs:
+/// page-aligned, non-empty, disjoint segments, not at PA 0, spanning at
+/// most [`MAX_SPAN`]; and a well-formed KHO note if there is one.
 fn parse_headers(file: &File, file_len: u64) -> Result<Image, SimError> {
-    let head = read_at(file, file_len, 0, EHDR_SIZE.min(file_len), "truncated ELF header")?;
-    if head.len() < 4 || head[..4] != elf::ELFMAG {
-        return Err(image_err("bad ELF magic", 0));
-    }
-    let (ehdr, _) =
-        object::pod::from_bytes::<FileHeader64<LE>>(&head).map_err(|_| image_err("truncated ELF header", 0))?;
-    let id = &ehdr.e_ident;
-    if id.class != elf::ELFCLASS64 {
-        return Err(image_err("not ELF64", 4));
-    }
-    if id.data != elf::ELFDATA2LSB {
-        return Err(image_err("not little-endian", 5));
-    }
-    if ehdr.e_type.get(LE) != elf::ET_CORE {
-        return Err(image_err("not a core file (e_type)", 16));
-    }
-    let phnum = ehdr.e_phnum.get(LE);
-    if phnum == 0 || phnum == elf::PN_XNUM {
-        return Err(image_err("no program headers, or an extended count (unsupported)", 56));
-    }
-    if u64::from(ehdr.e_phentsize.get(LE)) != PHDR_SIZE {
-        return Err(image_err("program header size is not 56", 54));
-    }
-    let phoff = ehdr.e_phoff.get(LE);
-    let table = read_at(file, file_len, phoff, PHDR_SIZE * u64::from(phnum), "program headers beyond end of file")?;
-    let (phdrs, _) = object::pod::slice_from_bytes::<ProgramHeader64<LE>>(&table, phnum.into())
-        .map_err(|_| image_err("program headers beyond end of file", phoff))?;
-
-    let mut loads = Vec::new();
-    let mut kho_data = None;
-    for (i, ph) in phdrs.iter().enumerate() {
-        let at = phoff + PHDR_SIZE * i as u64;
-        let (offset, filesz) = (ph.p_offset.get(LE), ph.p_filesz.get(LE));
-        if offset.checked_add(filesz).is_none_or(|e| e > file_len) {
-            return Err(image_err("segment data beyond end of file", at));
-        }
-        match ph.p_type.get(LE) {
-            elf::PT_LOAD => {
-                let (paddr, memsz) = (ph.p_paddr.get(LE), ph.p_memsz.get(LE));
-                if paddr % PAGE != 0 || memsz == 0 || memsz % PAGE != 0 {
-                    return Err(image_err("PT_LOAD not page aligned or empty", at));
-                }
-                if filesz > memsz {
-                    return Err(image_err("PT_LOAD p_filesz above p_memsz", at));
-                }
-                if paddr.checked_add(memsz).is_none() {
-                    return Err(image_err("PT_LOAD end overflows", at));
-                }
-                loads.push(Load { paddr, memsz, offset, filesz, at });
-            }
-            elf::PT_NOTE => {
-                if filesz > MAX_NOTES {
-                    return Err(image_err("PT_NOTE too large", at));
-                }
-                let data = read_at(file, file_len, offset, filesz, "segment data beyond end of file")?;
-                if let Some(d) = find_kho_note(&data, ph.p_align.get(LE), offset)? {
-                    if kho_data.is_some() {
-                        return Err(image_err("more than one KHO note", offset));
-                    }
-                    kho_data = Some(d);
-                }
-            }
-            _ => {}
-        }
+    let cache = ReadCache::new(file);
+    let h = read_headers(&cache, file_len, false).map_err(|e| image_err(e.fault.what(), e.offset))?;
+    let kho_data = match h.note {
+        KhoNote::Absent => None,
+        KhoNote::Present(d) => Some(d),
+        KhoNote::Malformed(e) => return Err(image_err(e.fault.what(), e.offset)),
+    };
+    let mut loads = h.loads;
+    if let Some(l) = loads.iter().find(|l| l.paddr % PAGE != 0 || l.memsz == 0 || l.memsz % PAGE != 0) {
+        return Err(image_err("PT_LOAD not page aligned or empty", l.at));
     }
     loads.sort_unstable_by_key(|l| l.paddr);
     let (Some(first), Some(last)) = (loads.first(), loads.last()) else {
-        return Err(image_err("no PT_LOAD segment", phoff));
+        return Err(image_err("no PT_LOAD segment", h.phoff));
     };
     if let Some(w) = loads.windows(2).find(|w| w[0].paddr + w[0].memsz > w[1].paddr) {
         return Err(image_err("PT_LOAD segments overlap", w[1].at));
@@ -299,35 +230,8 @@ fn parse_headers(file: &File, file_len: u64) -> Result<Image, SimError> {
     Ok(Image { loads, kho_data })
 }
 
-/// The `kho_data` of the `"KHO"` note of type 1 in a note segment, if any.
-fn find_kho_note(data: &[u8], align: u64, offset: u64) -> Result<Option<KhoData>, SimError> {
-    let align = if align == 0 { 4 } else { align };
-    let mut notes = NoteIterator::<FileHeader64<LE>>::new(LE, align, data)
-        .map_err(|_| image_err("PT_NOTE alignment not 4 or 8", offset))?;
-    let mut found = None;
-    loop {
-        let note = match notes.next() {
-            Ok(Some(n)) => n,
-            Ok(None) => break,
-            Err(_) => return Err(image_err("malformed note", offset)),
-        };
-        if note.name() != NOTE_NAME.as_bytes() || note.n_type(LE) != NOTE_TYPE {
-            continue;
-        }
-        if found.is_some() {
-            return Err(image_err("more than one KHO note", offset));
-        }
-        let desc = note.desc();
-        if desc.len() as u64 != KHO_DATA_SIZE {
-            return Err(image_err("KHO note descriptor is not 32 bytes", offset));
-        }
-        found = Some(KhoData::read_from(desc).map_err(|_| image_err("KHO note descriptor is not 32 bytes", offset))?);
-    }
-    Ok(found)
-}
-
 /// Copies the file data of `load` into RAM, skipping holes and zero pages.
-fn copy_in(file: &File, ram: &Ram, load: &Load) -> Result<(), SimError> {
+fn copy_in(file: &File, ram: &Ram, load: &CoreLoad) -> Result<(), SimError> {
     let (start, end) = (load.offset, load.offset + load.filesz);
     let mem_base = load.paddr - ram.base();
     let mut buf = vec![0u8; CHUNK];

@@ -9,7 +9,8 @@
 //!   in use.
 //! - Machine images: ELF64 core files with RAM in `PT_LOAD` segments and
 //!   `kho_data` in a `"KHO"` note ([`Machine::save_image`],
-//!   [`Machine::load_image`]).
+//!   [`Machine::load_image`]). Their headers are read by [`elf::read_headers`],
+//!   which the `kho` command line uses too.
 //! - [`ModelTracker`]: a strict reference tracker implementing
 //!   [`Preserve`](kho_abi::Preserve) and [`Claim`](kho_abi::Claim).
 //!
@@ -40,6 +41,7 @@
 mod alloc;
 mod config;
 mod content;
+pub mod elf;
 mod error;
 mod image;
 mod machine;

@@ -174,7 +174,7 @@ impl Ram {
     /// hold non-zero data; holes never written are skipped without touching
     /// them.
     pub(crate) fn data_ranges(&self, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SimError> {
-        data_ranges(self.fd.as_fd(), from, to)
+        Ok(crate::elf::data_ranges(self.fd.as_fd(), from, to)?)
     }
 }
 
@@ -196,40 +196,6 @@ fn map_shared(fd: &OwnedFd, len: usize) -> Result<NonNull<u8>, SimError> {
         rustix::mm::mmap(std::ptr::null_mut(), len, ProtFlags::READ | ProtFlags::WRITE, MapFlags::SHARED, fd, 0)?
     };
     NonNull::new(p.cast()).ok_or(SimError::Io(std::io::ErrorKind::AddrNotAvailable.into()))
-}
-
-/// The ranges of `fd` inside `[from, to)` that `SEEK_DATA` reports as data,
-/// or the whole range where the file system cannot tell.
-pub(crate) fn data_ranges(fd: std::os::fd::BorrowedFd<'_>, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SimError> {
-    let mut out = Vec::new();
-    let mut pos = from;
-    while pos < to {
-        let start = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP) => {
-                out.push((pos, to));
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if start >= to {
-            break;
-        }
-        let end = match rustix::fs::seek(fd, SeekFrom::Hole(start)) {
-            Ok(e) => e.min(to),
-            Err(rustix::io::Errno::NXIO) => to,
-            Err(e) => return Err(e.into()),
-        };
-        if end <= start {
-            // A file system that answers nonsense: fall back to copying all.
-            out.push((start, to));
-            break;
-        }
-        out.push((start, end));
-        pos = end;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
