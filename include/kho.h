@@ -138,6 +138,21 @@
 #define KHO_SETUP_KHO_LEN 48
 
 /**
+ * Bytes of the entry stub [`kho_trampoline_write`] writes.
+ */
+#define KHO_TRAMPOLINE_LEN 128
+
+/**
+ * Bytes of the zero page.
+ */
+#define KHO_BOOT_PARAMS_SIZE 4096
+
+/**
+ * The most segments `kexec_load` takes.
+ */
+#define KHO_MAX_SEGMENTS 16
+
+/**
  * Bytes of [`kho_luo_session::name`], its NUL included (the wire size).
  */
 #define KHO_LUO_SESSION_NAME_LEN 64
@@ -358,6 +373,12 @@ typedef struct kho_in kho_in;
  * [`kho_luo_inspect`].
  */
 typedef struct kho_luo kho_luo;
+
+/**
+ * LUO state being written (`luo-v5`). Opaque; made by
+ * [`kho_luo_writer_new`].
+ */
+typedef struct kho_luo_writer kho_luo_writer;
 
 /**
  * A decoded memfd. Opaque; made by [`kho_memfd_restore`] or
@@ -699,6 +720,163 @@ typedef int (*kho_block_fn)(void *arg, uint64_t pa, uint32_t order);
  * to go on; any other value stops the walk and is what the walk returns.
  */
 typedef int (*kho_range_fn)(void *arg, uint64_t pa, uint64_t len);
+
+/**
+ * A bzImage's boot header, as [`kho_bzimage_parse`] read it.
+ */
+typedef struct kho_bzimage {
+  /**
+   * Offset of the protected-mode kernel in the image: what a loader
+   * places at the load address.
+   */
+  uint64_t kernel_offset;
+  /**
+   * Its bytes.
+   */
+  uint64_t kernel_len;
+  /**
+   * End of the setup header in the image.
+   */
+  uint64_t header_end;
+  /**
+   * Where a non-relocatable kernel must load.
+   */
+  uint64_t pref_address;
+  /**
+   * Bytes the kernel needs from its load address.
+   */
+  uint64_t init_size;
+  /**
+   * Alignment of the load address.
+   */
+  uint64_t kernel_alignment;
+  /**
+   * Longest command line, NUL excluded.
+   */
+  uint32_t cmdline_size;
+  /**
+   * Boot protocol version (`0x020f` is 2.15).
+   */
+  uint16_t version;
+  /**
+   * `xloadflags`.
+   */
+  uint16_t xloadflags;
+  /**
+   * Non-zero if the kernel may load at any aligned address.
+   */
+  uint8_t relocatable;
+  /**
+   * Zero.
+   */
+  uint8_t reserved[7];
+} kho_bzimage;
+
+/**
+ * A physical range `[start, end)`.
+ */
+typedef struct kho_range {
+  /**
+   * First byte.
+   */
+  uint64_t start;
+  /**
+   * One past the last byte.
+   */
+  uint64_t end;
+} kho_range;
+
+/**
+ * Where a loader puts the next kernel's boot data ([`kho_layout_new`]).
+ */
+typedef struct kho_layout {
+  /**
+   * The scratch area: the next kernel's only memory before it reads the
+   * handover.
+   */
+  struct kho_scratch scratch;
+  /**
+   * The kernel's load address (its protected-mode part goes here; the
+   * 64-bit entry is 0x200 further).
+   */
+  uint64_t load;
+  /**
+   * The kernel's window while it decompresses.
+   */
+  struct kho_range kernel;
+  /**
+   * The initrd (empty without one).
+   */
+  struct kho_range initrd;
+  /**
+   * The four boot pages: zero page, command line, `setup_data` entry,
+   * entry stub (its stack ends the page).
+   */
+  struct kho_range boot;
+  /**
+   * Scratch bytes after the boot pages.
+   */
+  uint64_t scratch_free;
+  /**
+   * The least scratch this layout needs.
+   */
+  uint64_t need;
+} kho_layout;
+
+/**
+ * One memory map entry of the zero page.
+ */
+typedef struct kho_e820_entry {
+  /**
+   * First byte.
+   */
+  uint64_t addr;
+  /**
+   * Bytes.
+   */
+  uint64_t size;
+  /**
+   * 1 RAM, 2 reserved, 3 ACPI, 4 ACPI NVS, 5 unusable, 12 persistent.
+   */
+  uint32_t type_;
+  /**
+   * Zero.
+   */
+  uint32_t reserved;
+} kho_e820_entry;
+
+/**
+ * One segment: `memsz` bytes at `mem`.
+ */
+typedef struct kho_segment_range {
+  /**
+   * Destination PA.
+   */
+  uint64_t mem;
+  /**
+   * Destination bytes.
+   */
+  uint64_t memsz;
+} kho_segment_range;
+
+/**
+ * One `reserve_mem` region for [`kho_memblock_write`].
+ */
+typedef struct kho_reserve_mem {
+  /**
+   * Its name, NUL-terminated (the next kernel's
+   * `reserve_mem=SIZE:ALIGN:NAME`).
+   */
+  const char *name;
+  /**
+   * First byte (page aligned); the caller owns and fills the memory.
+   */
+  uint64_t start;
+  /**
+   * Bytes (a page multiple).
+   */
+  uint64_t size;
+} kho_reserve_mem;
 
 /**
  * The state as a whole.
@@ -1837,6 +2015,404 @@ void kho_in_finish(struct kho_in *inc);
  * As kho_in_finish().
  */
 void kho_in_destroy(struct kho_in *inc);
+
+/**
+ * Reads and checks the boot header of a bzImage: boot protocol 2.12 or
+ * later, a 64-bit entry point, a power-of-two alignment.
+ *
+ * @param image The bzImage's bytes.
+ * @param len Bytes at `image`.
+ * @param out Receives the header.
+ * @param err NULL, or receives the typed error (kind `"bad_image"`, the
+ *        reason in its message).
+ * @return 0, or -KHO_EINVAL (NULL arguments, not such a bzImage).
+ *
+ * # Safety
+ *
+ * `image` is readable for `len` bytes; `out` and `err` are NULL or
+ * writable.
+ */
+int kho_bzimage_parse(const void *image,
+                      size_t len,
+                      struct kho_bzimage *out,
+                      struct kho_error *err);
+
+/**
+ * Places the next kernel's boot data in one scratch area below 4 GiB: the
+ * kernel's window at the scratch's start, the initrd after it (1 MiB
+ * aligned), the four boot pages, then at least `min_scratch_free` bytes
+ * for the kernel's early allocations (93.6 MiB measured in a 1 GiB guest
+ * with a 16 MiB log buffer). Checks the scratch rules.
+ *
+ * @param ram The next kernel's RAM, sorted and merged, `nr_ram` ranges.
+ * @param image The bzImage, `image_len` bytes.
+ * @param initrd_len Bytes of the initrd (0: none).
+ * @param scratch_size Total scratch, a multiple of 4 MiB; 0: what the
+ *        layout needs, rounded up.
+ * @param scratch_addr Where scratch starts, 4 MiB aligned; UINT64_MAX:
+ *        the lowest fit from the kernel's preferred address.
+ * @param min_scratch_free Scratch that must stay free.
+ * @param out Receives the layout.
+ * @param err NULL, or receives the typed error: kinds `"bad_image"`,
+ *        `"scratch_too_small"`, `"scratch_misaligned"`, `"scratch_not_ram"`,
+ *        `"no_low_scratch"`, `"no_room"`.
+ * @return 0, or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `ram` points at `nr_ram` readable ranges, `image` at `image_len`
+ * readable bytes; `out` and `err` are NULL or writable.
+ */
+int kho_layout_new(const struct kho_range *ram,
+                   size_t nr_ram,
+                   const void *image,
+                   size_t image_len,
+                   uint64_t initrd_len,
+                   uint64_t scratch_size,
+                   uint64_t scratch_addr,
+                   uint64_t min_scratch_free,
+                   struct kho_layout *out,
+                   struct kho_error *err);
+
+/**
+ * Finds where `len` bytes of handover fit after the layout's scratch
+ * area, 4 MiB aligned: nothing placed there can lie in scratch, below
+ * 1 MiB or in a boot window.
+ *
+ * @param layout A layout from kho_layout_new().
+ * @param ram The next kernel's RAM, `nr_ram` ranges.
+ * @param len Bytes needed.
+ * @param pa Receives the start.
+ * @param err NULL, or receives the typed error (kind `"no_room"`).
+ * @return 0, or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `layout` is readable, `ram` points at `nr_ram` readable ranges; `pa`
+ * and `err` are NULL or writable.
+ */
+int kho_layout_place_arena(const struct kho_layout *layout,
+                           const struct kho_range *ram,
+                           size_t nr_ram,
+                           uint64_t len,
+                           uint64_t *pa,
+                           struct kho_error *err);
+
+/**
+ * Writes the zero page for a kernel loaded at `load`: zeroes `page`,
+ * copies the bzImage's setup header, and sets the loader type, the
+ * command line's and initrd's addresses, the ACPI RSDP, the first
+ * `setup_data` entry and the memory map.
+ *
+ * @param image The bzImage, `image_len` bytes.
+ * @param load The protected-mode kernel's PA (aligned as the image says).
+ * @param cmdline_pa PA of the NUL-terminated command line.
+ * @param initrd_pa PA of the initrd, 0 for none; `initrd_size` its bytes.
+ * @param rsdp The RSDP's PA, 0 to let the kernel search for it.
+ * @param setup_data PA of the first `setup_data` entry (e.g. the one
+ *        kho_setup_data_write() wrote), 0 for none.
+ * @param e820 The memory map, `nr_e820` entries (at most 128).
+ * @param page Receives the zero page: KHO_BOOT_PARAMS_SIZE writable bytes.
+ * @param err NULL, or receives the typed error.
+ * @return 0, or -KHO_EINVAL (NULL arguments, a bad image or load
+ *         address, an unknown entry type, more than 128 entries).
+ *
+ * # Safety
+ *
+ * `image` is readable for `image_len` bytes, `e820` for `nr_e820`
+ * entries, `page` writable for KHO_BOOT_PARAMS_SIZE bytes; `err` is NULL
+ * or writable.
+ */
+int kho_boot_params_write(const void *image,
+                          size_t image_len,
+                          uint64_t load,
+                          uint64_t cmdline_pa,
+                          uint64_t initrd_pa,
+                          uint64_t initrd_size,
+                          uint64_t rsdp,
+                          uint64_t setup_data,
+                          const struct kho_e820_entry *e820,
+                          size_t nr_e820,
+                          uint8_t *page,
+                          struct kho_error *err);
+
+/**
+ * Writes kho's entry stub to run at `at`: it takes what `kexec_load` (or
+ * any loader in 64-bit mode with an identity map) gives, loads its own
+ * GDT with `__BOOT_CS` 0x10 and `__BOOT_DS` 0x18, sets a stack ending at
+ * `stack_top`, and enters `entry` (the kernel's load address + 0x200)
+ * with `rsi` = `boot_params`.
+ *
+ * @param at The stub's PA, 16-byte aligned.
+ * @param entry The kernel's 64-bit entry point.
+ * @param boot_params PA of the zero page.
+ * @param stack_top End of the stack, 16-byte aligned, outside the stub.
+ * @param buf Receives KHO_TRAMPOLINE_LEN bytes; `len` bytes writable.
+ * @param err NULL, or receives the typed error.
+ * @return 0, or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * `buf` is writable for `len` bytes; `err` is NULL or writable.
+ */
+int kho_trampoline_write(uint64_t at,
+                         uint64_t entry,
+                         uint64_t boot_params,
+                         uint64_t stack_top,
+                         void *buf,
+                         size_t len,
+                         struct kho_error *err);
+
+/**
+ * Checks a plan: scratch areas RAM, 4 MiB aligned, one below 4 GiB, at
+ * least `min_scratch` in all; segments at most 16, page aligned,
+ * disjoint, in RAM, at most half of RAM.
+ *
+ * @param ram The next kernel's RAM, `nr_ram` sorted, merged ranges.
+ * @param scratch The scratch areas, `nr_scratch` entries.
+ * @param min_scratch The least total scratch.
+ * @param segs The segments, `nr_segs` entries.
+ * @param err NULL, or receives the typed error (kinds as
+ *        kho_layout_new(), and `"too_many_segments"`,
+ *        `"segment_misaligned"`, `"segment_not_ram"`, `"segments_overlap"`,
+ *        `"too_large"`).
+ * @return 0, or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * Each array is readable for its count; `err` is NULL or writable.
+ */
+int kho_plan_check(const struct kho_range *ram,
+                   size_t nr_ram,
+                   const struct kho_scratch *scratch,
+                   size_t nr_scratch,
+                   uint64_t min_scratch,
+                   const struct kho_segment_range *segs,
+                   size_t nr_segs,
+                   struct kho_error *err);
+
+/**
+ * Checks one preserved block of `bytes` at `pa`: RAM, not below 1 MiB,
+ * not in a scratch area, not in a boot window.
+ *
+ * @param ram The next kernel's RAM, `nr_ram` ranges.
+ * @param scratch The scratch areas, `nr_scratch` entries.
+ * @param windows The boot windows (kernel, initrd, boot pages,
+ *        `setup_data`), `nr_windows` ranges.
+ * @param pa The block's PA; `bytes` its size.
+ * @param err NULL, or receives the typed error (kinds
+ *        `"preserved_not_ram"`, `"preserved_low"`, `"preserved_in_scratch"`,
+ *        `"preserved_overlaps"`).
+ * @return 0, or -KHO_EINVAL.
+ *
+ * # Safety
+ *
+ * Each array is readable for its count; `err` is NULL or writable.
+ */
+int kho_plan_check_preserved(const struct kho_range *ram,
+                             size_t nr_ram,
+                             const struct kho_scratch *scratch,
+                             size_t nr_scratch,
+                             const struct kho_range *windows,
+                             size_t nr_windows,
+                             uint64_t pa,
+                             uint64_t bytes,
+                             struct kho_error *err);
+
+/**
+ * Batches sorted, disjoint runs of pages into at most `max` runs by
+ * closing the smallest gaps first (touching runs merge first), in place.
+ *
+ * @param runs `nr` ranges, sorted and disjoint.
+ * @param max The most runs wanted (at least 1).
+ * @return The runs now in use at the start of `runs`; 0 for NULL `runs`.
+ *
+ * # Safety
+ *
+ * `runs` is NULL or readable and writable for `nr` ranges.
+ */
+size_t kho_plan_coalesce(struct kho_range *runs, size_t nr, size_t max);
+
+/**
+ * Preserves a file's bytes as a `memfd-v2` file, as the kernel does: an
+ * order-0 folio per page (dirty and uptodate), the folio list as a
+ * `vmalloc-v1` area and the 48-byte descriptor in a page of its own. Add
+ * the descriptor's PA to a LUO session with kho_luo_writer_file() and
+ * handler `"memfd-v2"`.
+ *
+ * @param out A handle from kho_out_new().
+ * @param bytes The file's contents, `len` bytes (may be NULL when 0).
+ * @param pos The file position the next kernel restores.
+ * @param seals F_SEAL_* bits.
+ * @param desc Receives the descriptor's PA.
+ * @return 0, -KHO_EINVAL, -KHO_EOPNOTSUPP (unknown seals), -KHO_ENOMEM,
+ *         -KHO_EBUSY; kho_out_last_error() has the typed error. On
+ *         failure nothing stays allocated or preserved.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `bytes` is readable for
+ * `len` bytes; `desc` is NULL or writable.
+ */
+int kho_memfd_write(struct kho_out *out,
+                    const void *bytes,
+                    size_t len,
+                    uint64_t pos,
+                    uint32_t seals,
+                    uint64_t *desc);
+
+/**
+ * Writes the kernel's self-test state (`kho-test-v1`): random folios of
+ * mixed orders, `max_mem` bytes at most, from `seed`; their list; the
+ * checksum the next kernel's test_kho verifies; the FDT in a preserved
+ * folio. Add it as subtree `"kho_test"` with kho_add_subtree().
+ *
+ * @param out A handle from kho_out_new().
+ * @param max_mem The most bytes of folios.
+ * @param seed The random bytes' seed.
+ * @param blob Receives the FDT's PA; `size` its size (the subtree's
+ *        blob-size).
+ * @return 0, -KHO_EINVAL, -KHO_ENOMEM, -KHO_EBUSY; kho_out_last_error()
+ *         has the typed error. On failure nothing stays allocated or
+ *         preserved.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `blob` and `size` are
+ * NULL or writable.
+ */
+int kho_selftest_write(struct kho_out *out,
+                       uint64_t max_mem,
+                       uint64_t seed,
+                       uint64_t *blob,
+                       uint64_t *size);
+
+/**
+ * Preserves each region through the tracker (split into maximal aligned
+ * blocks, as the kernel splits a page range) and writes the
+ * `memblock-v1` FDT naming them into a preserved page. Add it as subtree
+ * `"memblock"`. A next kernel whose command line names a region of the
+ * same name and size revives it.
+ *
+ * @param out A handle from kho_out_new().
+ * @param regions `nr` regions.
+ * @param blob Receives the FDT's PA; `size` its size.
+ * @return 0, -KHO_EINVAL (bad names, misaligned regions), -KHO_ENOMEM,
+ *         -KHO_EBUSY; kho_out_last_error() has the typed error. On
+ *         failure nothing stays preserved.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `regions` is readable for
+ * `nr` entries whose names are NUL-terminated; `blob` and `size` are
+ * NULL or writable.
+ */
+int kho_memblock_write(struct kho_out *out,
+                       const struct kho_reserve_mem *regions,
+                       size_t nr,
+                       uint64_t *blob,
+                       uint64_t *size);
+
+/**
+ * Writes `kexec-metadata` version 1 (the release the next kernel reports
+ * as its predecessor, and the kexec count) into a preserved page. Add it
+ * as subtree `"kexec-metadata"` with size 73.
+ *
+ * @param out A handle from kho_out_new().
+ * @param release NUL-terminated, at most 64 bytes.
+ * @param kexec_count Kexecs in this chain.
+ * @param blob Receives the page's PA.
+ * @return 0, -KHO_EINVAL, -KHO_ENOMEM, -KHO_EBUSY.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `release` is
+ * NUL-terminated; `blob` is NULL or writable.
+ */
+int kho_kexec_metadata_write(struct kho_out *out,
+                             const char *release,
+                             uint32_t kexec_count,
+                             uint64_t *blob);
+
+/**
+ * Starts LUO's state as a kernel has it from boot: the 32-byte blob
+ * (`sessions_pa` 0) and a one-page FLB region, both preserved.
+ *
+ * @param out A handle from kho_out_new().
+ * @param liveupdate_num The live-update number handed over (1 for a
+ *        first update; the next kernel logs it).
+ * @param writer Receives the handle.
+ * @return 0, -KHO_EINVAL, -KHO_ENOMEM, -KHO_EBUSY.
+ *
+ * # Safety
+ *
+ * `out` is NULL or a handle from kho_out_new(); `writer` is NULL or
+ * writable.
+ */
+int kho_luo_writer_new(struct kho_out *out,
+                       uint64_t liveupdate_num,
+                       struct kho_luo_writer **writer);
+
+/**
+ * Adds a session named `name` (1 to 63 bytes); stores its index.
+ *
+ * @return 0, -KHO_EINVAL (bad or duplicate name), -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * `writer` and `out` are NULL or live handles (the writer made on that
+ * `out`); `name` is NUL-terminated; `index` is NULL or writable.
+ */
+int kho_luo_writer_session(struct kho_luo_writer *writer,
+                           struct kho_out *out,
+                           const char *name,
+                           uint64_t *index);
+
+/**
+ * Adds a file to session `index`: handler `compatible` (e.g.
+ * `"memfd-v2"`), handler data `data` (for memfd the descriptor's PA),
+ * and a `token` unique in the session.
+ *
+ * @return 0, -KHO_EINVAL (no such session, bad compatible, duplicate
+ *         token), -KHO_ENOMEM.
+ *
+ * # Safety
+ *
+ * As kho_luo_writer_session(); `compatible` is NUL-terminated.
+ */
+int kho_luo_writer_file(struct kho_luo_writer *writer,
+                        struct kho_out *out,
+                        uint64_t index,
+                        const char *compatible,
+                        uint64_t data,
+                        uint64_t token);
+
+/**
+ * Writes the sessions and files as the kernel does at reboot, frees the
+ * writer handle, and gives the blob to add as subtree `"LUO"` (size 32).
+ * On failure the handle stays valid.
+ *
+ * @return 0, -KHO_EINVAL, -KHO_ENOMEM, -KHO_EBUSY.
+ *
+ * # Safety
+ *
+ * As kho_luo_writer_session(); `blob` and `size` are NULL or writable.
+ */
+int kho_luo_writer_finish(struct kho_luo_writer *writer,
+                          struct kho_out *out,
+                          uint64_t *blob,
+                          uint64_t *size);
+
+/**
+ * Frees a writer without finishing it; what it wrote stays allocated and
+ * preserved on the `kho_out` (kho_out_destroy() frees the tracker's own
+ * pages). NULL is ignored.
+ *
+ * # Safety
+ *
+ * `writer` is NULL or a live handle that nothing else uses.
+ */
+void kho_luo_writer_destroy(struct kho_luo_writer *writer);
 
 /**
  * Restores the LUO state whose blob is at `blob`, `size` bytes (the `LUO`

@@ -47,6 +47,7 @@ pub mod block;
 pub mod error;
 pub mod handoff;
 pub mod inc;
+pub mod loader;
 pub mod luo;
 pub mod memfd;
 pub mod out;

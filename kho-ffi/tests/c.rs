@@ -118,3 +118,11 @@ fn c_luo_memfd_test() {
     assert!(out.contains("luo_files_not_ram at session[0].files.head"), "{out}");
     assert!(out.contains("memfd_folio_not_preserved at folio[1].pfn"), "{out}");
 }
+
+#[test]
+fn c_producer_test() {
+    let out = build_and_run("producer", &["tests/c/producer.c", "examples/c/arena.c"]);
+    assert!(out.contains("loader pieces: ok"), "{out}");
+    assert!(out.contains("writers read back: ok"), "{out}");
+    assert!(out.contains("producer: all passed"), "{out}");
+}

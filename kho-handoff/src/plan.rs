@@ -20,7 +20,7 @@
 //! places a kernel, its initrd and boot pages in a scratch area and finds
 //! room for the handover after it.
 
-use kho_abi::{KhoScratch, PAGE_SIZE};
+use kho_abi::{Errno, KhoScratch, PAGE_SIZE, ToErrno};
 
 use crate::x86::bzimage::BzImage;
 
@@ -202,6 +202,13 @@ impl PlanError {
             PlanError::TooLarge { .. } => "too_large",
             PlanError::NoRoom { .. } => "no_room",
         }
+    }
+}
+
+/// Every unsafe plan is an invalid argument to the loader.
+impl ToErrno for PlanError {
+    fn errno(&self) -> Errno {
+        Errno::Inval
     }
 }
 
