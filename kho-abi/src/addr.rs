@@ -8,7 +8,6 @@ use core::fmt;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::error::AbiError;
 use crate::geometry::{GEOMETRY, PAGE_SHIFT, PAGE_SIZE};
 
 /// A physical address.
@@ -91,17 +90,6 @@ impl PhysAddr {
     /// The frame that contains this address.
     pub const fn pfn(self) -> Pfn {
         Pfn(self.0 >> PAGE_SHIFT)
-    }
-
-    /// Checks that the address is non-zero, naming `what` otherwise.
-    pub const fn require_nonzero(self, what: &'static str) -> Result<PhysAddr, AbiError> {
-        if self.0 == 0 { Err(AbiError::ZeroAddress { what }) } else { Ok(self) }
-    }
-
-    /// Checks that the address is aligned to `align`, naming `what`
-    /// otherwise.
-    pub const fn require_aligned(self, what: &'static str, align: u64) -> Result<PhysAddr, AbiError> {
-        if self.is_aligned(align) { Ok(self) } else { Err(AbiError::Misaligned { what, pa: self, align }) }
     }
 }
 
@@ -187,22 +175,11 @@ impl Order {
     /// The largest order representable in a radix key.
     pub const MAX: Order = Order(GEOMETRY.max_key_order as u8);
 
-    /// An order, or `OrderTooLarge` naming `what` if above [`Order::MAX`].
-    pub const fn new(order: u64, what: &'static str) -> Result<Order, AbiError> {
-        if order > Order::MAX.0 as u64 {
-            Err(AbiError::OrderTooLarge { what, order, max: Order::MAX.0 as u32 })
-        } else {
-            Ok(Order(order as u8))
-        }
-    }
-
-    /// An order already known to be at most `max`, else `OrderTooLarge`.
-    pub const fn new_at_most(order: u64, max: Order, what: &'static str) -> Result<Order, AbiError> {
-        if order > max.0 as u64 {
-            Err(AbiError::OrderTooLarge { what, order, max: max.0 as u32 })
-        } else {
-            Ok(Order(order as u8))
-        }
+    /// An order of at most [`Order::MAX`], or `None`; the public
+    /// constructors, which name what failed, are [`Order::new`] and
+    /// [`Order::new_at_most`] (in `checked.rs`).
+    pub(crate) const fn try_new(order: u64) -> Option<Order> {
+        if order > Order::MAX.0 as u64 { None } else { Some(Order(order as u8)) }
     }
 
     /// The order as a number.
@@ -231,19 +208,6 @@ impl Order {
     pub const fn aligns(self, pa: PhysAddr) -> bool {
         let shift = self.byte_shift();
         shift >= 64 && pa.0 == 0 || shift < 64 && pa.0 & ((1u64 << shift) - 1) == 0
-    }
-
-    /// Checks that `pa` is aligned for this order, naming `what` otherwise.
-    pub const fn require_aligned(self, pa: PhysAddr, what: &'static str) -> Result<PhysAddr, AbiError> {
-        if self.aligns(pa) {
-            Ok(pa)
-        } else {
-            let align = match self.checked_bytes() {
-                Some(b) => b,
-                None => u64::MAX,
-            };
-            Err(AbiError::Misaligned { what, pa, align })
-        }
     }
 }
 
@@ -289,20 +253,15 @@ mod tests {
 
     #[test]
     fn orders() {
-        assert!(Order::new(Order::MAX.get() as u64, "o").is_ok());
-        assert_eq!(
-            Order::new(Order::MAX.get() as u64 + 1, "o"),
-            Err(AbiError::OrderTooLarge { what: "o", order: Order::MAX.get() as u64 + 1, max: Order::MAX.get() })
-        );
-        let o9 = Order::new(9, "o").unwrap();
+        assert_eq!(Order::try_new(Order::MAX.get() as u64).map(Order::get), Some(Order::MAX.get()));
+        assert_eq!(Order::try_new(Order::MAX.get() as u64 + 1), None);
+        let o9 = Order::try_new(9).unwrap();
         assert_eq!(o9.pages(), 512);
         assert!(o9.aligns(PhysAddr::new(0x4000_0000)));
         assert!(!o9.aligns(PhysAddr::new(0x4000_1000)));
-        assert!(o9.require_aligned(PhysAddr::new(0x1000), "pa").is_err());
         // The largest order only aligns address zero.
         assert!(Order::MAX.aligns(PhysAddr::NULL));
         assert!(!Order::MAX.aligns(PhysAddr::new(1 << 63)));
         assert_eq!(Order::MAX.checked_bytes(), None);
-        assert!(Order::new_at_most(11, Order::new(10, "m").unwrap(), "o").is_err());
     }
 }

@@ -23,6 +23,7 @@
 pub mod addr;
 pub mod array;
 pub mod block;
+mod checked;
 pub mod compat;
 pub mod error;
 pub mod geometry;

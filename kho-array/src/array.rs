@@ -7,13 +7,12 @@ use kho_abi::{Claim, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, r
 use crate::error::{ArrayError, Op, PageFault};
 use crate::format::{ARRAY_HEADER_WORDS, ArrayDesc, ArrayLayout, Entry, check_descriptor};
 use crate::walk::Walk;
-use crate::writer::Writer;
 
 /// A sparse array of [`Entry`]s at `u64` positions, kept in a chain of
 /// `array-v1` pages.
 ///
 /// An array is written once in ascending position order through a
-/// [`Writer`] (which may be taken again later to append), read in order
+/// [`Writer`](crate::Writer) (which may be taken again later to append), read in order
 /// through [`Iter`], preserved and unpreserved as a whole, and handed to
 /// the next kernel as an [`ArrayDesc`] the user stores in their own
 /// preserved data; there, [`restore`](KhoArray::restore) validates and
@@ -107,15 +106,6 @@ impl KhoArray {
     /// before the first entry.
     pub const fn descriptor(&self) -> ArrayDesc {
         ArrayDesc::new(self.first)
-    }
-
-    /// A writer appending after the last entry (at position 0 in an empty
-    /// array).
-    pub fn writer<'a, P>(&'a mut self, p: &'a P) -> Writer<'a, P>
-    where
-        P: PhysMem + PageAlloc + Preserve + ?Sized,
-    {
-        Writer::new(self, p)
     }
 
     /// The entries in ascending position order, holes skipped.

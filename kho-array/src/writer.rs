@@ -120,6 +120,15 @@ impl<'a, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'a, P> {
 }
 
 impl KhoArray {
+    /// A writer appending after the last entry (at position 0 in an empty
+    /// array).
+    pub fn writer<'a, P>(&'a mut self, p: &'a P) -> Writer<'a, P>
+    where
+        P: PhysMem + PageAlloc + Preserve + ?Sized,
+    {
+        Writer::new(self, p)
+    }
+
     /// The tail's layout once the last run grows to `count` entries.
     fn grown(&self, count: usize) -> ArrayLayout {
         let l = self.layout;

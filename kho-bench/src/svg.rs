@@ -1,7 +1,10 @@
-//! A small hand-written SVG line plot: linear or logarithmic axes with
-//! labelled ticks, one polyline with markers per series, a legend.
+//! A small line plot: linear or logarithmic axes with labelled ticks, one
+//! polyline with markers per series, a legend. The SVG itself is written
+//! through `kho_cli::svg`, the one SVG writer of kho.
 
 use std::fmt::Write;
+
+use kho_cli::svg::{Svg, escape};
 
 /// What an axis measures, which decides how its ticks are labelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,22 +163,6 @@ pub fn tick_label(v: f64, unit: Unit) -> String {
     }
 }
 
-/// `s` with the XML special characters escaped.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 impl Plot {
     /// The points of `s` the axes can show.
     fn visible<'a>(&self, s: &'a Series) -> impl Iterator<Item = (f64, f64)> + 'a {
@@ -193,12 +180,8 @@ impl Plot {
         let (sx, sy) = (Scale::new(&self.x, &xs), Scale::new(&self.y, &ys));
         let px = |v: f64| LEFT + sx.frac(v) * (RIGHT - LEFT);
         let py = |v: f64| BOTTOM - sy.frac(v) * (BOTTOM - TOP);
-        let mut o = String::new();
-        let _ = writeln!(
-            o,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(o, "<title>{}</title>", escape(&self.title));
+        let mut o = Svg::new(WIDTH, HEIGHT, r#"font-family="sans-serif" font-size="12""#);
+        o.text("title", "", &self.title);
         let _ = writeln!(o, r#"<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
         let _ = writeln!(
             o,
@@ -293,8 +276,7 @@ impl Plot {
             let _ = writeln!(o, r#"<text x="{}" y="{}">{}</text>"#, RIGHT + 50.0, y + 4.0, escape(&s.name));
         }
         let _ = writeln!(o, "</g>");
-        o.push_str("</svg>\n");
-        o
+        o.finish()
     }
 }
 

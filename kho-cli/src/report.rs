@@ -8,17 +8,160 @@
 
 use std::fmt::Write;
 
+use kho_abi::{AbiError, Errno, ToErrno};
+use kho_track::TrackError;
 use serde::Serialize;
 
 use crate::choose::{CandidateInfo, Verdict};
-use crate::find::Source;
-use crate::image::RamSource;
-use crate::inspect::{Failure, errno_name, explain};
+use crate::find::{FindError, Source};
+use crate::image::{ImageError, RamSource};
 use crate::payload::Payload;
 use crate::scratch::ScratchSource;
 
 /// The version of the JSON layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;
+
+/// Why an inspection did not end in a report of a well-formed handover.
+/// Each kind has its exit code (see [`Failure::exit_code`]).
+#[derive(Debug)]
+pub enum Failure {
+    /// A bad command line (exit 1).
+    Usage(String),
+    /// The image could not be read (exit 1).
+    Image(ImageError),
+    /// No handover root was found (exit 3).
+    NotFound(String),
+    /// The handover is corrupt (exit 2): what, and the typed error's
+    /// fields (PA, level, index) in `detail`.
+    Corrupt {
+        /// The stable name of the fault (`TrackError::kind`).
+        kind: &'static str,
+        /// One line: what is wrong and where.
+        message: String,
+        /// The typed error as kho-track reports it (`Debug` form).
+        detail: String,
+        /// The errno a kernel would see, if the error is kho-track's.
+        errno: Option<Errno>,
+    },
+    /// The inspector ran out of its private pages (exit 1).
+    Limit(String),
+    /// The input ends before what its own header declares (exit 1): a
+    /// truncated copy, not a corrupt handover.
+    Truncated(String),
+}
+
+impl Failure {
+    /// The process exit code: 1 usage, I/O or a limit of the tool, 2 a
+    /// corrupt handover, 3 no handover found.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) | Failure::Image(_) | Failure::Limit(_) | Failure::Truncated(_) => 1,
+            Failure::Corrupt { .. } => 2,
+            Failure::NotFound(_) => 3,
+        }
+    }
+
+    /// The `error.kind` of the JSON report.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Usage(_) => "usage",
+            Failure::Image(_) => "image",
+            Failure::NotFound(_) => "not_found",
+            Failure::Corrupt { .. } => "corrupt",
+            Failure::Limit(_) => "limit",
+            Failure::Truncated(_) => "truncated",
+        }
+    }
+
+    /// The one-line message.
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Usage(m) | Failure::NotFound(m) | Failure::Limit(m) | Failure::Truncated(m) => m.clone(),
+            Failure::Image(e) => e.to_string(),
+            Failure::Corrupt { message, .. } => format!("the handover is corrupt: {message}"),
+        }
+    }
+
+    /// A corrupt-handover failure from a typed error whose stable name is
+    /// `kind`.
+    pub fn corrupt<E: std::fmt::Display + std::fmt::Debug>(kind: &'static str, e: &E, errno: Option<Errno>) -> Failure {
+        Failure::Corrupt { kind, message: e.to_string(), detail: format!("{e:?}"), errno }
+    }
+}
+
+impl From<TrackError> for Failure {
+    fn from(e: TrackError) -> Self {
+        match e {
+            TrackError::Abi(AbiError::NoMemory { order }) => Failure::Limit(format!(
+                "the inspector's private pages (1 GiB, for converting a kho-v1 map) ran out at an order-{order} \
+                 allocation"
+            )),
+            e => {
+                let errno = e.errno();
+                Failure::corrupt(e.kind(), &e, Some(errno))
+            }
+        }
+    }
+}
+
+impl From<FindError> for Failure {
+    fn from(e: FindError) -> Self {
+        match e {
+            FindError::BadNote(_) => Failure::corrupt("bad_note", &e, None),
+            FindError::NotFound { .. } => Failure::NotFound(e.to_string()),
+            FindError::ScratchWithNote => Failure::Usage(e.to_string()),
+            FindError::Image(e) => Failure::Image(e),
+            FindError::Abi(e) => Failure::Limit(e.to_string()),
+        }
+    }
+}
+
+/// The Linux name of an errno.
+pub fn errno_name(e: Errno) -> &'static str {
+    match e {
+        Errno::NoEnt => "ENOENT",
+        Errno::NoMem => "ENOMEM",
+        Errno::Busy => "EBUSY",
+        Errno::Exist => "EEXIST",
+        Errno::Inval => "EINVAL",
+        Errno::NoSpc => "ENOSPC",
+        Errno::Range => "ERANGE",
+        Errno::OpNotSupp => "EOPNOTSUPP",
+    }
+}
+
+/// What a fault means, for the reader of an error report, by its stable
+/// kind name (`TrackError::kind`).
+pub fn explain(kind: &str) -> Option<&'static str> {
+    let hints: [(&str, &str); 22] = [
+        ("shared", "a table or leaf is reached through two slots; the tables must form a tree"),
+        ("key_too_wide", "a slot whose keys would be wider than the radix key width (53 bits for 4 KiB pages)"),
+        ("zero_key", "a leaf bit for key 0, which has no order bit"),
+        ("in_preserved_block", "a tree page lies inside a preserved block, so restoring it would expose the map"),
+        ("order_too_large", "a block order above --max-order (the next kernel's largest order)"),
+        ("in_scratch", "inside a scratch area, which the next kernel allocates from before walking the tree"),
+        ("misaligned", "an address that is not aligned as the format requires"),
+        ("not_ram", "an address outside the image's RAM"),
+        ("bad_compatible", "the root compatible is not one of kho-v1..kho-v4"),
+        ("malformed_compatible", "the root compatible string is malformed or names an unknown component"),
+        ("bad_property", "the root FDT lacks a property or its length is wrong"),
+        ("zero_address", "an address that must be non-zero is zero"),
+        ("fdt_parse", "the root FDT does not parse"),
+        ("fdt_struct_bounds", "an FDT token lies outside the structure block its header declares"),
+        ("unterminated_string", "a string property without its terminating NUL"),
+        ("duplicate_property", "a property given twice in one node; kernels write each once"),
+        ("duplicate_subtree", "two subtrees with one name; a next kernel could retrieve only one of them"),
+        ("overlaps", "two preserved blocks share pages (two owners for one page)"),
+        ("repeated", "a kho-v1 entry names the same span as an earlier one"),
+        (
+            "blob_not_preserved",
+            "a subtree blob lies (partly) outside preserved memory: the next kernel cannot restore it",
+        ),
+        ("map_too_large", "the memory map claims more than the image can hold"),
+        ("outside_image", "the handover names memory that is not in the image"),
+    ];
+    hints.iter().find(|(k, _)| kind == *k || kind.ends_with(&format!("_{k}"))).map(|(_, v)| *v)
+}
 
 /// A PA range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -451,6 +594,9 @@ pub fn failure_text(f: &Failure) -> String {
 
 #[cfg(test)]
 mod tests {
+    use kho_abi::{Order, PhysAddr};
+    use kho_track::{BlockFault, TreeFault};
+
     use super::*;
 
     #[test]
@@ -461,5 +607,38 @@ mod tests {
         assert_eq!(human(3 << 19), "1.5 MiB");
         assert_eq!(human((2 << 20) + (16 << 10)), "2.02 MiB");
         assert_eq!(human(5 << 50), "5 PiB");
+    }
+
+    /// Keeps the fault enums in the explanation table honest: every name
+    /// [`explain`] matches on is a real variant.
+    #[test]
+    fn every_fault_has_an_explanation() {
+        for f in [
+            TreeFault::Misaligned,
+            TreeFault::NotRam,
+            TreeFault::Shared,
+            TreeFault::KeyTooWide,
+            TreeFault::InScratch,
+            TreeFault::InPreservedBlock,
+            TreeFault::ZeroKey,
+        ] {
+            let e = TrackError::Tree { node: PhysAddr::new(0x1000), level: 1, index: 2, fault: f };
+            assert!(explain(e.kind()).is_some(), "{f:?}");
+        }
+        for f in [BlockFault::NotRam, BlockFault::OrderTooLarge, BlockFault::InScratch] {
+            let e = TrackError::Block { pa: PhysAddr::new(0x1000), order: Order::ZERO, fault: f };
+            assert!(explain(e.kind()).is_some(), "{f:?}");
+        }
+        let f = Failure::from(TrackError::Abi(AbiError::NoMemory { order: 0 }));
+        assert_eq!((f.exit_code(), f.kind()), (1, "limit"));
+        let f = Failure::from(TrackError::Tree {
+            node: PhysAddr::new(0x1000),
+            level: 1,
+            index: 2,
+            fault: TreeFault::KeyTooWide,
+        });
+        assert_eq!((f.exit_code(), f.kind()), (2, "corrupt"));
+        assert!(f.message().contains("KeyTooWide"));
+        assert_eq!(errno_name(Errno::Range), "ERANGE");
     }
 }

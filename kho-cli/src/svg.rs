@@ -97,7 +97,62 @@ pub fn order_color(order: u32) -> &'static str {
     ORDER_COLORS[(order as usize).min(ORDER_COLORS.len() - 1)]
 }
 
-/// Escapes text for SVG content and attributes.
+/// An SVG document being written: the one writer of SVG syntax in kho (the
+/// `kho map` picture here, and kho-bench's plots). Markup without text is
+/// written through [`std::fmt::Write`]; text goes through [`Svg::text`]
+/// or [`escape`], which make any string safe as content or attribute.
+///
+/// ```
+/// use std::fmt::Write;
+///
+/// use kho_cli::svg::Svg;
+///
+/// let mut doc = Svg::new(100.0, 50.0, r#"font-family="sans-serif""#);
+/// let _ = writeln!(doc, r#"<rect width="10" height="10"/>"#);
+/// doc.text("title", "", "a < b");
+/// let out = doc.finish();
+/// assert!(out.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="100" height="50""#));
+/// assert!(out.contains("<title>a &lt; b</title>"));
+/// assert!(out.ends_with("</svg>\n"));
+/// ```
+pub struct Svg {
+    out: String,
+}
+
+impl Svg {
+    /// Opens a document of `width` by `height` user units (also its pixel
+    /// size), with `attrs` added to the root element.
+    pub fn new(width: f64, height: f64, attrs: &str) -> Svg {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" {attrs}>"#
+        );
+        Svg { out }
+    }
+
+    /// Writes `<name attrs>text</name>` with `text` escaped.
+    pub fn text(&mut self, name: &str, attrs: &str, text: &str) {
+        let sep = if attrs.is_empty() { "" } else { " " };
+        let _ = writeln!(self.out, "<{name}{sep}{attrs}>{}</{name}>", escape(text));
+    }
+
+    /// Closes the document and returns it.
+    pub fn finish(mut self) -> String {
+        self.out.push_str("</svg>\n");
+        self.out
+    }
+}
+
+impl Write for Svg {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.out.push_str(s);
+        Ok(())
+    }
+}
+
+/// Escapes text for SVG content and attributes; control characters, which
+/// XML does not allow, become `?`.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -318,12 +373,8 @@ pub fn render(input: &MapInput<'_>) -> String {
     }
     let height = y + 20.0;
 
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height:.0}" viewBox="0 0 {WIDTH} {height:.0}" font-family="sans-serif">"#
-    );
-    out.push_str(concat!(
+    let mut out = Svg::new(WIDTH, height, r#"font-family="sans-serif""#);
+    out.out.push_str(concat!(
         "<defs>\n",
         r##"<pattern id="hole" width="6" height="6" patternUnits="userSpaceOnUse" patternTransform="rotate(45)">"##,
         r##"<rect width="6" height="6" fill="#ffffff"/><rect width="2" height="6" fill="#c8c8c8"/></pattern>"##,
@@ -334,11 +385,10 @@ pub fn render(input: &MapInput<'_>) -> String {
         r##"<rect width="100%" height="100%" fill="#ffffff"/>"##,
         "\n"
     ));
-    out.push_str(&c.out);
-    out.push_str(&legend_svg.out);
-    out.push_str(&body.out);
-    out.push_str("</svg>\n");
-    out
+    out.out.push_str(&c.out);
+    out.out.push_str(&legend_svg.out);
+    out.out.push_str(&body.out);
+    out.finish()
 }
 
 fn draw_row(c: &mut Canvas, input: &MapInput<'_>, by_order: &[Vec<&Run>], pages: &[u64], row: u64, span: u64, y: f64) {
