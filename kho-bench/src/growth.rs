@@ -10,7 +10,12 @@ use kho_sim::Machine;
 use kho_track::{Tracker, TrackerOptions};
 
 use crate::formulas::MapCosts;
-use crate::timing::{Reps, median};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kho_abi::PAGE_SHIFT;
+
+use crate::kernel::KernelTree;
+use crate::timing::{Reps, Stats, measure_all};
 use crate::workloads::{Arena, Workload};
 
 /// Largest order the growth machines serve (1 GiB pages).
@@ -39,13 +44,21 @@ pub struct Point {
     pub radix_bytes: u64,
     /// Costs of the same blocks in the other formats (by formula).
     pub costs: MapCosts,
-    /// Median time to preserve every block, one thread.
-    pub preserve: Duration,
-    /// Median per-block walk.
-    pub walk_blocks: Duration,
-    /// Median range walk.
-    pub walk_ranges: Duration,
+    /// Spread of each figure: preserve, per-block walk, range walk.
+    pub stats: [Stats; 3],
+    /// The kernel algorithm: preserve, per-block walk, walk with a
+    /// merging callback.
+    pub kernel: [Stats; 3],
+    /// The limits: flat-bitmap preserve (none when its bitmap would
+    /// exceed [`LIMIT_BITMAP_MAX`]), word scan with the same callback,
+    /// range-emitting scan.
+    pub limit: [Option<Stats>; 3],
+    /// Timed runs per figure (1 marks a single-run point).
+    pub runs: usize,
 }
+
+/// The largest flat bitmap the preserve limit allocates.
+pub const LIMIT_BITMAP_MAX: u64 = 256 << 20;
 
 /// The sizes a workload is measured at, of `sizes`.
 pub fn sizes_for(w: Workload, sizes: &[u64]) -> Vec<u64> {
@@ -54,9 +67,8 @@ pub fn sizes_for(w: Workload, sizes: &[u64]) -> Vec<u64> {
 
 fn reps_for(blocks: u64) -> (Reps, Reps) {
     match blocks {
-        0..=1_000_000 => (Reps { warmup: 1, runs: 3 }, Reps { warmup: 1, runs: 5 }),
-        1_000_001..=20_000_000 => (Reps { warmup: 0, runs: 1 }, Reps { warmup: 0, runs: 3 }),
-        _ => (Reps { warmup: 0, runs: 1 }, Reps { warmup: 0, runs: 1 }),
+        0..=1_000_000 => (Reps { warmup: 1, runs: 5 }, Reps { warmup: 1, runs: 5 }),
+        _ => (Reps { warmup: 1, runs: 3 }, Reps { warmup: 1, runs: 3 }),
     }
 }
 
@@ -87,49 +99,77 @@ fn preserve_all<'m>(arena: &'m Arena, w: Workload, blocks: u64) -> (Tracker<'m, 
     (t, total)
 }
 
-/// Measures `w` at `preserved` bytes.
+/// Calls `f` for every block of `w`, timing only the calls: the PAs are
+/// generated untimed in batches.
+fn timed_batches(arena: &Arena, w: Workload, blocks: u64, mut f: impl FnMut(u64, u32)) -> Duration {
+    let mut batch: Vec<u64> = Vec::with_capacity(BATCH);
+    let mut total = Duration::ZERO;
+    let o = w.order();
+    let mut flush = |batch: &mut Vec<u64>| {
+        let start = Instant::now();
+        for &pa in batch.iter() {
+            f(pa, o);
+        }
+        total += start.elapsed();
+        batch.clear();
+    };
+    for (start, n) in w.runs(blocks) {
+        for i in start..start + n {
+            batch.push(arena.pa(i, o).as_u64());
+            if batch.len() == BATCH {
+                flush(&mut batch);
+            }
+        }
+    }
+    flush(&mut batch);
+    total
+}
+
+/// Measures `w` at `preserved` bytes: kho, the kernel algorithm and the
+/// limits, in turn.
 pub fn point(w: Workload, preserved: u64) -> Point {
     let blocks = preserved / w.block_bytes();
-    let arena = Arena::new(w.span(blocks), MAX_ORDER);
+    let span = w.span(blocks);
+    let arena = Arena::new(span, MAX_ORDER);
     let (preserve_reps, walk_reps) = reps_for(blocks);
-    for _ in 0..preserve_reps.warmup {
-        preserve_all(&arena, w, blocks).0.destroy();
-    }
-    let mut times = Vec::new();
-    let mut tracker = None;
-    for _ in 0..preserve_reps.runs.max(1) {
-        if let Some(t) = tracker.take() {
+    let bitmap_words = (span / PAGE_SIZE as u64).div_ceil(64);
+    let with_limit = bitmap_words * 8 <= LIMIT_BITMAP_MAX;
+    let mut last = None;
+    let mut kernel_tree = None;
+    let mut fs: Vec<&mut dyn FnMut() -> Duration> = Vec::new();
+    let mut ours = || {
+        if let Some(t) = last.take() {
             Tracker::destroy(t);
         }
         let (t, d) = preserve_all(&arena, w, blocks);
-        times.push(d);
-        tracker = Some(t);
+        last = Some(t);
+        d
+    };
+    let mut kernel = || {
+        let k = KernelTree::new();
+        let d = timed_batches(&arena, w, blocks, |pa, o| k.preserve(pa, o));
+        kernel_tree = Some(k);
+        d
+    };
+    let mut limit = || {
+        let bitmap: Vec<AtomicU64> = (0..bitmap_words).map(|_| AtomicU64::new(0)).collect();
+        let d = timed_batches(&arena, w, blocks, |pa, _| {
+            let bit = (pa - arena.base) >> PAGE_SHIFT;
+            bitmap[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+        });
+        black_box(&bitmap);
+        d
+    };
+    fs.push(&mut ours);
+    fs.push(&mut kernel);
+    if with_limit {
+        fs.push(&mut limit);
     }
-    let t = tracker.expect("a tracker");
-    let preserve = median(&mut times);
-
-    let walk_blocks = crate::timing::measure(walk_reps, || {
-        let start = Instant::now();
-        let mut sum = 0u64;
-        let _ = t.for_each_block::<()>(&mut |pa, o| {
-            sum = sum.wrapping_add(pa.as_u64() ^ u64::from(o.get()));
-            ControlFlow::Continue(())
-        });
-        black_box(sum);
-        start.elapsed()
-    });
-    let mut ranges = 0;
-    let walk_ranges = crate::timing::measure(walk_reps, || {
-        let start = Instant::now();
-        let mut n = 0u64;
-        let _ = t.for_each_range::<()>(&mut |pa, len| {
-            n = n.wrapping_add(1);
-            black_box((pa, len));
-            ControlFlow::Continue(())
-        });
-        ranges = n;
-        start.elapsed()
-    });
+    let st = measure_all(preserve_reps, &mut fs);
+    drop(fs);
+    let t = last.expect("a tracker");
+    let k = kernel_tree.expect("a kernel tree");
+    let walks = crate::tracker::walk_stats(&arena.machine, &t, &k, walk_reps);
     let mut costs = MapCosts::default();
     let _ = t.for_each_block::<()>(&mut |pa, o| {
         costs.add(pa.as_u64(), o.get());
@@ -141,12 +181,20 @@ pub fn point(w: Workload, preserved: u64) -> Point {
         workload: w,
         preserved: blocks * w.block_bytes(),
         blocks: costs.blocks(),
-        ranges,
+        ranges: walks.ranges,
         radix_bytes,
         costs,
-        preserve,
-        walk_blocks,
-        walk_ranges,
+        stats: [st[0], walks.blocks_kho, walks.ranges_kho],
+        kernel: [st[1], walks.blocks_kernel, walks.ranges_kernel],
+        limit: [st.get(2).copied(), Some(walks.blocks_limit), walks.ranges_single_order.then_some(walks.ranges_limit)],
+        runs: preserve_reps.runs,
+    }
+}
+
+impl Point {
+    /// Nanoseconds per block of `d`.
+    pub fn ns(&self, d: Duration) -> f64 {
+        d.as_nanos() as f64 / self.blocks as f64
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod formulas;
 mod growth;
+mod kernel;
 mod primitives;
 mod report;
 mod rows;
@@ -38,6 +39,15 @@ DIR/*.svg (default DIR: target/kho-report).
   --quiet   no progress lines on stderr
 ";
 
+const ONCE_USAGE: &str = "\
+usage: kho-bench --once WHO SPAN_GIB KEYS
+
+Preserves KEYS random order-0 keys over SPAN_GIB GiB once, with WHO one of
+kho, kernel, limit, and exits: for counting instructions per key under
+`valgrind --tool=callgrind` (run it with two KEYS and divide the difference
+of the totals by the difference of the keys).
+";
+
 /// Sizes and repetitions of a run.
 struct Plan {
     quick: bool,
@@ -52,6 +62,11 @@ struct Plan {
     array_reps: Reps,
     growth_sizes: Vec<u64>,
     metadata_size: u64,
+    random_spans: Vec<u64>,
+    random_keys: u64,
+    random_reps: Reps,
+    import_size: u64,
+    import_reps: Reps,
 }
 
 impl Plan {
@@ -73,6 +88,11 @@ impl Plan {
                 array_reps: r(1, 3),
                 growth_sizes: vec![GIB, 4 * GIB, 16 * GIB],
                 metadata_size: 16 * GIB,
+                random_spans: vec![GIB, 4 * GIB, 16 * GIB, 64 * GIB],
+                random_keys: 1 << 17,
+                random_reps: r(1, 3),
+                import_size: 4 * GIB,
+                import_reps: r(1, 3),
             }
         } else {
             Plan {
@@ -88,6 +108,11 @@ impl Plan {
                 array_reps: r(1, 7),
                 growth_sizes: [1, 4, 16, 64, 256, 1024].iter().map(|g| g * GIB).collect(),
                 metadata_size: 16 * GIB,
+                random_spans: vec![GIB, 4 * GIB, 16 * GIB, 64 * GIB],
+                random_keys: 1 << 20,
+                random_reps: r(2, 9),
+                import_size: 64 * GIB,
+                import_reps: r(1, 3),
             }
         }
     }
@@ -133,6 +158,15 @@ fn command(args: &[String]) -> String {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("--once") {
+        return match tracker::once(&argv[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kho-bench --once: {e}\n\n{ONCE_USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let args = match parse_args(&argv) {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -160,7 +194,7 @@ fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
     let load_before = sysinfo::load_average();
     let start = Instant::now();
     let patterns = primitives::patterns(plan.array_entries);
-    let steps = 8 + patterns.len() + Workload::ALL.len();
+    let steps = 10 + patterns.len() + Workload::ALL.len();
     let mut progress = Progress::new(steps, args.quiet);
     let mut rows = Vec::new();
 
@@ -169,11 +203,23 @@ fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
         ("tracker: preserve order-0 random, 1 and 2 threads", PreserveKind::Random),
         ("tracker: preserve mixed orders, 1 and 2 threads", PreserveKind::Mixed),
     ] {
-        rows.extend(progress.step(name, || tracker::preserve_rows(kind, plan.tracker_pages, plan.tracker_reps)));
+        rows.extend(progress.step(name, || tracker::preserve_rows(kind, plan.tracker_pages, plan.tracker_reps)).0);
     }
+    let random = progress.step("tracker: random preserve over 1 GiB to 64 GiB spans", || {
+        tracker::random_span_figures(&plan.random_spans, plan.random_keys, plan.random_reps)
+    });
+    rows.extend(tracker::random_span_rows(&random));
     let (walk, kernel) =
         progress.step("tracker: walks, the kernel's 2 GiB case", || tracker::walk_rows(plan.walk_reps));
     rows.extend(walk);
+    let import = progress
+        .step(&format!("tracker: walks and import, memfd-like {}", rows::fmt_bytes(plan.import_size)), || {
+            tracker::memfd_walk_figures(plan.import_size, plan.import_reps)
+        });
+    rows.extend(tracker::walk_figure_rows(
+        &format!("memfd-like order-0 runs, {}", rows::fmt_bytes(plan.import_size)),
+        &import,
+    ));
     rows.extend(progress.step("tracker: a fully preserved GiB as ranges", || tracker::full_gib_rows(plan.walk_reps)));
     rows.extend(progress.step("block sets: extend and read beside memcpy", || {
         primitives::block_rows(plan.block_bytes, plan.block_reps)
@@ -217,6 +263,8 @@ fn run(args: &Args, argv: &[String]) -> std::io::Result<()> {
         wall,
         rows,
         kernel,
+        random,
+        import,
         arrays,
         growth,
         metadata_size: plan.metadata_size,

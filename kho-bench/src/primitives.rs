@@ -272,6 +272,7 @@ impl ArrayFigures {
             value: self.per_entry(),
             unit: " B/entry",
             target: self.target,
+            kernel: None,
         }];
         if let Some(bulk) = self.extend_raw {
             rows.push(Row::ratio(

@@ -41,6 +41,8 @@ pub struct Row {
     pub unit: &'static str,
     /// The target.
     pub target: Target,
+    /// The kernel algorithm's figure, formatted, and kho's time over it.
+    pub kernel: Option<(String, f64)>,
 }
 
 impl Row {
@@ -60,6 +62,21 @@ impl Row {
             value: ratio(ours, limit),
             unit: "x",
             target: Target::None,
+            kernel: None,
+        }
+    }
+
+    /// The same row with the kernel algorithm's time beside kho's `ours`.
+    pub fn with_kernel(mut self, ours: Duration, kernel: Duration) -> Row {
+        self.kernel = Some((fmt_duration(kernel), ratio(ours, kernel)));
+        self
+    }
+
+    /// The kernel cells: its figure and kho / kernel.
+    pub fn kernel_cells(&self) -> (String, String) {
+        match &self.kernel {
+            Some((k, r)) => (k.clone(), format!("{}x", fmt_num(*r))),
+            None => ("—".into(), "—".into()),
         }
     }
 

@@ -13,8 +13,8 @@ pub enum Unit {
     Bytes,
     /// Gibibytes (ticks at powers of two, labelled MiB, GiB, TiB).
     GiB,
-    /// Seconds (labelled ns, µs, ms, s).
-    Seconds,
+    /// Nanoseconds (labelled ns).
+    Nanoseconds,
 }
 
 /// One axis.
@@ -36,6 +36,16 @@ pub struct Series {
     /// `(x, y)` points, drawn in this order. On a log axis, points with a
     /// coordinate that is not positive are left out.
     pub points: Vec<(f64, f64)>,
+    /// Spread of repeated runs, `(x, lowest y, highest y)`, drawn as a
+    /// vertical bar at `x`.
+    pub spread: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    /// A series with no spread.
+    pub fn new(name: impl Into<String>, points: Vec<(f64, f64)>) -> Series {
+        Series { name: name.into(), points, spread: Vec::new() }
+    }
 }
 
 /// A line plot.
@@ -81,7 +91,7 @@ impl Scale {
             if !lo.is_finite() {
                 (lo, hi) = (1.0, 10.0);
             }
-            let base: f64 = if matches!(axis.unit, Unit::Bytes | Unit::GiB) { 2.0 } else { 10.0 };
+            let base: f64 = if matches!(axis.unit, Unit::Bytes | Unit::GiB | Unit::Nanoseconds) { 2.0 } else { 10.0 };
             let mut e_lo = (lo.log(base) + 1e-9).floor() as i64;
             let mut e_hi = (hi.log(base) - 1e-9).ceil() as i64;
             if e_hi <= e_lo {
@@ -151,15 +161,7 @@ pub fn tick_label(v: f64, unit: Unit) -> String {
                 format!("{} MiB", short(v * 1024.0))
             }
         }
-        Unit::Seconds => {
-            let (div, name) = match v {
-                v if v >= 1.0 => (1.0, "s"),
-                v if v >= 1e-3 => (1e-3, "ms"),
-                v if v >= 1e-6 => (1e-6, "µs"),
-                _ => (1e-9, "ns"),
-            };
-            format!("{} {name}", short(v / div))
-        }
+        Unit::Nanoseconds => format!("{} ns", short(v)),
     }
 }
 
@@ -173,10 +175,26 @@ impl Plot {
             .filter(move |&(x, y)| x.is_finite() && y.is_finite() && (!xlog || x > 0.0) && (!ylog || y > 0.0))
     }
 
+    /// The spread bars the axes can show: `(series index, x, lo, hi)`.
+    fn bars(&self) -> impl Iterator<Item = (usize, f64, f64, f64)> + '_ {
+        let (xlog, ylog) = (self.x.log, self.y.log);
+        self.series.iter().enumerate().flat_map(move |(i, s)| {
+            s.spread.iter().copied().filter_map(move |(x, lo, hi)| {
+                let ok = [x, lo, hi].iter().all(|v| v.is_finite())
+                    && (!xlog || x > 0.0)
+                    && (!ylog || (lo > 0.0 && hi > 0.0));
+                ok.then_some((i, x, lo, hi))
+            })
+        })
+    }
+
     /// The plot as a standalone SVG document.
     pub fn to_svg(&self) -> String {
         let xs: Vec<f64> = self.series.iter().flat_map(|s| self.visible(s).map(|p| p.0)).collect();
-        let ys: Vec<f64> = self.series.iter().flat_map(|s| self.visible(s).map(|p| p.1)).collect();
+        let mut ys: Vec<f64> = self.series.iter().flat_map(|s| self.visible(s).map(|p| p.1)).collect();
+        if !ys.is_empty() {
+            ys.extend(self.bars().flat_map(|(_, _, lo, hi)| [lo, hi]));
+        }
         let (sx, sy) = (Scale::new(&self.x, &xs), Scale::new(&self.y, &ys));
         let px = |v: f64| LEFT + sx.frac(v) * (RIGHT - LEFT);
         let py = |v: f64| BOTTOM - sy.frac(v) * (BOTTOM - TOP);
@@ -257,6 +275,17 @@ impl Plot {
             for (x, y) in self.visible(s) {
                 let _ = writeln!(o, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#, px(x), py(y));
             }
+            for (j, x, lo, hi) in self.bars() {
+                if j == i {
+                    let _ = writeln!(
+                        o,
+                        r#"<line class="spread" x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke-dasharray="none"/>"#,
+                        px(x),
+                        py(lo),
+                        py(hi)
+                    );
+                }
+            }
             let _ = writeln!(o, "</g>");
         }
         let _ = writeln!(o, "</g>");
@@ -307,8 +336,8 @@ mod tests {
     #[test]
     fn parses_with_labels_legend_and_lines() {
         let p = plot(vec![
-            Series { name: "radix-v1".into(), points: vec![(1.0, 28672.0), (4.0, 53248.0), (1024.0, 3.4e7)] },
-            Series { name: "a \"list\" of <ranges>".into(), points: vec![(1.0, 24.0), (1024.0, 2.4e4)] },
+            Series::new("radix-v1", vec![(1.0, 28672.0), (4.0, 53248.0), (1024.0, 3.4e7)]),
+            Series::new("a \"list\" of <ranges>", vec![(1.0, 24.0), (1024.0, 2.4e4)]),
         ]);
         let svg = p.to_svg();
         let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
@@ -356,7 +385,7 @@ mod tests {
 
     #[test]
     fn larger_values_are_drawn_higher_and_further_right() {
-        let p = plot(vec![Series { name: "s".into(), points: vec![(1.0, 10.0), (16.0, 1e6)] }]);
+        let p = plot(vec![Series::new("s", vec![(1.0, 10.0), (16.0, 1e6)])]);
         let svg = p.to_svg();
         let doc = roxmltree::Document::parse(&svg).expect("parse");
         let c: Vec<_> = doc
@@ -370,7 +399,7 @@ mod tests {
 
     #[test]
     fn non_positive_points_are_left_out_of_log_axes() {
-        let p = plot(vec![Series { name: "s".into(), points: vec![(1.0, 0.0), (2.0, f64::NAN), (4.0, 8.0)] }]);
+        let p = plot(vec![Series::new("s", vec![(1.0, 0.0), (2.0, f64::NAN), (4.0, 8.0)])]);
         let svg = p.to_svg();
         let doc = roxmltree::Document::parse(&svg).expect("parse");
         assert_eq!(doc.descendants().filter(|n| n.has_tag_name("polyline")).count(), 0);
@@ -380,12 +409,28 @@ mod tests {
     #[test]
     fn empty_plot_is_still_valid() {
         let mut p = plot(vec![]);
-        p.y = Axis { label: "time (s)".into(), unit: Unit::Seconds, log: false };
+        p.y = Axis { label: "time (ns)".into(), unit: Unit::Nanoseconds, log: false };
         let svg = p.to_svg();
         let doc = roxmltree::Document::parse(&svg).expect("parse");
         assert_eq!(texts(&doc, "nodata"), ["no data"]);
-        assert_eq!(texts(&doc, "ylabel"), ["time (s)"]);
+        assert_eq!(texts(&doc, "ylabel"), ["time (ns)"]);
         assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn spread_bars_are_drawn_inside_the_axes() {
+        let mut s = Series::new("s", vec![(1.0, 10.0), (4.0, 12.0)]);
+        s.spread = vec![(1.0, 8.0, 30.0), (4.0, 0.0, 13.0)];
+        let mut p = plot(vec![s]);
+        p.y = Axis { label: "ns per block (log scale)".into(), unit: Unit::Nanoseconds, log: true };
+        let svg = p.to_svg();
+        let doc = roxmltree::Document::parse(&svg).expect("parse");
+        let bars: Vec<_> = doc.descendants().filter(|n| n.attribute("class") == Some("spread")).collect();
+        // The bar with a zero on a log axis is left out.
+        assert_eq!(bars.len(), 1);
+        assert!(num(&bars[0], "y1") > num(&bars[0], "y2"));
+        assert!(num(&bars[0], "y2") >= TOP - 0.01);
+        assert_eq!(tick_label(20.0, Unit::Nanoseconds), "20 ns");
     }
 
     #[test]
@@ -396,9 +441,7 @@ mod tests {
         assert_eq!(tick_label(1024.0, Unit::GiB), "1 TiB");
         assert_eq!(tick_label(0.25, Unit::GiB), "256 MiB");
         assert_eq!(tick_label(16.0, Unit::GiB), "16 GiB");
-        assert_eq!(tick_label(1e-6, Unit::Seconds), "1 µs");
-        assert_eq!(tick_label(0.0218, Unit::Seconds), "21.8 ms");
-        assert_eq!(tick_label(2.0, Unit::Seconds), "2 s");
+        assert_eq!(tick_label(21.8, Unit::Nanoseconds), "21.8 ns");
         assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
     }
 }

@@ -36,6 +36,15 @@ pub fn measure(reps: Reps, mut f: impl FnMut() -> Duration) -> Duration {
     median(&mut v)
 }
 
+/// Statistics of `reps.runs` runs of `f` after `reps.warmup` untimed ones.
+pub fn measure_stats(reps: Reps, mut f: impl FnMut() -> Duration) -> Stats {
+    for _ in 0..reps.warmup {
+        f();
+    }
+    let mut v: Vec<Duration> = (0..reps.runs.max(1)).map(|_| f()).collect();
+    Stats::of(&mut v)
+}
+
 /// Medians of `a` and of `b`, run alternately (a, b, a, b, ...) so that
 /// drift in the machine's speed affects both alike.
 pub fn measure_pair(
@@ -53,6 +62,70 @@ pub fn measure_pair(
         vb.push(b());
     }
     (median(&mut va), median(&mut vb))
+}
+
+/// The median, minimum and maximum of repeated runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Median.
+    pub median: Duration,
+    /// Fastest run.
+    pub min: Duration,
+    /// Slowest run.
+    pub max: Duration,
+}
+
+impl Stats {
+    /// The statistics of `v` (all zero for an empty slice).
+    pub fn of(v: &mut [Duration]) -> Stats {
+        let median = median(v);
+        Stats { median, min: v.first().copied().unwrap_or_default(), max: v.last().copied().unwrap_or_default() }
+    }
+
+    /// `(max - min) / median`, the relative spread.
+    pub fn spread(&self) -> f64 {
+        (self.max - self.min).as_secs_f64() / self.median.as_secs_f64()
+    }
+}
+
+/// Statistics of each of `fs`, run in turn (f0, f1, ..., f0, f1, ...) so
+/// that drift in the machine's speed affects all alike.
+pub fn measure_all(reps: Reps, fs: &mut [&mut dyn FnMut() -> Duration]) -> Vec<Stats> {
+    for _ in 0..reps.warmup {
+        for f in fs.iter_mut() {
+            f();
+        }
+    }
+    let mut v: Vec<Vec<Duration>> = vec![Vec::new(); fs.len()];
+    for _ in 0..reps.runs.max(1) {
+        for (f, times) in fs.iter_mut().zip(&mut v) {
+            times.push(f());
+        }
+    }
+    v.iter_mut().map(|t| Stats::of(t)).collect()
+}
+
+/// CPU time this thread has used (zero where the clock is unavailable).
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// As [`parallel`], also returning the CPU time all threads spent in
+/// `work`, summed: with the same work split between threads, a sum that
+/// stays at the one-thread figure means no contention, whatever the wall
+/// time (which other processes on the machine may stretch).
+pub fn parallel_cpu(threads: usize, work: impl Fn(usize) + Sync) -> (Duration, Duration) {
+    let cpu = std::sync::Mutex::new(Duration::ZERO);
+    let wall = parallel(threads, |i| {
+        let start = thread_cpu_time();
+        work(i);
+        let used = thread_cpu_time().saturating_sub(start);
+        if let Ok(mut c) = cpu.lock() {
+            *c += used;
+        }
+    });
+    (wall, cpu.into_inner().unwrap_or_default())
 }
 
 /// Spins until `cond` holds, yielding now and then (so that a machine with
@@ -185,6 +258,47 @@ mod tests {
         );
         assert_eq!(order.into_inner(), "ababab");
         assert_eq!((a, b), (ms(10), ms(20)));
+    }
+
+    #[test]
+    fn stats_and_measure_all() {
+        let s = Stats::of(&mut [ms(4), ms(2), ms(3)]);
+        assert_eq!((s.median, s.min, s.max), (ms(3), ms(2), ms(4)));
+        assert!((s.spread() - 2.0 / 3.0).abs() < 1e-9);
+        let order = std::cell::RefCell::new(String::new());
+        let mut a = || {
+            order.borrow_mut().push('a');
+            ms(1)
+        };
+        let mut b = || {
+            order.borrow_mut().push('b');
+            ms(2)
+        };
+        let mut c = || {
+            order.borrow_mut().push('c');
+            ms(3)
+        };
+        let st = measure_all(Reps { warmup: 1, runs: 2 }, &mut [&mut a, &mut b, &mut c]);
+        assert_eq!(order.into_inner(), "abcabcabc");
+        assert_eq!(st.iter().map(|s| s.median).collect::<Vec<_>>(), vec![ms(1), ms(2), ms(3)]);
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let a = thread_cpu_time();
+        let mut x = 0u64;
+        let start = Instant::now();
+        while start.elapsed() < ms(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(thread_cpu_time() > a);
+        let (wall, cpu) = parallel_cpu(2, |_| {
+            let s = Instant::now();
+            while s.elapsed() < ms(5) {
+                std::hint::spin_loop();
+            }
+        });
+        assert!(wall >= ms(5) && cpu > Duration::ZERO);
     }
 
     #[test]
