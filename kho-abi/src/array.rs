@@ -3,28 +3,11 @@
 //! entries packed from the front, and bit-packed run descriptors packed
 //! from the back.
 //!
-//! `kho-array` implements the format (writer, reader, validated restore)
-//! and documents it in full with a worked example; this module holds the
-//! layouts and the bit arithmetic both sides of a handover must agree on.
-//!
-//! # Page
-//!
-//! One order-0 page of [`ARRAY_PAGE_WORDS`] native-endian `u64` words:
-//!
-//! | word | field |
-//! |---|---|
-//! | 0 | `next`: PA of the next page, 0 for the last |
-//! | 1 | `start`: the base position of the page's first run |
-//! | 2 | `layout` ([`ArrayLayout`]): runs, count width, skip width |
-//! | 3 .. 3 + E | the page's E entries, run after run |
-//! | .. | zero words |
-//! | last D·w/64 words | the run descriptors, a bit stream growing down from the last word |
-//!
-//! Stream bit `k` is bit `k % 64` of word `ARRAY_PAGE_WORDS - 1 - k / 64`.
-//! Descriptor `i` (of `D = runs`) occupies stream bits `i·w .. (i+1)·w`,
-//! `w = count_bits + skip_bits`: first `count_bits` bits of `count - 1`,
-//! then `skip_bits` bits of `skip`, each least significant bit first.
-//! Stream bits after the last descriptor, to the end of its word, are 0.
+//! `kho-array` implements the format (writer, reader, validated restore),
+//! and its crate documentation (section *Format*) is the one full
+//! description of it, with the validation rules and a worked example; this
+//! module holds the layouts and the bit arithmetic both sides of a
+//! handover must agree on, whose items name the words and fields.
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

@@ -14,6 +14,10 @@
 //!
 //! # Format
 //!
+//! This section is the one full description of `array-v1`; `DESIGN.md`
+//! gives the reasons behind it and its measured cost, and
+//! [`kho_abi::array`] the layouts as constants.
+//!
 //! All integers are native-endian `u64` words unless said otherwise;
 //! offsets are in bytes. The format is versioned by the compatible string
 //! `"array-v1"` ([`ARRAY_V1`]) and the descriptor's version 1. The layouts
@@ -61,21 +65,29 @@
 //! `start`; after a run it is one past the run's last position. Run `i`
 //! covers positions `base + skip ..= base + skip + count − 1` and takes
 //! the next `count` entry words. A width of 0 stores nothing: with
-//! `count_bits = 0` every run has one entry.
+//! `count_bits = 0` every run has one entry, with `skip_bits = 0` every run
+//! starts at the base.
 //!
 //! ## Validation ([`KhoArray::restore`])
 //!
-//! Magic, version, reserved = 0. Each link page aligned, RAM, claimable as
-//! an order-0 block, within the caller's `max_pages`, not a cycle. A page's
-//! `start` at or above the base left by the page before (positions ascend
-//! strictly across pages); its `layout` with reserved bits clear, at least
+//! Magic, version, reserved = 0. Each link page aligned, RAM, within the
+//! caller's `max_pages`, not back to a page seen (Brent's algorithm on the
+//! links), and claimed as an order-0 block before any word of it is read.
+//! A page's `start` at or above the base left by the page before
+//! (positions ascend strictly across pages; after an entry at `u64::MAX`
+//! no page may follow); its `layout` with reserved bits clear, at least
 //! one run, widths within 16 and 64 bits, and room for the descriptors and
-//! one entry per run; each run's entries below the descriptors and its
-//! last position `<= u64::MAX`; every entry non-zero and well tagged; the
-//! words between entries and descriptors, and the descriptor padding,
-//! zero. Errors name the page (index, PA), the run (index, word of its
-//! descriptor), the field and the fault ([`ArrayError`]); a failed restore
-//! unclaims every page it claimed.
+//! one entry per run (`3 + runs + K ≤ W`); each run's entries below the
+//! descriptors and its last position `<= u64::MAX`; every entry non-zero
+//! and well tagged; the words between entries and descriptors, and the
+//! descriptor padding, zero (so a restored array can be appended to).
+//! Errors name the page (index, PA), the run (index, word of its
+//! descriptor), the field (`start`, `layout`, `count`, `skip`, `entry`,
+//! free word, descriptor padding) and the fault ([`ArrayError`]); a failed
+//! restore unclaims every page it claimed. A cycle cannot pass even
+//! through a `Claim` that never refuses: a revisited page repeats
+//! positions and fails at its `start`. The reader ([`KhoArray::iter`]) is
+//! the same decoder without the claims, so the rules exist once.
 //!
 //! ## Cost
 //!
@@ -109,6 +121,26 @@
 //! | 509 | `0xffff_ffff_ffff_05c0` | stream bits 128..=191 |
 //! | 510 | `0x3e00` | stream bits 64..=127: run 1 at bit 66 (`skip` 992 at bit 68) |
 //! | 511 | `0x2` | stream bits 0..=63: run 0, `count − 1` = 2, `skip` 0 |
+//!
+//! Descriptor bytes: `52 52 41 4b 01 00 00 00`, then `first`
+//! little-endian (on a little-endian machine).
+//!
+//! More vectors, each checked word for word by `tests/layout.rs`:
+//!
+//! - Values 1, 2, 3 at 10, 10 + 2^50, 10 + 2^51 + 1 (skips 0, 2^50 − 1,
+//!   2^50): `layout = 0x3300_0003` (3 runs, widths 0 and 51), entries
+//!   `0x3, 0x5, 0x7` at words 3..=5, stream words 509..=511 =
+//!   `0x100_0000, 0x1f_ffff_ffff, 0xfff8_0000_0000_0000`.
+//! - Values 0, 10, 11 at 0, 10, 11: two runs (1 at 0; 2 at skip 9): the
+//!   third entry widens `count_bits` from 0 to 1 and repacks; `layout =
+//!   0x0401_0002`, word 511 = `0x260`.
+//! - Values 0..999 at 0x7000: page 0 holds 508 (`layout = 0x0009_0001`,
+//!   word 511 = 507), page 1 starts at 0x71fc and holds 492 (word 511 =
+//!   491).
+//! - 285 entries at gaps of 2^50 fill a page exactly (`3 + 285 + 223 ≤
+//!   512`); the 286th starts page 2 with `start` at its position. A jump
+//!   above 2^63 (`u64` has room for one) widens its page's skips to 64
+//!   bits: 254 entries.
 //!
 //! # Using it
 //!

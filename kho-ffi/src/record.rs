@@ -230,7 +230,6 @@ impl Describe for TrackError {
             TrackError::SubtreeInvalid { name, prop } => r.set_field(format_args!("{name}:{prop}")),
             TrackError::Tree { node, level, index, .. } => r.set_node(*node).set_level(*level).set_index(*index as u64),
             TrackError::Block { pa, order, .. } => r.set_pa(*pa).set_order(order.get()),
-            TrackError::Stopped(v) => r.set_value(*v as u64),
             _ => r,
         };
     }

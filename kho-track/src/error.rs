@@ -240,9 +240,6 @@ pub enum TrackError {
         /// What is wrong.
         fault: BlockFault,
     },
-    /// The walk was stopped by its callback with this value.
-    #[error("walk stopped by its callback ({0})")]
-    Stopped(i32),
 }
 
 impl ToErrno for TrackError {
@@ -287,8 +284,7 @@ impl ToErrno for TrackError {
             | TrackError::FdtSize { .. }
             | TrackError::BadProperty { .. }
             | TrackError::SubtreeInvalid { .. }
-            | TrackError::BadName { .. }
-            | TrackError::Stopped(_) => Errno::Inval,
+            | TrackError::BadName { .. } => Errno::Inval,
         }
     }
 }
@@ -321,7 +317,6 @@ impl TrackError {
             TrackError::SubtreeBlob { fault, .. } => fault.kind(),
             TrackError::Tree { fault, .. } => fault.kind(),
             TrackError::Block { fault, .. } => fault.kind(),
-            TrackError::Stopped(_) => "stopped",
         }
     }
 }
