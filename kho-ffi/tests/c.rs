@@ -85,19 +85,19 @@ fn header_compiles_as_c11_and_cxx17() {
 
 #[test]
 fn c_layout_test() {
-    let out = build_and_run("layout", &["tests/c/layout.c"]);
+    let out = build_and_run("layout", &["kho-ffi/tests/c/layout.c"]);
     assert!(out.contains(" 0 failed"), "{out}");
 }
 
 #[test]
 fn c_bad_input_test() {
-    let out = build_and_run("bad-input", &["tests/c/bad_input.c", "examples/c/arena.c"]);
+    let out = build_and_run("bad-input", &["kho-ffi/tests/c/bad_input.c", "examples/c/arena.c"]);
     assert!(out.contains(" 0 failed"), "{out}");
 }
 
 #[test]
 fn c_errors_test() {
-    let out = build_and_run("errors", &["tests/c/errors.c", "examples/c/arena.c"]);
+    let out = build_and_run("errors", &["kho-ffi/tests/c/errors.c", "examples/c/arena.c"]);
     assert!(out.contains(" 0 failed"), "{out}");
     // The typed reason of a corrupt handover reaches C: kind, node, slot.
     assert!(out.contains("kind=tree_node_misaligned"), "{out}");
@@ -112,7 +112,7 @@ fn c_handover_example() {
 
 #[test]
 fn c_luo_memfd_test() {
-    let out = build_and_run("luo", &["tests/c/luo.c", "examples/c/arena.c"]);
+    let out = build_and_run("luo", &["kho-ffi/tests/c/luo.c", "examples/c/arena.c"]);
     assert!(out.contains("luo OK"), "{out}");
     // Each bad input reached C with its layer's kind and place.
     assert!(out.contains("luo_files_not_ram at session[0].files.head"), "{out}");
@@ -121,7 +121,7 @@ fn c_luo_memfd_test() {
 
 #[test]
 fn c_producer_test() {
-    let out = build_and_run("producer", &["tests/c/producer.c", "examples/c/arena.c"]);
+    let out = build_and_run("producer", &["kho-ffi/tests/c/producer.c", "examples/c/arena.c"]);
     assert!(out.contains("loader pieces: ok"), "{out}");
     assert!(out.contains("writers read back: ok"), "{out}");
     assert!(out.contains("producer: all passed"), "{out}");
