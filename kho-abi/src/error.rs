@@ -202,6 +202,18 @@ pub enum AbiError {
         /// The rule it breaks.
         why: &'static str,
     },
+    /// An error of a layer above the seam (the tracker behind
+    /// [`Preserve`](crate::Preserve) or [`Claim`](crate::Claim)), carried
+    /// through it with its stable kind and errno intact.
+    #[error("{layer}: {kind}")]
+    Layer {
+        /// The layer (`"tracker"`).
+        layer: &'static str,
+        /// The layer's stable kind name.
+        kind: &'static str,
+        /// The layer's errno.
+        errno: Errno,
+    },
 }
 
 impl ToErrno for AbiError {
@@ -212,6 +224,7 @@ impl ToErrno for AbiError {
             AbiError::UnsupportedFlags { .. } => Errno::OpNotSupp,
             AbiError::NotPreserved { .. } => Errno::NoEnt,
             AbiError::Forbidden { .. } => Errno::Busy,
+            AbiError::Layer { errno, .. } => *errno,
             AbiError::Short { .. }
             | AbiError::BadMagic { .. }
             | AbiError::BadVersion { .. }
@@ -252,6 +265,7 @@ impl AbiError {
             AbiError::NoMemory { .. } => "no_memory",
             AbiError::NotPreserved { .. } => "not_preserved",
             AbiError::Forbidden { .. } => "forbidden",
+            AbiError::Layer { kind, .. } => kind,
         }
     }
 }
@@ -302,6 +316,12 @@ mod tests {
             }
         }
         assert_eq!(AbiError::NotRam { pa, len: 1 }.kind(), "not_ram");
+    }
+
+    #[test]
+    fn a_layer_error_keeps_its_kind_and_errno() {
+        let e = AbiError::Layer { layer: "tracker", kind: "subtree_exists", errno: Errno::Exist };
+        assert_eq!((e.kind(), e.errno()), ("subtree_exists", Errno::Exist));
     }
 
     #[test]

@@ -7,8 +7,8 @@ use core::ops::ControlFlow;
 
 use kho_abi::compat::{KHO_V4, RADIX_V1};
 use kho_abi::{
-    AbiError, KhoData, KhoScratch, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, RadixKey, compose,
-    write_phys, write_phys_bytes, zero_phys,
+    AbiError, KhoData, KhoScratch, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, RadixKey, ToErrno,
+    compose, write_phys, write_phys_bytes, zero_phys,
 };
 
 use crate::error::TrackError;
@@ -331,10 +331,25 @@ impl<P: PhysMem + PageAlloc + ?Sized> Preserve for Tracker<'_, P> {
     }
 }
 
-/// Narrows a tracker error to the seam's error type.
+/// Carries a tracker error through the seam's error type: a wire-layer
+/// error as it is, any other with its stable kind and errno.
 pub(crate) fn to_abi(e: TrackError) -> AbiError {
     match e {
         TrackError::Abi(e) => e,
-        _ => AbiError::InvalidValue { what: "tracker", value: 0 },
+        other => AbiError::Layer { layer: "tracker", kind: other.kind(), errno: other.errno() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kho_abi::Errno;
+
+    #[test]
+    fn a_tracker_error_crosses_the_seam_with_its_kind_and_errno() {
+        let e = to_abi(TrackError::SubtreeExists { name: "LUO".into() });
+        assert_eq!((e.kind(), e.errno()), ("subtree_exists", Errno::Exist));
+        let abi = AbiError::NotRam { pa: PhysAddr::new(0x1000), len: 1 };
+        assert_eq!(to_abi(TrackError::Abi(abi)), abi, "wire errors pass unchanged");
     }
 }
