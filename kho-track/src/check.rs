@@ -1,6 +1,7 @@
-//! Checks shared by the two incoming map formats: scratch areas as a sorted
-//! set, runs of set bits in a bitmap page, and the per-block checks of a
-//! run of blocks (order, RAM, scratch) done once per run.
+//! Checks shared by the two incoming map formats: what an import may
+//! spend and what it found, scratch areas as a sorted set, runs of set bits
+//! in a bitmap page, and the per-block checks of a run of blocks (order,
+//! RAM, scratch) done once per run.
 
 use alloc::vec::Vec;
 
@@ -10,6 +11,51 @@ use kho_abi::{KhoScratch, PhysAddr};
 
 #[cfg(not(loom))]
 use crate::error::{BlockFault, TrackError};
+
+/// What an import found.
+#[cfg(not(loom))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Preserved blocks.
+    pub blocks: u64,
+    /// Pages in them.
+    pub pages: u64,
+    /// Pages of the radix tree.
+    pub tree_pages: u64,
+    /// Blocks per order.
+    pub blocks_by_order: [u64; 64],
+}
+
+/// Caps on what an import may spend, whatever the handover declares.
+///
+/// The import reads each page of the memory map once and keeps a few words
+/// of bookkeeping per page, so its time and memory are bounded by the
+/// number of map pages it accepts; this caps that number. The default,
+/// [`DEFAULT_MAX_MAP_PAGES`], is far above what a real kernel writes; a
+/// caller that knows how much memory could hold a map (an inspector
+/// reading an image file of `N` stored pages) passes a tighter cap.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportLimits {
+    /// The most pages the memory map may have: radix tree nodes, or
+    /// `kho-v1` chunk and bitmap pages. Beyond it the import fails with
+    /// [`TrackError::MapTooLarge`].
+    pub max_map_pages: u64,
+}
+
+/// The default cap on memory map pages: 2^20 pages (4 GiB of map with
+/// 4 KiB pages). A kernel preserving every order-0 page of 64 TiB of RAM
+/// writes about 2^19 leaves; the import of a map at the cap reads 4 GiB and
+/// keeps about 40 MiB of bookkeeping.
+#[cfg(not(loom))]
+pub const DEFAULT_MAX_MAP_PAGES: u64 = 1 << 20;
+
+#[cfg(not(loom))]
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits { max_map_pages: DEFAULT_MAX_MAP_PAGES }
+    }
+}
 
 /// Scratch areas as disjoint, sorted `[start, end)` intervals, so that an
 /// overlap test costs a binary search whatever the number of areas.

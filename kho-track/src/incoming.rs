@@ -18,6 +18,7 @@ use kho_abi::{
     read_phys, read_phys_bytes,
 };
 
+pub use crate::check::{DEFAULT_MAX_MAP_PAGES, ImportLimits, ImportStats};
 use crate::check::{ScratchSet, check_run, for_each_run};
 use crate::error::{BlobFault, BlockFault, TrackError, TreeFault};
 use crate::fdt::{RootFdt, Subtree};
@@ -29,19 +30,6 @@ use crate::walk::{Guard, TreeView};
 
 /// The most scratch areas a handover may list.
 pub const MAX_SCRATCH: u64 = 1024;
-
-/// What an import found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImportStats {
-    /// Preserved blocks.
-    pub blocks: u64,
-    /// Pages in them.
-    pub pages: u64,
-    /// Pages of the radix tree.
-    pub tree_pages: u64,
-    /// Blocks per order.
-    pub blocks_by_order: [u64; 64],
-}
 
 /// The handover a previous kernel left, validated.
 pub struct Incoming<'p, P: PhysMem + PageAlloc + ?Sized> {
@@ -65,34 +53,6 @@ impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Incoming<'_, P> {
             .field("root", &self.tree.root())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
-    }
-}
-
-/// Caps on what an import may spend, whatever the handover declares.
-///
-/// The import reads each page of the memory map once and keeps a few words
-/// of bookkeeping per page, so its time and memory are bounded by the
-/// number of map pages it accepts; this caps that number. The default,
-/// [`DEFAULT_MAX_MAP_PAGES`], is far above what a real kernel writes; a
-/// caller that knows how much memory could hold a map (an inspector
-/// reading an image file of `N` stored pages) passes a tighter cap.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ImportLimits {
-    /// The most pages the memory map may have: radix tree nodes, or
-    /// `kho-v1` chunk and bitmap pages. Beyond it the import fails with
-    /// [`TrackError::MapTooLarge`].
-    pub max_map_pages: u64,
-}
-
-/// The default cap on memory map pages: 2^20 pages (4 GiB of map with
-/// 4 KiB pages). A kernel preserving every order-0 page of 64 TiB of RAM
-/// writes about 2^19 leaves; the import of a map at the cap reads 4 GiB and
-/// keeps about 40 MiB of bookkeeping.
-pub const DEFAULT_MAX_MAP_PAGES: u64 = 1 << 20;
-
-impl Default for ImportLimits {
-    fn default() -> Self {
-        ImportLimits { max_map_pages: DEFAULT_MAX_MAP_PAGES }
     }
 }
 

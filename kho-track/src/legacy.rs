@@ -31,9 +31,8 @@ use core::ops::ControlFlow;
 use kho_abi::legacy::{V1_CHUNK_ENTRIES, V1Chunk};
 use kho_abi::{AbiError, GEOMETRY, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, RadixKey, RadixLeaf, read_phys};
 
-use crate::check::{ScratchSet, check_run, for_each_run};
+use crate::check::{ImportLimits, ImportStats, ScratchSet, check_run, for_each_run};
 use crate::error::{TrackError, TreeFault, V1Fault};
-use crate::incoming::{ImportLimits, ImportStats};
 use crate::tree::RadixTree;
 
 /// The most chunk pages a `kho-v1` map may have: enough for one bitmap of
