@@ -16,7 +16,7 @@ use kho_sim::ModelTracker;
 /// whether the restore succeeded.
 pub fn run(data: &[u8]) -> bool {
     let size = u64::from(data.first().copied().unwrap_or(73));
-    let m = mutate::machine();
+    let m = mutate::machine_of(1 << 20); // room for every shape
     let t = ModelTracker::new();
     let blob = write(&WithTracker::new(&m, &t), "7.2.13", 1).expect("metadata");
     mutate::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));

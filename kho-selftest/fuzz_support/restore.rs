@@ -18,7 +18,7 @@ use kho_sim::ModelTracker;
 /// whether the restore succeeded.
 pub fn run(data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine();
+    let m = mutate::machine_of(1 << 20); // room for every shape
     let t = ModelTracker::new();
     let max_mem = u64::from(shape & 7) * (48 << 10);
     let blob = write(&WithTracker::new(&m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
