@@ -570,20 +570,22 @@ fn kexec(a: &KexecArgs) -> u8 {
     if keep && let Err(e) = std::fs::write(dir.join("plan.json"), format!("{plan:#}\n")) {
         return refuse("io", &format!("plan.json: {e}"), 1);
     }
-    if a.json {
-        println!("{}", serde_json::json!({"ok": true, "dry_run": keep, "plan": plan}));
-    } else {
+    if !a.json {
         print!("{}", kho_cli::produce::plan_text(&produced));
         println!("validated: {}", report.lines().next().unwrap_or(""));
     }
-    if keep {
-        return 0;
-    }
-    if let Err(e) = kho_cli::kexec::load(&produced) {
+    if !keep && let Err(e) = kho_cli::kexec::load(&produced) {
         return refuse("kexec_load", &e.to_string(), 1);
     }
-    if !a.json {
+    if a.json {
+        // One JSON document: the plan once it is loaded (or validated, for
+        // a dry run), or the error.
+        println!("{}", serde_json::json!({"ok": true, "dry_run": keep, "loaded": !keep, "plan": plan}));
+    } else if !keep {
         println!("loaded: {} segments, entry {:#x}", produced.segments.len(), produced.entry);
+    }
+    if keep {
+        return 0;
     }
     if a.exec {
         let e = kho_cli::kexec::exec();

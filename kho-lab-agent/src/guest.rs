@@ -131,7 +131,8 @@ fn producer_phase(s: &Scenario, cmdline: &str, ok: bool) -> Result<bool, Failed>
         next.push_str(" kho=on");
     }
     let refused = crate::produce::try_unsafe_plan(s, cmdline, &next);
-    Line::new("ready").num("phase", u64::from(s.phase)).bool("ok", refused).emit();
+    let denied = crate::produce::try_without_permission(s, cmdline, &next);
+    Line::new("ready").num("phase", u64::from(s.phase)).bool("ok", refused && denied).emit();
     wait_for_host()?;
     if let Err(why) = crate::produce::load(s, cmdline, &next) {
         Line::new("error").str("call", "kho kexec").int("errno", 0).str("msg", &why).emit();

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::out::Line;
@@ -115,6 +116,42 @@ pub fn try_unsafe_plan(s: &Scenario, cmdline: &str, next: &str) -> bool {
         }
         Err(e) => {
             Line::new("refusal").bool("ok", false).str("why", &format!("running {KHO}: {e}")).emit();
+            false
+        }
+    }
+}
+
+/// Runs `kho kexec` as user 65534 (no `CAP_SYS_BOOT`) with a real plan
+/// and the memory map given (an unprivileged user cannot read
+/// `/proc/iomem`'s addresses): `kexec_load` must refuse, and `kho` must
+/// say so in one clear error, exit 1, having loaded nothing.
+pub fn try_without_permission(s: &Scenario, cmdline: &str, next: &str) -> bool {
+    let mut args = match arguments(s, cmdline, next) {
+        Ok(a) => a,
+        Err(e) => {
+            Line::new("noperm").bool("ok", false).str("why", &format!("writing the files: {e}")).emit();
+            return false;
+        }
+    };
+    // The initrd in sysfs is root's alone: leave it out here.
+    if let Some(i) = args.iter().position(|a| a == "--initrd") {
+        args.drain(i..i + 2);
+    }
+    args.extend(["--ram".into(), "0x100000:0x3fee0000".into()]);
+    let out = Command::new(KHO).args(&args).uid(65534).gid(65534).output();
+    match out {
+        Ok(o) => {
+            let code = o.status.code().unwrap_or(-1);
+            let stdout = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            let ok = code == 1
+                && !stdout.contains("\"ok\":true")
+                && stdout.contains("\"kexec_load\"")
+                && stdout.contains("CAP_SYS_BOOT");
+            Line::new("noperm").bool("ok", ok).int("exit", i64::from(code)).str("stdout", &stdout).emit();
+            ok
+        }
+        Err(e) => {
+            Line::new("noperm").bool("ok", false).str("why", &format!("running {KHO} as uid 65534: {e}")).emit();
             false
         }
     }

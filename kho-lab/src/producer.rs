@@ -3,8 +3,9 @@
 //!
 //! - Kernel A (booted without `kho=on`: it needs no KHO of its own):
 //!   `kho kexec --dry-run` refused an unsafe plan (scratch too
-//!   small, exit 2), and the real `kho kexec` validated and loaded its
-//!   plan (exit 0).
+//!   small, exit 2); `kho kexec` as user 65534 (no `CAP_SYS_BOOT`) failed
+//!   with one clear error (exit 1) and loaded nothing; the real `kho
+//!   kexec` validated and loaded its plan (exit 0).
 //! - Kernel B's log: `KHO: found kexec handover data`, `test_kho: KHO
 //!   restore succeeded`, `KHO: exec from: <release> (count 1)`, LUO's live
 //!   update number, and the region revived by name.
@@ -47,6 +48,17 @@ pub fn check(truth: &Truth, dir: &Path) -> Vec<Verdict> {
             ),
         )),
         r => out.push(verdict(false, format!("A: the unsafe plan was not refused as it must be: {r:?}"))),
+    }
+    match &a.noperm {
+        Some(r) if r["ok"].as_bool() == Some(true) => out.push(verdict(
+            true,
+            format!(
+                "A: kho kexec without CAP_SYS_BOOT loaded nothing (exit {}): {}",
+                r["exit"],
+                r["stdout"].as_str().unwrap_or("")
+            ),
+        )),
+        r => out.push(verdict(false, format!("A: kho kexec without CAP_SYS_BOOT did not fail as it must: {r:?}"))),
     }
     let plan = a.produced.as_ref().map(|p| &p["report"]["plan"]);
     match (&a.produced, plan) {

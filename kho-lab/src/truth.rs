@@ -173,6 +173,9 @@ pub struct Phase {
     /// Producer scenario: how `kho kexec --dry-run` treated an unsafe plan.
     #[serde(default)]
     pub refusal: Option<Value>,
+    /// Producer scenario: `kho kexec` run without `CAP_SYS_BOOT`.
+    #[serde(default)]
+    pub noperm: Option<Value>,
 }
 
 /// The RAM dumps taken of one kernel.
@@ -270,6 +273,7 @@ impl Phase {
                 self.produced = Some(serde_json::json!({"exit": v["exit"], "stderr": v["stderr"], "report": plan}));
             }
             "refusal" => self.refusal = Some(v.clone()),
+            "noperm" => self.noperm = Some(v.clone()),
             _ => {}
         }
         Ok(())
