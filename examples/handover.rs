@@ -75,33 +75,27 @@ struct Manifest {
     range_checksum: u64,
 }
 
+/// The handover demo: kernel A preserves folios, a page range and a
+/// manifest on a simulated machine, kexecs, and kernel B imports,
+/// restores and verifies everything.
+#[derive(clap::Parser)]
+#[command(name = "handover")]
 struct Args {
+    /// Seed of the random orders and bytes.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Folios kernel A preserves.
+    #[arg(long, default_value_t = 512)]
     folios: u64,
+    /// RAM of the simulated machine in MiB.
+    #[arg(long, default_value_t = 1024)]
     ram_mib: u64,
+    /// Stop at the kexec point and write the machine as an ELF core image.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "load")]
     save: Option<PathBuf>,
+    /// Run kernel B from an image written by --save.
+    #[arg(long, value_name = "IMAGE")]
     load: Option<PathBuf>,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args { seed: 1, folios: 512, ram_mib: 1024, save: None, load: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--folios" => a.folios = value()?.parse().map_err(|e| format!("--folios: {e}"))?,
-            "--ram-mib" => a.ram_mib = value()?.parse().map_err(|e| format!("--ram-mib: {e}"))?,
-            "--save" => a.save = Some(value()?.into()),
-            "--load" => a.load = Some(value()?.into()),
-            "-h" | "--help" => {
-                println!("usage: handover [--seed N] [--folios N] [--ram-mib N] [--save IMAGE | --load IMAGE]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(a)
 }
 
 /// A small deterministic generator (xorshift*), enough for a demo.
@@ -364,7 +358,7 @@ fn kernel_b(m: &Machine) -> Result<u64, String> {
 }
 
 fn run() -> Result<u64, String> {
-    let args = parse_args()?;
+    let args = <Args as clap::Parser>::parse();
     if let Some(path) = &args.load {
         // The image names its scratch areas in the handover itself: read
         // them first, then boot kernel B with them as its scratch.
