@@ -75,7 +75,7 @@ impl std::fmt::Display for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.call, self.err)?;
         if self.err.raw_os_error() == Some(1) {
-            write!(f, " (kexec_load needs CAP_SYS_BOOT, and kernel lockdown forbids it)")?;
+            write!(f, " (kexec_load needs CAP_SYS_BOOT and a kernel not in lockdown)")?;
         }
         Ok(())
     }
