@@ -43,7 +43,9 @@ const ONCE_USAGE: &str = "\
 usage: kho-bench --once WHO SPAN_GIB KEYS
 
 Preserves KEYS random order-0 keys over SPAN_GIB GiB once, with WHO one of
-kho, kernel, limit, and exits: for counting instructions per key under
+kho, kernel, limit; or (WHO walk-kho, walk-scan, walk-kho-ranges,
+walk-scan-ranges) preserves KEYS memfd-like order-0 keys and walks them
+once; and exits: for counting instructions per key under
 `valgrind --tool=callgrind` (run it with two KEYS and divide the difference
 of the totals by the difference of the keys).
 ";

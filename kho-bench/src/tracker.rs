@@ -292,6 +292,24 @@ pub fn once(args: &[String]) -> Result<(), String> {
     let span: u64 = span.parse().map_err(|_| format!("bad span {span:?}"))?;
     let keys: u64 = keys.parse().map_err(|_| format!("bad key count {keys:?}"))?;
     let span = span.checked_mul(1 << 30).filter(|&s| s > 0 && s <= 1 << 46).ok_or("span out of range")?;
+    if let Some(walker) = who.strip_prefix("walk-") {
+        // KEYS memfd-like order-0 keys, walked KEYS / 100,000 times.
+        let w = Workload::MemfdRuns;
+        let arena = Arena::new(w.span(keys), MAX_ORDER);
+        let t = preserve_workload(&arena, w, keys);
+        let leaves = leaves(&arena.machine, t.tree_root());
+        let d = match walker {
+            "kho" => walk_blocks(&t),
+            "scan" => scan_with_callback(&leaves),
+            "kho-ranges" => walk_ranges(&t).0,
+            "scan-ranges" => scan_ranges(&leaves).0,
+            _ => return Err(format!("unknown {who:?}")),
+        };
+        println!("{who}: {keys} keys: {:.2} ns/key", d.as_nanos() as f64 / keys as f64);
+        drop(leaves);
+        t.destroy();
+        return Ok(());
+    }
     let arena = Arena::new(span, MAX_ORDER);
     let case = random_over(arena.base, span, keys);
     // Plain loops on this thread: no thread CPU clock (valgrind cannot
@@ -323,7 +341,12 @@ pub fn once(args: &[String]) -> Result<(), String> {
         _ => return Err(format!("unknown {who:?}")),
     }
     let d = start.elapsed();
-    println!("{who}: {} keys over {}: {:.2} ns/key", keys, crate::rows::fmt_bytes(span), d.as_nanos() as f64 / keys as f64);
+    println!(
+        "{who}: {} keys over {}: {:.2} ns/key",
+        keys,
+        crate::rows::fmt_bytes(span),
+        d.as_nanos() as f64 / keys as f64
+    );
     Ok(())
 }
 
@@ -407,23 +430,42 @@ fn walk_ranges<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<'_, M>) -> 
     (start.elapsed(), n)
 }
 
-/// The limit of the per-block walk: a word scan of the same leaf pages with
-/// the same callback.
+/// The limit of the per-block walk: a word scan of the same leaf pages
+/// calling the same callback as kho's walk, through the same kind of
+/// reference (`&mut dyn FnMut`, as a C scan would call a function
+/// pointer). Each leaf's order and first PA are decoded once; a block is
+/// then a shift and an add from them.
 fn scan_with_callback(leaves: &[Leaf<'_>]) -> Duration {
     let start = Instant::now();
     let mut sum = 0u64;
+    scan_blocks(leaves, &mut |pa, o| {
+        per_key(&mut sum, pa.as_u64(), o.get());
+        ControlFlow::Continue(())
+    });
+    black_box(sum);
+    start.elapsed()
+}
+
+#[inline(never)]
+fn scan_blocks(leaves: &[Leaf<'_>], f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<()>) {
     for &(base, words) in leaves {
+        if base == 0 {
+            continue;
+        }
+        let (pa0, order) = crate::kernel::decode(base);
+        let shift = PAGE_SHIFT + order;
+        let Ok(o) = Order::new(u64::from(order), "order") else { continue };
         for (w, word) in words.iter().enumerate() {
             let mut bits = word.load(Ordering::Relaxed);
             while bits != 0 {
-                let key = RadixKey::from_raw(base | (w as u64 * 64 + u64::from(bits.trailing_zeros()))).expect("key");
+                let bit = w as u64 * 64 + u64::from(bits.trailing_zeros());
                 bits &= bits - 1;
-                per_key(&mut sum, key.pa().as_u64(), key.order().get());
+                if f(PhysAddr::new(pa0 + (bit << shift)), o).is_break() {
+                    return;
+                }
             }
         }
     }
-    black_box(sum);
-    start.elapsed()
 }
 
 /// The limit of the range walk: a scan of the same leaves that emits the

@@ -10,6 +10,8 @@
 //! freed while the tree is shared ([`RadixTree::destroy`] takes it by value),
 //! exactly as in the kernel, so there is no reclamation problem.
 
+use alloc::boxed::Box;
+
 use kho_abi::{AbiError, GEOMETRY, PhysAddr, RadixKey};
 
 use crate::mem::{TreeMem, WORDS};
@@ -18,27 +20,85 @@ use crate::sync::{AtomicU64, Ordering};
 /// Level of the root table.
 pub(crate) const ROOT_LEVEL: u32 = GEOMETRY.depth - 1;
 
-/// Number of cached leaves (a power of two).
-const HINTS: usize = 64;
-/// Bits of a leaf's base key (`key >> bitmap_bits`) kept as the tag of a
-/// hint; the low `log2(HINTS)` bits select the hint slot.
-const TAG_BITS: u32 = GEOMETRY.key_bits - GEOMETRY.bitmap_bits - HINTS.trailing_zeros();
-/// Bits left for the leaf's frame number in a hint.
-const PFN_BITS: u32 = 64 - TAG_BITS;
+/// Number of cached leaves (a power of two): at order 0 they cover 64 GiB
+/// of consecutive leaves, each in its own slot.
+#[cfg(not(loom))]
+const HINTS: usize = 512;
+#[cfg(loom)]
+const HINTS: usize = 4;
+/// Number of cached level-1 tables (a power of two): each covers 512
+/// leaves (64 GiB of order-0 blocks), so a leaf missing from the leaf cache
+/// is one table slot away.
+#[cfg(not(loom))]
+const TABLE_HINTS: usize = 64;
+#[cfg(loom)]
+const TABLE_HINTS: usize = 2;
+
+/// A direct-mapped cache of `LEN` nodes of one level, one atomic word per
+/// slot: the node's frame number and the high bits of its base (the key
+/// shifted right by the `SHIFT` bits the node covers); the low
+/// `log2(LEN)` bits of the base select the slot.
+struct NodeCache<const SHIFT: u32, const LEN: usize> {
+    slots: Box<[AtomicU64; LEN]>,
+}
+
+impl<const SHIFT: u32, const LEN: usize> NodeCache<SHIFT, LEN> {
+    const SLOT_BITS: u32 = LEN.trailing_zeros();
+    /// Bits left for the frame number.
+    const PFN_BITS: u32 = 64 - (GEOMETRY.key_bits - SHIFT - Self::SLOT_BITS);
+
+    fn new() -> Self {
+        let slots: Box<[AtomicU64]> = (0..LEN).map(|_| AtomicU64::new(0)).collect();
+        // PANICS: none; the slice has exactly `LEN` elements.
+        let Ok(slots) = slots.try_into() else { unreachable!("LEN slots") };
+        NodeCache { slots }
+    }
+
+    /// The cached node of `key`, if any.
+    #[inline(always)]
+    fn get(&self, key: RadixKey) -> Option<PhysAddr> {
+        let base = key.as_u64() >> SHIFT;
+        let hint = self.slots[base as usize % LEN].load(Ordering::Acquire);
+        if hint == 0 || hint >> Self::PFN_BITS != base >> Self::SLOT_BITS {
+            return None;
+        }
+        kho_abi::Pfn::new(hint & ((1 << Self::PFN_BITS) - 1)).checked_phys()
+    }
+
+    /// Remembers that `key`'s node is at `node`. A slot already holding it
+    /// is not written again, so threads that share a node share its cache
+    /// line read-only.
+    #[inline(always)]
+    fn put(&self, key: RadixKey, node: PhysAddr) {
+        let base = key.as_u64() >> SHIFT;
+        let pfn = node.pfn().as_u64();
+        if pfn != 0 && pfn >> Self::PFN_BITS == 0 {
+            let hint = ((base >> Self::SLOT_BITS) << Self::PFN_BITS) | pfn;
+            let slot = &self.slots[base as usize % LEN];
+            if slot.load(Ordering::Relaxed) != hint {
+                slot.store(hint, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Bits of a key below a level-1 table's base.
+const TABLE_SHIFT: u32 = GEOMETRY.level_shift(2);
 
 /// A radix tree of preserved blocks, identified by its root page.
 ///
-/// Besides the root, the tree keeps a small cache of recently used leaves
-/// ("hints"), one atomic word each: the leaf's frame number and the high
-/// bits of its base key. A base key is attached to one leaf for the tree's
-/// life (nodes are never freed or moved while it is shared), so a hint is
-/// either absent or right, and a hit replaces the descent through every
-/// table with one lookup. Hints are published with release ordering after
-/// the leaf was reached through acquire loads, so a thread that uses a hint
-/// sees the leaf as initialised as the thread that stored it did.
+/// Besides the root, the tree keeps two small caches of nodes it reached:
+/// leaves, and the tables just above the leaves. A base key is attached to
+/// one node for the tree's life (nodes are never freed or moved while it is
+/// shared), so a cached entry is either absent or right: a leaf hit
+/// replaces the descent through every table with one lookup, a table hit
+/// with one slot. Entries are published with release ordering after the
+/// node was reached through acquire loads, so a thread that uses one sees
+/// the node as initialised as the thread that stored it did.
 pub struct RadixTree {
     root: PhysAddr,
-    hints: [AtomicU64; HINTS],
+    leaves: NodeCache<{ GEOMETRY.bitmap_bits }, HINTS>,
+    tables: NodeCache<TABLE_SHIFT, TABLE_HINTS>,
 }
 
 impl core::fmt::Debug for RadixTree {
@@ -61,27 +121,36 @@ impl RadixTree {
     /// Adopts the tree whose root table is at `root` (for example one a
     /// previous kernel left). Nothing is checked here; walks validate.
     pub fn from_root(root: PhysAddr) -> RadixTree {
-        RadixTree { root, hints: core::array::from_fn(|_| AtomicU64::new(0)) }
+        RadixTree { root, leaves: NodeCache::new(), tables: NodeCache::new() }
     }
 
     /// The cached leaf of `key`, if any.
+    #[inline]
     fn hinted_leaf<'m, M: TreeMem + ?Sized>(&self, mem: &'m M, key: RadixKey) -> Option<&'m [AtomicU64; WORDS]> {
-        let base = key.as_u64() >> GEOMETRY.bitmap_bits;
-        let hint = self.hints[base as usize % HINTS].load(Ordering::Acquire);
-        if hint == 0 || hint >> PFN_BITS != base >> HINTS.trailing_zeros() {
-            return None;
-        }
-        let pfn = kho_abi::Pfn::new(hint & ((1 << PFN_BITS) - 1));
-        mem.words(pfn.checked_phys()?).ok()
+        mem.words(self.leaves.get(key)?).ok()
     }
 
-    /// Remembers that `key`'s leaf is at `leaf`.
-    fn remember(&self, key: RadixKey, leaf: PhysAddr) {
-        let base = key.as_u64() >> GEOMETRY.bitmap_bits;
-        let pfn = leaf.pfn().as_u64();
-        if pfn != 0 && pfn >> PFN_BITS == 0 {
-            let tag = base >> HINTS.trailing_zeros();
-            self.hints[base as usize % HINTS].store((tag << PFN_BITS) | pfn, Ordering::Release);
+    /// Where a descent for `key` starts: the cached level-1 table, or the
+    /// root.
+    #[inline]
+    fn start<'m, M: TreeMem + ?Sized>(
+        &self,
+        mem: &'m M,
+        key: RadixKey,
+    ) -> Result<(&'m [AtomicU64; WORDS], u32), AbiError> {
+        if let Some(words) = self.tables.get(key).and_then(|pa| mem.words(pa).ok()) {
+            return Ok((words, 1));
+        }
+        Ok((mem.words(self.root)?, ROOT_LEVEL))
+    }
+
+    /// Remembers the node at `level` (1 or 0) on `key`'s path.
+    #[inline]
+    fn remember(&self, key: RadixKey, level: u32, node: PhysAddr) {
+        match level {
+            0 => self.leaves.put(key, node),
+            1 => self.tables.put(key, node),
+            _ => {}
         }
     }
 
@@ -97,9 +166,7 @@ impl RadixTree {
             let (word, mask) = leaf_word(leaf, key);
             return Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0);
         }
-        let mut node = mem.words(self.root)?;
-        let mut node_pa = self.root;
-        let mut level = ROOT_LEVEL;
+        let (mut node, mut level) = self.start(mem, key)?;
         while level > 0 {
             let slot = &node[key.table_index(level)];
             let mut child = slot.load(Ordering::Acquire);
@@ -109,11 +176,11 @@ impl RadixTree {
                     Some(winner) => child = winner,
                 }
             }
-            node_pa = PhysAddr::new(child);
+            let node_pa = PhysAddr::new(child);
             node = mem.words(node_pa)?;
             level -= 1;
+            self.remember(key, level, node_pa);
         }
-        self.remember(key, node_pa);
         let (word, mask) = leaf_word(node, key);
         Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0)
     }
@@ -177,17 +244,16 @@ impl RadixTree {
         if let Some(leaf) = self.hinted_leaf(mem, key) {
             return Ok(Some(leaf));
         }
-        let mut node = mem.words(self.root)?;
-        let mut node_pa = self.root;
-        for level in (1..=ROOT_LEVEL).rev() {
+        let (mut node, top) = self.start(mem, key)?;
+        for level in (1..=top).rev() {
             let child = node[key.table_index(level)].load(Ordering::Acquire);
             if child == 0 {
                 return Ok(None);
             }
-            node_pa = PhysAddr::new(child);
+            let node_pa = PhysAddr::new(child);
             node = mem.words(node_pa)?;
+            self.remember(key, level - 1, node_pa);
         }
-        self.remember(key, node_pa);
         Ok(Some(node))
     }
 

@@ -185,6 +185,30 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
         f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
         self.for_each_leaf_at(guard, &mut |base, leaf_pa, leaf| {
+            if base != 0 {
+                // Every key of a leaf with a non-zero base is non-zero and
+                // has the base's order bit (the bit index lies below it), and
+                // the walk already refused bases wider than the key width:
+                // the leaf's keys are valid and its blocks are `pa0 + i`
+                // blocks of one order, so each costs a shift and an add.
+                let (pa0, order) = RadixKey::from_raw(base)
+                    .map_err(|_| TrackError::Tree { node: leaf_pa, level: 0, index: 0, fault: TreeFault::KeyTooWide })?
+                    .decode();
+                let shift = order.byte_shift();
+                for (w, word) in leaf.iter().enumerate() {
+                    let mut bits = word.load(Ordering::Relaxed);
+                    while bits != 0 {
+                        let bit = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                        bits &= bits - 1;
+                        // No overflow: `base | bit` is a valid key whose
+                        // decoded PA is exactly this sum.
+                        if let ControlFlow::Break(b) = f(PhysAddr::new(pa0.as_u64() + (bit << shift)), order) {
+                            return Ok(ControlFlow::Break(b));
+                        }
+                    }
+                }
+                return Ok(ControlFlow::Continue(()));
+            }
             for (w, word) in leaf.iter().enumerate() {
                 let mut bits = word.load(Ordering::Relaxed);
                 while bits != 0 {
