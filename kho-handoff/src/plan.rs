@@ -6,7 +6,7 @@
 //! tree), its own boot data (kernel window, initrd, zero page, command
 //! line, `setup_data`, entry stub) and the segments that carry all of it to
 //! their physical addresses. The next kernel checks almost none of it: a
-//! wrong address crashes it before its console starts. [`check`] applies
+//! wrong address crashes it before its console starts. [`Plan::check`] applies
 //! the rules a Linux 7.2 kernel depends on:
 //!
 //! - scratch areas are RAM, 4 MiB aligned (start and size), at least one
