@@ -20,40 +20,12 @@
 //! reported as ambiguous. Every candidate is listed with its verdict and,
 //! for those that lost, why.
 
-use serde::Serialize;
-
 use crate::find::{FindOptions, Root, Source, root_at};
 use crate::image::{Image, OpenOptions};
 use crate::inspect::{Analysis, Failure, analyze};
 use crate::progress::Progress;
 
-/// What became of one root found by the scan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// The handover reported.
-    Chosen,
-    /// A root that imports but lost to the chosen one (a predecessor's
-    /// root kept in memory, typically).
-    Stale,
-    /// A root whose handover does not import.
-    Corrupt,
-}
-
-/// One root found by the scan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CandidateInfo {
-    /// PA of the root FDT.
-    pub fdt_pa: u64,
-    /// What became of it.
-    pub verdict: Verdict,
-    /// Why it lost (`null` for the chosen one).
-    pub reason: Option<String>,
-    /// Preserved blocks, when it imports.
-    pub blocks: Option<u64>,
-    /// The kexec count of its `kexec-metadata` subtree, when it has one.
-    pub kexec_count: Option<u32>,
-}
+pub use crate::report::{CandidateInfo, Verdict};
 
 /// The outcome of validating every candidate.
 #[derive(Debug)]

@@ -12,11 +12,38 @@ use kho_abi::{AbiError, Errno, ToErrno};
 use kho_track::TrackError;
 use serde::Serialize;
 
-use crate::choose::{CandidateInfo, Verdict};
 use crate::find::{FindError, Source};
 use crate::image::{ImageError, RamSource};
 use crate::payload::Payload;
 use crate::scratch::ScratchSource;
+
+/// What became of one root found by the scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The handover reported.
+    Chosen,
+    /// A root that imports but lost to the chosen one (a predecessor's
+    /// root kept in memory, typically).
+    Stale,
+    /// A root whose handover does not import.
+    Corrupt,
+}
+
+/// One root found by the scan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CandidateInfo {
+    /// PA of the root FDT.
+    pub fdt_pa: u64,
+    /// What became of it.
+    pub verdict: Verdict,
+    /// Why it lost (`null` for the chosen one).
+    pub reason: Option<String>,
+    /// Preserved blocks, when it imports.
+    pub blocks: Option<u64>,
+    /// The kexec count of its `kexec-metadata` subtree, when it has one.
+    pub kexec_count: Option<u32>,
+}
 
 /// The version of the JSON layout; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 2;
