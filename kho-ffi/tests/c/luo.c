@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "check.h"
 #include "kho.h"
 
 #define RAM_BASE 0x100000000ull
@@ -37,23 +38,6 @@
 #endif
 #define SCRATCH_SIZE (4ull << 20)
 #define LIVEUPDATE_NUM 3
-
-#define CHECK(expr)                                                               \
-	do {                                                                      \
-		int rc_ = (expr);                                                 \
-		if (rc_ != 0) {                                                   \
-			fprintf(stderr, "%s:%d: %s = %d\n", __FILE__, __LINE__, #expr, rc_); \
-			exit(1);                                                  \
-		}                                                                 \
-	} while (0)
-
-#define EXPECT(cond)                                                              \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-			exit(1);                                                  \
-		}                                                                 \
-	} while (0)
 
 /* The luo-v5 and memfd-v2 wire layouts (ABI.md section 7), packed. */
 struct luo_ser {

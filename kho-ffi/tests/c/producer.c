@@ -20,29 +20,13 @@
 #include <string.h>
 
 #include "arena.h"
+#include "check.h"
 #include "kho.h"
 
 #define MIB (1ull << 20)
 #define RAM_BASE 0x100000000ull
 #define RAM_SIZE (64ull << 20)
 #define MAX_ORDER 10
-
-#define CHECK(expr)                                                               \
-	do {                                                                      \
-		int rc_ = (expr);                                                 \
-		if (rc_ != 0) {                                                   \
-			fprintf(stderr, "%s:%d: %s = %d\n", __FILE__, __LINE__, #expr, rc_); \
-			exit(1);                                                  \
-		}                                                                 \
-	} while (0)
-
-#define EXPECT(cond)                                                              \
-	do {                                                                      \
-		if (!(cond)) {                                                    \
-			fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #cond); \
-			exit(1);                                                  \
-		}                                                                 \
-	} while (0)
 
 static uint64_t le64(const uint8_t *p)
 {
