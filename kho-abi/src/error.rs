@@ -241,6 +241,28 @@ impl ToErrno for AbiError {
     }
 }
 
+/// Whether `name` has the form every stable kind name takes: non-empty
+/// lowercase ASCII letters, digits and single underscores, neither first
+/// nor last (`"not_ram"`, `"luo_sessions_cycle"`).
+pub fn is_kind_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('_')
+        && !name.ends_with('_')
+        && !name.contains("__")
+        && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// The first of `kinds` that is not a kind name ([`is_kind_name`]), does
+/// not start with `prefix`, or repeats an earlier one; `None` if all are
+/// sound. An error type's tests check its variants' names with it.
+pub fn first_bad_kind<'a>(kinds: &[&'a str], prefix: &str) -> Option<&'a str> {
+    kinds
+        .iter()
+        .enumerate()
+        .find(|&(i, k)| !is_kind_name(k) || !k.starts_with(prefix) || kinds[..i].contains(k))
+        .map(|(_, k)| *k)
+}
+
 /// Stable names of the variants, for C callers and logs: they do not change
 /// when a message is reworded, and are never Rust `Debug` text.
 impl AbiError {
@@ -316,6 +338,18 @@ mod tests {
             }
         }
         assert_eq!(AbiError::NotRam { pa, len: 1 }.kind(), "not_ram");
+    }
+
+    #[test]
+    fn kind_names_are_checked() {
+        assert!(is_kind_name("not_ram") && is_kind_name("a1"));
+        for bad in ["", "_x", "x_", "a__b", "NotRam", "not-ram"] {
+            assert!(!is_kind_name(bad), "{bad}");
+        }
+        assert_eq!(first_bad_kind(&["luo_a", "luo_b"], "luo_"), None);
+        assert_eq!(first_bad_kind(&["luo_a", "luo_a"], "luo_"), Some("luo_a"));
+        assert_eq!(first_bad_kind(&["luo_a", "memfd_b"], "luo_"), Some("memfd_b"));
+        assert_eq!(first_bad_kind(&["luo_A"], "luo_"), Some("luo_A"));
     }
 
     #[test]
