@@ -7,48 +7,15 @@
 //! cargo run --release -p kho-bench -- --quick --out target/kho-report-quick
 //! ```
 
-mod formulas;
-mod growth;
-mod kernel;
-mod primitives;
-mod report;
-mod rows;
-mod svg;
-mod sysinfo;
-mod timing;
-mod tracker;
-mod workloads;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use timing::{Progress, Reps};
-use tracker::PreserveKind;
-use workloads::Workload;
-
-const USAGE: &str = "\
-usage: kho-bench [--quick] [--out DIR] [--quiet]
-
-Runs every kho benchmark beside its limit and writes DIR/report.md and
-DIR/*.svg (default DIR: target/kho-report).
-
-  --quick   small sizes and few repetitions, growth to 16 GiB only (a smoke
-            test of the report, under a minute)
-  --out DIR where to write the report
-  --quiet   no progress lines on stderr
-";
-
-const ONCE_USAGE: &str = "\
-usage: kho-bench --once WHO SPAN_GIB KEYS
-
-Preserves KEYS random order-0 keys over SPAN_GIB GiB once, with WHO one of
-kho, kernel, limit; or (WHO walk-kho, walk-scan, walk-kho-ranges,
-walk-scan-ranges) preserves KEYS memfd-like order-0 keys and walks them
-once; and exits: for counting instructions per key under
-`valgrind --tool=callgrind` (run it with two KEYS and divide the difference
-of the totals by the difference of the keys).
-";
+use clap::Parser;
+use kho_bench::timing::{Progress, Reps};
+use kho_bench::tracker::{self, PreserveKind};
+use kho_bench::workloads::Workload;
+use kho_bench::{growth, primitives, report, rows, sysinfo};
 
 /// Sizes and repetitions of a run.
 struct Plan {
@@ -120,28 +87,29 @@ impl Plan {
     }
 }
 
+/// Runs every kho benchmark beside its limit and writes DIR/report.md and
+/// DIR/*.svg.
+#[derive(Parser, Debug)]
+#[command(name = "kho-bench", version)]
 struct Args {
+    /// Small sizes and few repetitions, growth to 16 GiB only (a smoke test
+    /// of the report, under a minute).
+    #[arg(long)]
     quick: bool,
-    quiet: bool,
+    /// Where to write the report.
+    #[arg(long, value_name = "DIR", default_value = "target/kho-report")]
     out: PathBuf,
-}
-
-fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
-    let mut a = Args { quick: false, quiet: false, out: PathBuf::from("target/kho-report") };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => a.quick = true,
-            "--quiet" => a.quiet = true,
-            "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
-            "-h" | "--help" => return Ok(None),
-            s => match s.strip_prefix("--out=") {
-                Some(dir) => a.out = PathBuf::from(dir),
-                None => return Err(format!("unknown argument {s:?}")),
-            },
-        }
-    }
-    Ok(Some(a))
+    /// No progress lines on stderr.
+    #[arg(long)]
+    quiet: bool,
+    /// Preserves KEYS random order-0 keys over SPAN_GIB GiB once, with WHO
+    /// one of kho, kernel, limit; or (WHO walk-kho, walk-scan,
+    /// walk-kho-ranges, walk-scan-ranges) preserves KEYS memfd-like order-0
+    /// keys and walks them once; and exits. For counting instructions per
+    /// key under `valgrind --tool=callgrind` (run it with two KEYS and
+    /// divide the difference of the totals by the difference of the keys).
+    #[arg(long, num_args = 3, value_names = ["WHO", "SPAN_GIB", "KEYS"], conflicts_with_all = ["quick", "out", "quiet"])]
+    once: Option<Vec<String>>,
 }
 
 /// The command that reproduces this run.
@@ -160,26 +128,16 @@ fn command(args: &[String]) -> String {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("--once") {
-        return match tracker::once(&argv[1..]) {
+    let args = Args::parse();
+    if let Some(once) = &args.once {
+        return match tracker::once(once) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("kho-bench --once: {e}\n\n{ONCE_USAGE}");
+                eprintln!("kho-bench --once: {e}");
                 ExitCode::from(2)
             }
         };
     }
-    let args = match parse_args(&argv) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprint!("kho-bench: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
     match run(&args, &argv) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -303,14 +261,25 @@ mod tests {
 
     #[test]
     fn arguments() {
-        let a = parse_args(&s(&["--quick", "--out", "x/y"])).expect("ok").expect("args");
-        assert!(a.quick && !a.quiet);
+        let parse = |v: &[&str]| Args::try_parse_from(std::iter::once("kho-bench").chain(v.iter().copied()));
+        let a = parse(&["--quick", "--out", "x/y"]).expect("args");
+        assert!(a.quick && !a.quiet && a.once.is_none());
         assert_eq!(a.out, PathBuf::from("x/y"));
-        let a = parse_args(&s(&["--out=z"])).expect("ok").expect("args");
+        let a = parse(&["--out=z"]).expect("args");
         assert_eq!(a.out, PathBuf::from("z"));
-        assert!(parse_args(&s(&["--help"])).expect("ok").is_none());
-        assert!(parse_args(&s(&["--out"])).is_err());
-        assert!(parse_args(&s(&["--bogus"])).is_err());
+        assert_eq!(parse(&[]).expect("args").out, PathBuf::from("target/kho-report"));
+        let a = parse(&["--once", "kho", "4", "1000"]).expect("args");
+        assert_eq!(a.once.as_deref(), Some(&["kho".to_string(), "4".into(), "1000".into()][..]));
+        assert!(parse(&["--once", "kho", "4"]).is_err());
+        assert!(parse(&["--once", "kho", "4", "10", "--quick"]).is_err());
+        assert!(parse(&["--out"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
     }
 
     #[test]

@@ -15,16 +15,43 @@ use crate::timing::{Reps, measure_pair};
 use crate::workloads::Rng;
 
 /// One 64-byte entry (the size of LUO's file entries).
-type Entry64 = [u8; 64];
+pub type Entry64 = [u8; 64];
+
+/// The block set workload: `bytes` of 64-byte entries, each filled with a
+/// byte that varies along the set.
+pub fn entries64(bytes: usize) -> Vec<Entry64> {
+    (0..bytes / 64).map(|i| [(i % 251) as u8; 64]).collect()
+}
+
+/// A machine with room for a block set of `bytes` (and a copy of it).
+pub fn block_machine(bytes: usize) -> Machine {
+    Machine::new(MachineConfig::with_ram(DEFAULT_RAM_BASE, (bytes as u64 * 3).max(256 << 20))).expect("machine")
+}
+
+/// A machine with room for a vmalloc area of `pages` order-0 pages, its
+/// chunk pages and a tracker's tree, with no scratch area.
+pub fn vmalloc_machine(pages: usize) -> Machine {
+    let bytes = pages as u64 * PAGE_SIZE as u64;
+    let mut cfg = MachineConfig::with_ram(DEFAULT_RAM_BASE, bytes + bytes / 8 + (128 << 20));
+    cfg.scratch = vec![];
+    Machine::new(cfg).expect("machine")
+}
+
+/// The vmalloc workload: `pages` order-0 pages allocated on `m`, shuffled
+/// so they are not physically in order.
+pub fn vmalloc_area(m: &Machine, pages: usize) -> Vec<PhysAddr> {
+    let mut blocks: Vec<PhysAddr> = (0..pages).map(|_| m.alloc_pages(Order::ZERO).expect("RAM for the area")).collect();
+    Rng::new(0x5eed).shuffle(&mut blocks);
+    blocks
+}
 
 /// Block set rows: extend and read of `bytes` of 64-byte entries beside
 /// memcpy of the same payload.
 pub fn block_rows(bytes: usize, reps: Reps) -> Vec<Row> {
-    let m =
-        Machine::new(MachineConfig::with_ram(DEFAULT_RAM_BASE, (bytes as u64 * 3).max(256 << 20))).expect("machine");
+    let m = block_machine(bytes);
     let t = ModelTracker::new();
     let p = WithTracker::new(&m, &t);
-    let src: Vec<Entry64> = (0..bytes / 64).map(|i| [(i % 251) as u8; 64]).collect();
+    let src = entries64(bytes);
     let mut dst = vec![[0u8; 64]; src.len()];
     let mut set = BlockSet::<Entry64>::new();
     set.grow(&p, src.len()).expect("grow");
@@ -71,11 +98,8 @@ pub fn block_rows(bytes: usize, reps: Reps) -> Vec<Row> {
 /// kho-track (a fresh tracker per run for both).
 pub fn vmalloc_rows(pages: usize, reps: Reps) -> Vec<Row> {
     let bytes = pages as u64 * PAGE_SIZE as u64;
-    let mut cfg = MachineConfig::with_ram(DEFAULT_RAM_BASE, bytes + bytes / 8 + (128 << 20));
-    cfg.scratch = vec![];
-    let m = Machine::new(cfg).expect("machine");
-    let mut blocks: Vec<PhysAddr> = (0..pages).map(|_| m.alloc_pages(Order::ZERO).expect("RAM for the area")).collect();
-    Rng::new(0x5eed).shuffle(&mut blocks);
+    let m = vmalloc_machine(pages);
+    let blocks = vmalloc_area(&m, pages);
     let (area, one_by_one) = measure_pair(
         reps,
         || {

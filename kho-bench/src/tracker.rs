@@ -4,23 +4,21 @@
 
 use std::hint::black_box;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use kho_abi::{Order, PAGE_SHIFT, PAGE_SIZE, PhysAddr, RadixKey};
 use kho_sim::Machine;
-use kho_track::mem::WORDS;
-use kho_track::walk::{Guard, TreeView};
 use kho_track::{Incoming, RadixTree, Tracker, TrackerOptions};
 
 use crate::kernel::KernelTree;
+use crate::limits::{self, Bitmap, Leaf, leaves, scan_blocks};
 use crate::rows::fmt_duration;
 use crate::rows::{Row, Target, group};
 use crate::timing::{Reps, Stats, measure_all, parallel_cpu};
 use crate::workloads::{Arena, Rng, Workload};
 
 /// The kernel's own order-0 maximum (`MAX_PAGE_ORDER`).
-const MAX_ORDER: u32 = 10;
+pub const MAX_ORDER: u32 = 10;
 
 /// Keys of the kernel's measured case (two 1 GiB memfds).
 pub const KERNEL_KEYS: u64 = 526_386;
@@ -92,9 +90,25 @@ impl PreserveCase {
         self.parts(threads).nth(i).unwrap_or(&[])
     }
 
+    /// The blocks, `(PA, order)`, in preserve order.
+    pub fn blocks(&self) -> &[(u64, u32)] {
+        &self.blocks
+    }
+
+    /// Part `i` of the list split for `threads` threads (contiguous parts
+    /// over disjoint PA ranges).
+    pub fn thread_part(&self, threads: usize, i: usize) -> &[(u64, u32)] {
+        self.part(threads, i)
+    }
+
     /// Blocks to preserve.
     pub fn len(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// Whether there is nothing to preserve.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
     }
 }
 
@@ -126,11 +140,10 @@ fn kernel_run(case: &PreserveCase, threads: usize) -> (Duration, Duration) {
 /// The limit: an atomic bit-set, one bit per block's first page, into a
 /// flat bitmap allocated beforehand over the region.
 fn bitmap_run(base: u64, pages: u64, case: &PreserveCase, threads: usize) -> (Duration, Duration) {
-    let bitmap: Vec<AtomicU64> = (0..pages.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+    let bitmap = Bitmap::new(base, pages);
     let d = parallel_cpu(threads, |i| {
         for &(pa, _) in case.part(threads, i) {
-            let bit = (pa - base) >> PAGE_SHIFT;
-            bitmap[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+            bitmap.set(pa);
         }
     });
     black_box(&bitmap);
@@ -332,10 +345,9 @@ pub fn once(args: &[String]) -> Result<(), String> {
             black_box(&k);
         }
         "limit" => {
-            let bitmap: Vec<AtomicU64> = (0..(span >> PAGE_SHIFT).div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
+            let bitmap = Bitmap::new(arena.base, span >> PAGE_SHIFT);
             for &(pa, _) in &case.blocks {
-                let bit = (pa - arena.base) >> PAGE_SHIFT;
-                bitmap[(bit / 64) as usize].fetch_or(1 << (bit % 64), Ordering::Relaxed);
+                bitmap.set(pa);
             }
             black_box(&bitmap);
         }
@@ -379,20 +391,6 @@ pub fn random_span_rows(figs: &[PreserveFigures]) -> Vec<Row> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-type Leaf<'m> = (u64, &'m [kho_track::sync::AtomicU64; WORDS]);
-
-/// The leaf pages of the tree at `root`, with the key of each one's bit 0.
-fn leaves(m: &Machine, root: PhysAddr) -> Vec<Leaf<'_>> {
-    let mut out = Vec::new();
-    let _ = TreeView::new(m, root)
-        .for_each_leaf::<()>(&mut Guard::trusted(), &mut |base, words| {
-            out.push((base, words));
-            Ok(ControlFlow::Continue(()))
-        })
-        .expect("leaf walk");
-    out
 }
 
 /// The per-key work of the callback walks: fold the block into a sum.
@@ -447,28 +445,6 @@ fn scan_with_callback(leaves: &[Leaf<'_>]) -> Duration {
     start.elapsed()
 }
 
-#[inline(never)]
-fn scan_blocks(leaves: &[Leaf<'_>], f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<()>) {
-    for &(base, words) in leaves {
-        if base == 0 {
-            continue;
-        }
-        let (pa0, order) = crate::kernel::decode(base);
-        let shift = PAGE_SHIFT + order;
-        let Ok(o) = Order::new(u64::from(order), "order") else { continue };
-        for (w, word) in words.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let bit = w as u64 * 64 + u64::from(bits.trailing_zeros());
-                bits &= bits - 1;
-                if f(PhysAddr::new(pa0 + (bit << shift)), o).is_break() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// The limit of the range walk: a scan of the same leaves that emits the
 /// same ranges (runs of set bits, merged across words and leaves) to the
 /// same kind of callback. Leaves of one order only (a range is not merged
@@ -476,40 +452,10 @@ fn scan_blocks(leaves: &[Leaf<'_>], f: &mut dyn FnMut(PhysAddr, Order) -> Contro
 fn scan_ranges(leaves: &[Leaf<'_>]) -> (Duration, u64) {
     let start = Instant::now();
     let (mut n, mut acc) = (0u64, 0u64);
-    let mut emit = |pa: u64, len: u64| {
+    limits::scan_ranges(leaves, &mut |pa, len| {
         n += 1;
         acc = acc.wrapping_add(pa ^ len);
-    };
-    let (mut run_start, mut run_end) = (0u64, 0u64);
-    for &(base, words) in leaves {
-        if base == 0 {
-            continue;
-        }
-        let (pa0, order) = crate::kernel::decode(base);
-        let shift = PAGE_SHIFT + order;
-        for (w, word) in words.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            while bits != 0 {
-                let s = bits.trailing_zeros();
-                let ones = (!(bits >> s)).trailing_zeros();
-                let first = pa0 + ((w as u64 * 64 + u64::from(s)) << shift);
-                let last = first + (u64::from(ones) << shift);
-                if first == run_end && run_end != 0 {
-                    run_end = last;
-                } else {
-                    if run_end != 0 {
-                        emit(run_start, run_end - run_start);
-                    }
-                    (run_start, run_end) = (first, last);
-                }
-                let done = s + ones;
-                bits = if done >= 64 { 0 } else { bits & (u64::MAX << done) };
-            }
-        }
-    }
-    if run_end != 0 {
-        emit(run_start, run_end - run_start);
-    }
+    });
     black_box(acc);
     (start.elapsed(), n)
 }
@@ -517,13 +463,7 @@ fn scan_ranges(leaves: &[Leaf<'_>]) -> (Duration, u64) {
 /// The raw sum: every word of the same leaves added up (emits nothing).
 fn scan_raw(leaves: &[Leaf<'_>]) -> Duration {
     let start = Instant::now();
-    let mut acc = 0u64;
-    for &(_, words) in leaves {
-        for word in words.iter() {
-            acc = acc.wrapping_add(word.load(Ordering::Relaxed));
-        }
-    }
-    black_box(acc);
+    black_box(limits::sum_words(leaves));
     start.elapsed()
 }
 
@@ -719,7 +659,8 @@ pub struct KernelCase {
 
 /// Preserves the memfd-runs workload cut to `keys` order-0 pages on a
 /// tracker of `arena`.
-fn preserve_workload<'m>(arena: &'m Arena, w: Workload, blocks: u64) -> Tracker<'m, Machine> {
+/// A tracker holding `blocks` blocks of workload `w` in `arena`.
+pub fn preserve_workload<'m>(arena: &'m Arena, w: Workload, blocks: u64) -> Tracker<'m, Machine> {
     let t = Tracker::new(&arena.machine, &[], TrackerOptions::default()).expect("tracker");
     let order = Order::new(u64::from(w.order()), "order").expect("order");
     for (start, n) in w.runs(blocks) {
@@ -833,7 +774,11 @@ mod tests {
         });
         assert_eq!(n, 5001);
         let leaves = leaves(&arena.machine, t.tree_root());
-        let bits: u32 = leaves.iter().flat_map(|l| l.1.iter()).map(|w| w.load(Ordering::Relaxed).count_ones()).sum();
+        let bits: u32 = leaves
+            .iter()
+            .flat_map(|l| l.1.iter())
+            .map(|w| w.load(std::sync::atomic::Ordering::Relaxed).count_ones())
+            .sum();
         assert_eq!(u64::from(bits), 5001);
         let runs = w.runs(5000).count() as u64;
         // The FDT page lies outside the region: one range more.

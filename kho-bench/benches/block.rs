@@ -1,26 +1,22 @@
 //! Append and read throughput of a block set on kho-sim, beside a plain
-//! memcpy of the same payload in the same run (target: within 2x).
+//! memcpy of the same payload (target: within 2x): the `kho-bench` report's
+//! block set workload ([`kho_bench::primitives::entries64`]) under
+//! criterion. The ratios measured in one run are the report's job.
 //!
-//! `cargo bench -p kho-block --bench block -- --quick`
+//! `cargo bench -p kho-bench --bench block -- --quick`
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kho_abi::WithTracker;
+use kho_bench::primitives::{Entry64 as Entry, block_machine, entries64 as payload};
 use kho_block::BlockSet;
-use kho_sim::{Machine, MachineConfig, ModelTracker};
-
-/// One 64-byte entry (LUO's file entry size).
-type Entry = [u8; 64];
+use kho_sim::ModelTracker;
 
 const SIZES: [usize; 2] = [1 << 20, 16 << 20];
 
-fn payload(bytes: usize) -> Vec<Entry> {
-    (0..bytes / 64).map(|i| [(i % 251) as u8; 64]).collect()
-}
-
 fn bench(c: &mut Criterion) {
-    let m = Machine::new(MachineConfig::default()).expect("machine");
+    let m = block_machine(SIZES[1]);
     let t = ModelTracker::new();
     let p = WithTracker::new(&m, &t);
 

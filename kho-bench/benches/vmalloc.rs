@@ -11,7 +11,11 @@
 //! against `ModelTracker` (a kho-track restore needs a whole new handover
 //! per run).
 //!
-//! `cargo bench -p kho-vmalloc --bench vmalloc -- --quick`
+//! The area is the `kho-bench` report's vmalloc workload
+//! ([`kho_bench::primitives::vmalloc_area`]); the ratios measured in one
+//! run are the report's job.
+//!
+//! `cargo bench -p kho-bench --bench vmalloc -- --quick`
 
 #![allow(missing_docs)]
 
@@ -19,28 +23,16 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kho_abi::{Claim, KhoData, Order, PageAlloc, PhysAddr, Preserve, VmallocFlags, WithTracker};
-use kho_sim::{DEFAULT_RAM_BASE, Machine, MachineConfig, ModelTracker};
+use kho_abi::{Claim, KhoData, Order, Preserve, VmallocFlags, WithTracker};
+use kho_bench::primitives::{vmalloc_area, vmalloc_machine};
+use kho_sim::ModelTracker;
 use kho_track::{Tracker, TrackerOptions};
 
 const PAGES: usize = 1 << 18;
 
-/// 1 GiB of order-0 pages, shuffled so they are not physically in order.
-fn area(m: &Machine) -> Vec<PhysAddr> {
-    let mut v: Vec<PhysAddr> = (0..PAGES).map(|_| m.alloc_pages(Order::ZERO).expect("RAM for the area")).collect();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for i in (1..v.len()).rev() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.swap(i, (x % (i as u64 + 1)) as usize);
-    }
-    v
-}
-
 fn benches(c: &mut Criterion) {
-    let m = Machine::new(MachineConfig::with_ram(DEFAULT_RAM_BASE, 1088 << 20)).expect("machine");
-    let blocks = area(&m);
+    let m = vmalloc_machine(PAGES);
+    let blocks = vmalloc_area(&m, PAGES);
     let mut g = c.benchmark_group("vmalloc_1GiB_order0");
     g.sample_size(10);
 
