@@ -45,7 +45,6 @@
 //! `EXPR` and `AT` are a number, a name, or a name plus or minus a number
 //! (decimal or `0x` hex).
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
 
@@ -54,6 +53,7 @@ use kho_abi::{
 };
 use kho_array::{ArrayDesc, Entry, KhoArray};
 use kho_block::{RawBlockSet, RestoredRawBlockSet};
+use kho_sim::poke::{Symbols, Write};
 use kho_sim::{Machine, MachineConfig};
 use kho_track::{Incoming, RadixTree, Tracker, TrackerOptions};
 
@@ -110,7 +110,7 @@ fn array_entries() -> Vec<(u64, Entry)> {
 struct Base {
     m: Machine,
     data: KhoData,
-    syms: BTreeMap<String, u64>,
+    syms: Symbols,
     folios: Vec<(PhysAddr, Order)>,
     range: PhysAddr,
     va_blocks: Vec<PhysAddr>,
@@ -122,7 +122,7 @@ impl Base {
     fn build() -> Base {
         let m = Machine::new(MachineConfig::default()).unwrap();
         let mut t = Tracker::new(&m, m.scratch(), TrackerOptions::default()).unwrap();
-        let mut syms = BTreeMap::new();
+        let mut syms = Symbols::new();
         let mut folios = Vec::new();
         for (i, &o) in FOLIO_ORDERS.iter().enumerate() {
             let pa = m.alloc_pages(order(o)).unwrap();
@@ -156,11 +156,11 @@ impl Base {
 
         let va_blocks: Vec<PhysAddr> = (0..VA_BLOCKS).map(|_| m.alloc_pages(Order::ZERO).unwrap()).collect();
         let va = kho_vmalloc::preserve(&p, va_blocks.iter().copied(), Order::ZERO, VmallocFlags::ALLOC).unwrap();
-        syms.insert("vchunk0".into(), va.first);
-        syms.insert("vchunk1".into(), read_u64(&m, va.first));
+        syms.insert("vchunk0", va.first);
+        syms.insert("vchunk1", read_u64(&m, va.first));
         let vb_blocks: Vec<PhysAddr> = (0..3).map(|_| m.alloc_pages(order(2)).unwrap()).collect();
         let vb = kho_vmalloc::preserve(&p, vb_blocks.iter().copied(), order(2), VmallocFlags::ALLOC).unwrap();
-        syms.insert("wchunk0".into(), vb.first);
+        syms.insert("wchunk0", vb.first);
         for (i, b) in vb_blocks.iter().enumerate() {
             syms.insert(format!("wblock{i}"), b.as_u64());
         }
@@ -175,8 +175,8 @@ impl Base {
         let apage0 = PhysAddr::new(adesc.first);
         let apage1 = PhysAddr::new(read_u64(&m, adesc.first));
         assert_eq!(read_u64(&m, apage1.as_u64()), 0, "the array has two pages");
-        syms.insert("apage0".into(), apage0.as_u64());
-        syms.insert("apage1".into(), apage1.as_u64());
+        syms.insert("apage0", apage0.as_u64());
+        syms.insert("apage1", apage1.as_u64());
 
         let desc_bytes = |d: &KhoVmalloc| zerocopy::IntoBytes::as_bytes(d).to_vec();
         m.write(manifest, &bs.head().as_u64().to_ne_bytes()).unwrap();
@@ -186,15 +186,15 @@ impl Base {
 
         // A page in use but not preserved: kernel B poisons and reuses it.
         let scrap = m.alloc_pages(Order::ZERO).unwrap();
-        syms.insert("scrap".into(), scrap.as_u64());
+        syms.insert("scrap", scrap.as_u64());
         let root = t.tree_root();
         for (name, pa) in [("manifest", manifest), ("notes", notes), ("range", range), ("root", root)] {
-            syms.insert(name.into(), pa.as_u64());
+            syms.insert(name, pa.as_u64());
         }
-        syms.insert("ram_base".into(), m.ram_base().as_u64());
-        syms.insert("ram_end".into(), m.ram_end().as_u64());
-        syms.insert("scratch0".into(), m.scratch()[0].addr);
-        syms.insert("scratch0_end".into(), m.scratch()[0].addr + m.scratch()[0].size);
+        syms.insert("ram_base", m.ram_base().as_u64());
+        syms.insert("ram_end", m.ram_end().as_u64());
+        syms.insert("scratch0", m.scratch()[0].addr);
+        syms.insert("scratch0_end", m.scratch()[0].addr + m.scratch()[0].size);
         // The radix tree on the path to each folio: `node.L.NAME` is the
         // node at level L (0 = leaf), `slot.L.NAME` the slot of that node
         // the folio's key goes through.
@@ -212,60 +212,11 @@ impl Base {
             }
         }
         let data = t.finish().unwrap();
-        syms.insert("fdt".into(), data.fdt_addr);
-        syms.insert("scratch_array".into(), data.scratch_addr);
-        fdt_symbols(&m, data.fdt_addr, &mut syms);
+        syms.insert("fdt", data.fdt_addr);
+        syms.insert("scratch_array", data.scratch_addr);
+        syms.add_fdt(&m, "fdt", data.fdt_addr).expect("the FDT kernel A wrote");
         let array_pages = vec![apage0, apage1];
         Base { m, data, syms, folios, range, va_blocks, vb_blocks, array_pages }
-    }
-}
-
-/// Names the parts of the root FDT at `fdt`: `fdt.node.NAME` (a subtree
-/// node's name), `fdt.prop.PATH` (a property's value; `PATH` is the
-/// property name for the root, `NODE.PROP` for a subtree), `fdt.len.PATH`
-/// (its big-endian length word), `fdt.name.PROP` (the property name in
-/// the strings block) and `fdt.nameoff.PROP` (a number: its offset in the
-/// strings block, as a property's `nameoff` holds it); also the number
-/// `fdt.size_dt_struct`.
-fn fdt_symbols(m: &Machine, fdt: u64, syms: &mut BTreeMap<String, u64>) {
-    let mut bytes = vec![0u8; PAGE_SIZE];
-    m.read(PhysAddr::new(fdt), &mut bytes).unwrap();
-    let be = |off: usize| u32::from_be_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-    let (structs, strings) = (be(8), be(12));
-    syms.insert("fdt.size_dt_struct".into(), be(36) as u64);
-    let cstr = |off: usize| {
-        let end = bytes[off..].iter().position(|&b| b == 0).unwrap();
-        (String::from_utf8(bytes[off..off + end].to_vec()).unwrap(), end)
-    };
-    let mut off = structs;
-    let mut node = String::new();
-    loop {
-        let token = be(off);
-        off += 4;
-        match token {
-            1 => {
-                let (name, len) = cstr(off);
-                if !name.is_empty() {
-                    syms.insert(format!("fdt.node.{name}"), fdt + off as u64);
-                }
-                node = name;
-                off += (len + 1).next_multiple_of(4);
-            }
-            2 => node.clear(),
-            3 => {
-                let (len, nameoff) = (be(off), be(off + 4));
-                let (prop, _) = cstr(strings + nameoff);
-                let path = if node.is_empty() { prop.clone() } else { format!("{node}.{prop}") };
-                syms.insert(format!("fdt.len.{path}"), fdt + off as u64);
-                syms.insert(format!("fdt.prop.{path}"), fdt + off as u64 + 8);
-                syms.insert(format!("fdt.name.{prop}"), fdt + (strings + nameoff) as u64);
-                syms.insert(format!("fdt.nameoff.{prop}"), nameoff as u64);
-                off += 8 + len.next_multiple_of(4);
-            }
-            4 => {}
-            9 => break,
-            t => panic!("unexpected FDT token {t:#x}"),
-        }
     }
 }
 
@@ -274,7 +225,7 @@ fn fdt_symbols(m: &Machine, fdt: u64, syms: &mut BTreeMap<String, u64>) {
 struct Case {
     name: String,
     data: Vec<(String, String)>,
-    writes: Vec<(String, String, String)>,
+    writes: Vec<Write>,
     inserts: Vec<(String, u32)>,
     pre: Vec<Vec<String>>,
     post: Vec<Vec<String>>,
@@ -296,11 +247,7 @@ fn parse_case(name: &str, text: &str) -> Case {
         };
         match kw {
             "data" => c.data.push(assign(rest)),
-            "write" => {
-                let (w, at) = rest.split_once(' ').unwrap_or_else(|| panic!("{name}: `{line}`"));
-                let (at, v) = assign(at);
-                c.writes.push((w.to_string(), at, v));
-            }
+            "write" => c.writes.push(Write::parse(rest).unwrap_or_else(|e| panic!("{name}: {e}"))),
             "insert" => {
                 let (at, o) = rest.rsplit_once(' ').unwrap_or_else(|| panic!("{name}: `{line}`"));
                 c.inserts.push((at.trim().to_string(), o.parse().unwrap()));
@@ -321,27 +268,10 @@ fn parse_case(name: &str, text: &str) -> Case {
     c
 }
 
-fn number(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
-/// Evaluates `NAME`, `NUMBER`, `NAME+NUMBER` or `NAME-NUMBER`.
-fn eval(syms: &BTreeMap<String, u64>, e: &str) -> u64 {
-    if let Some(n) = number(e) {
-        return n;
-    }
-    // Names contain `-` (FDT property names): an operator is the last `+`
-    // or `-` followed by a number.
-    let split = e.rfind(['+', '-']).and_then(|i| number(e[i + 1..].trim()).map(|n| (i, n)));
-    let (name, delta) = match split {
-        Some((i, n)) => (e[..i].trim(), if &e[i..=i] == "+" { i128::from(n) } else { -i128::from(n) }),
-        None => (e, 0),
-    };
-    let base = *syms.get(name).unwrap_or_else(|| panic!("unknown name `{name}`"));
-    (i128::from(base) + delta) as u64
+/// Evaluates an expression of a checked-in fixture (a bad one is a bug
+/// in the fixture: the test stops, naming it).
+fn eval(syms: &Symbols, e: &str) -> u64 {
+    syms.eval(e).unwrap_or_else(|err| panic!("`{e}`: {err}"))
 }
 
 /// How an incoming step failed.
@@ -396,18 +326,8 @@ fn run(case: &Case) -> Option<Failure> {
         }
     }
     let syms = &syms;
-    for (w, at, v) in &case.writes {
-        let pa = PhysAddr::new(eval(syms, at));
-        let bytes = match w.as_str() {
-            "str" => v.trim_matches('"').as_bytes().to_vec(),
-            "u8" => vec![eval(syms, v) as u8],
-            "u16" => (eval(syms, v) as u16).to_ne_bytes().to_vec(),
-            "u32" => (eval(syms, v) as u32).to_ne_bytes().to_vec(),
-            "be32" => (eval(syms, v) as u32).to_be_bytes().to_vec(),
-            "u64" => eval(syms, v).to_ne_bytes().to_vec(),
-            w => panic!("{}: unknown width {w}", case.name),
-        };
-        m.write(pa, &bytes).unwrap();
+    for w in &case.writes {
+        w.apply(m, syms).unwrap_or_else(|e| panic!("{}: {e}", case.name));
     }
     let syms = syms.clone();
     let Base { m, folios, range, va_blocks, vb_blocks, array_pages, .. } = base;
@@ -442,7 +362,7 @@ fn run(case: &Case) -> Option<Failure> {
 struct Ctx<'a> {
     m: &'a Machine,
     inc: &'a In<'a>,
-    syms: &'a BTreeMap<String, u64>,
+    syms: &'a Symbols,
     case: &'a Case,
 }
 
@@ -600,15 +520,8 @@ fn split(pa: PhysAddr, n: u64) -> Vec<(PhysAddr, Order)> {
 }
 
 fn fixtures() -> Vec<(String, String)> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/adversarial"));
-    let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+    kho_sim::poke::read_cases(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/adversarial")))
         .expect("the adversarial fixtures are checked in")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "case"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
-        .collect();
-    v.sort();
-    v
 }
 
 /// The base handover itself goes through every step.
@@ -650,11 +563,8 @@ fn fixture_names_resolve() {
     for (name, text) in fixtures() {
         let case = parse_case(&name, &text);
         // (`insN.` names exist only once the case's inserts are done.)
-        for (_, at, v) in case.writes.iter().filter(|w| !w.1.starts_with("ins")) {
-            let _ = eval(&base.syms, at);
-            if !v.starts_with('"') {
-                let _ = eval(&base.syms, v);
-            }
+        for w in case.writes.iter().filter(|w| !w.at.starts_with("ins")) {
+            w.resolve(&base.syms).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
     assert!(std::panic::catch_unwind(|| parse_case("x", "bogus line")).is_err());

@@ -49,6 +49,7 @@ use std::path::Path;
 use kho_abi::{KhoData, Order, PAGE_SIZE, PageAlloc, PhysAddr, ToErrno, WithTracker};
 use kho_luo::{LuoError, LuoWriter, RestoredLuo};
 use kho_memfd::{FolioSpec, MemfdError, RestoredMemfd};
+use kho_sim::poke::{Symbols, Write};
 use kho_sim::{Machine, MachineConfig};
 use kho_track::{Incoming, Tracker, TrackerOptions};
 
@@ -129,14 +130,14 @@ const OTHER_TOKEN: u64 = 12;
 struct Base {
     m: Machine,
     data: KhoData,
-    syms: BTreeMap<String, u64>,
+    syms: Symbols,
 }
 
 impl Base {
     fn build() -> Base {
         let m = Machine::new(MachineConfig::default()).unwrap();
         let mut t = Tracker::new(&m, m.scratch(), TrackerOptions::default()).unwrap();
-        let mut syms = BTreeMap::new();
+        let mut syms = Symbols::new();
         let p = WithTracker::new(&m, &t);
         // Subtrees are added once the writers are done with the tracker.
         let mut subtrees: Vec<(&str, PhysAddr, u64)> = Vec::new();
@@ -179,10 +180,10 @@ impl Base {
         w.add_flb("iommu", 0xabcd, 2).unwrap();
         w.serialize(&p).unwrap();
         subtrees.push((kho_luo::LUO_SUBTREE, w.blob(), LuoWriter::BLOB_SIZE));
-        syms.insert("luo".into(), w.blob().as_u64());
-        syms.insert("flbs".into(), w.flbs().as_u64());
+        syms.insert("luo", w.blob().as_u64());
+        syms.insert("flbs", w.flbs().as_u64());
         let sessions = read_u64(&m, w.blob().as_u64() + 16);
-        syms.insert("sblock0".into(), sessions);
+        syms.insert("sblock0", sessions);
         for s in 0..SESSIONS.len() as u64 {
             let entry = sessions + BLOCK_HEADER + s * SESSION_ENTRY;
             syms.insert(format!("session{s}"), entry);
@@ -200,95 +201,52 @@ impl Base {
         let oops = p.alloc_pages(order(1)).unwrap();
         let mb = kho_memblock::write(&p, &[("trace", trace, 16 * PAGE), ("oops", oops, 2 * PAGE)]).unwrap();
         subtrees.push((kho_memblock::SUBTREE, mb.pa, mb.size));
-        syms.insert("mb".into(), mb.pa.as_u64());
-        syms.insert("trace".into(), trace.as_u64());
-        syms.insert("oops".into(), oops.as_u64());
+        syms.insert("mb", mb.pa.as_u64());
+        syms.insert("trace", trace.as_u64());
+        syms.insert("oops", oops.as_u64());
 
         // kexec-metadata.
         let km = kho_kexec_meta::write(&p, RELEASE, KEXEC_COUNT).unwrap();
         subtrees.push((kho_kexec_meta::SUBTREE, km, kho_kexec_meta::SIZE));
-        syms.insert("km".into(), km.as_u64());
+        syms.insert("km", km.as_u64());
 
         // kho_test.
         let kt = kho_selftest::write(&p, 64 * PAGE, 5).unwrap();
         subtrees.push((kho_selftest::SUBTREE, kt.pa, kt.size));
-        syms.insert("kt".into(), kt.pa.as_u64());
-        syms.insert("ktchunk".into(), kt.list.first);
-        syms.insert("ktlist0".into(), kt.list_pages[0].as_u64());
-        syms.insert("kt.nr_folios".into(), kt.folios.len() as u64);
-        syms.insert("kt.csum".into(), u64::from(kt.csum));
-        syms.insert("ktentry0".into(), read_u64(&m, kt.list_pages[0].as_u64()));
+        syms.insert("kt", kt.pa.as_u64());
+        syms.insert("ktchunk", kt.list.first);
+        syms.insert("ktlist0", kt.list_pages[0].as_u64());
+        syms.insert("kt.nr_folios", kt.folios.len() as u64);
+        syms.insert("kt.csum", u64::from(kt.csum));
+        syms.insert("ktentry0", read_u64(&m, kt.list_pages[0].as_u64()));
         for (i, &(pa, _)) in kt.folios.iter().enumerate() {
             syms.insert(format!("ktfolio{i}"), pa.as_u64());
         }
 
         // A page in use but not preserved: kernel B poisons and reuses it.
         let scrap = p.alloc_pages(Order::ZERO).unwrap();
-        syms.insert("scrap".into(), scrap.as_u64());
-        syms.insert("ram_base".into(), m.ram_base().as_u64());
-        syms.insert("ram_end".into(), m.ram_end().as_u64());
-        syms.insert("scratch0".into(), m.scratch()[0].addr);
+        syms.insert("scrap", scrap.as_u64());
+        syms.insert("ram_base", m.ram_base().as_u64());
+        syms.insert("ram_end", m.ram_end().as_u64());
+        syms.insert("scratch0", m.scratch()[0].addr);
         for (name, pa, size) in subtrees {
             t.add_subtree(name, pa, size).unwrap();
         }
         let data = t.finish().unwrap();
-        fdt_symbols(&m, "fdt", data.fdt_addr, &mut syms);
-        fdt_symbols(&m, "mb", mb.pa.as_u64(), &mut syms);
-        fdt_symbols(&m, "kt", kt.pa.as_u64(), &mut syms);
+        syms.add_fdt(&m, "fdt", data.fdt_addr).expect("an FDT kernel A wrote");
+        syms.add_fdt(&m, "mb", mb.pa.as_u64()).expect("an FDT kernel A wrote");
+        syms.add_fdt(&m, "kt", kt.pa.as_u64()).expect("an FDT kernel A wrote");
         // `NAME.pfn`: the page frame number of every page-aligned name, as
         // a memfd folio entry stores it.
         let pfns: Vec<(String, u64)> = syms
             .iter()
-            .filter(|&(_, &v)| v % PAGE == 0 && v != 0)
-            .map(|(k, &v)| (format!("{k}.pfn"), v >> kho_abi::PAGE_SHIFT))
+            .filter(|&(_, v)| v % PAGE == 0 && v != 0)
+            .map(|(k, v)| (format!("{k}.pfn"), v >> kho_abi::PAGE_SHIFT))
             .collect();
-        syms.extend(pfns);
-        Base { m, data, syms }
-    }
-}
-
-/// Names the parts of the FDT at `fdt` under `prefix`: `PREFIX.prop.PATH`
-/// (a property's value; `PATH` is the property name for the root,
-/// `NODE.PROP` for a child), `PREFIX.len.PATH` (its big-endian length
-/// word), `PREFIX.node.NAME` (a child node's name) and
-/// `PREFIX.name.PROP` (the property name in the strings block).
-fn fdt_symbols(m: &Machine, prefix: &str, fdt: u64, syms: &mut BTreeMap<String, u64>) {
-    let mut bytes = vec![0u8; PAGE_SIZE];
-    m.read(PhysAddr::new(fdt), &mut bytes).unwrap();
-    let be = |off: usize| u32::from_be_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
-    let (structs, strings) = (be(8), be(12));
-    let cstr = |off: usize| {
-        let end = bytes[off..].iter().position(|&b| b == 0).unwrap();
-        (String::from_utf8(bytes[off..off + end].to_vec()).unwrap(), end)
-    };
-    let mut off = structs;
-    let mut node = String::new();
-    loop {
-        let token = be(off);
-        off += 4;
-        match token {
-            1 => {
-                let (name, len) = cstr(off);
-                if !name.is_empty() {
-                    syms.insert(format!("{prefix}.node.{name}"), fdt + off as u64);
-                }
-                node = name;
-                off += (len + 1).next_multiple_of(4);
-            }
-            2 => node.clear(),
-            3 => {
-                let (len, nameoff) = (be(off), be(off + 4));
-                let (prop, _) = cstr(strings + nameoff);
-                let path = if node.is_empty() { prop.clone() } else { format!("{node}.{prop}") };
-                syms.insert(format!("{prefix}.len.{path}"), fdt + off as u64);
-                syms.insert(format!("{prefix}.prop.{path}"), fdt + off as u64 + 8);
-                syms.insert(format!("{prefix}.name.{prop}"), fdt + (strings + nameoff) as u64);
-                off += 8 + len.next_multiple_of(4);
-            }
-            4 => {}
-            9 => break,
-            t => panic!("unexpected FDT token {t:#x}"),
+        for (k, v) in pfns {
+            syms.insert(k, v);
         }
+        Base { m, data, syms }
     }
 }
 
@@ -296,7 +254,7 @@ fn fdt_symbols(m: &Machine, prefix: &str, fdt: u64, syms: &mut BTreeMap<String, 
 #[derive(Debug, Default)]
 struct Case {
     name: String,
-    writes: Vec<(String, String, String)>,
+    writes: Vec<Write>,
     step: String,
     kind: String,
     at: Vec<(String, String)>,
@@ -309,11 +267,7 @@ fn parse_case(name: &str, text: &str) -> Case {
         let (kw, rest) = line.split_once(' ').unwrap_or((line, ""));
         let rest = rest.trim();
         match kw {
-            "write" => {
-                let (w, at) = rest.split_once(' ').unwrap_or_else(|| panic!("{name}: `{line}`"));
-                let (at, v) = at.split_once('=').unwrap_or_else(|| panic!("{name}: `{line}` needs `=`"));
-                c.writes.push((w.to_string(), at.trim().to_string(), v.trim().to_string()));
-            }
+            "write" => c.writes.push(Write::parse(rest).unwrap_or_else(|e| panic!("{name}: {e}"))),
             "step" => c.step = rest.to_string(),
             "kind" => c.kind = rest.to_string(),
             "at" => {
@@ -331,27 +285,10 @@ fn parse_case(name: &str, text: &str) -> Case {
     c
 }
 
-fn number(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16).ok(),
-        None => s.replace('_', "").parse().ok(),
-    }
-}
-
-/// Evaluates `NAME`, `NUMBER`, `NAME+NUMBER` or `NAME-NUMBER`.
-fn eval(syms: &BTreeMap<String, u64>, e: &str) -> u64 {
-    if let Some(n) = number(e) {
-        return n;
-    }
-    // Names contain `-` (FDT property names): an operator is the last `+`
-    // or `-` followed by a number.
-    let split = e.rfind(['+', '-']).and_then(|i| number(e[i + 1..].trim()).map(|n| (i, n)));
-    let (name, delta) = match split {
-        Some((i, n)) => (e[..i].trim(), if &e[i..=i] == "+" { i128::from(n) } else { -i128::from(n) }),
-        None => (e, 0),
-    };
-    let base = *syms.get(name).unwrap_or_else(|| panic!("unknown name `{name}`"));
-    (i128::from(base) + delta) as u64
+/// Evaluates an expression of a checked-in fixture (a bad one is a bug
+/// in the fixture: the test stops, naming it).
+fn eval(syms: &Symbols, e: &str) -> u64 {
+    syms.eval(e).unwrap_or_else(|err| panic!("`{e}`: {err}"))
 }
 
 /// A location field of an error: a number or a name.
@@ -593,22 +530,8 @@ struct Restored {
 /// and, when it did not, checks everything decoded against what A wrote.
 fn run(case: &Case) -> Option<Failure> {
     let Base { m, data, syms } = Base::build();
-    for (w, at, v) in &case.writes {
-        let pa = PhysAddr::new(eval(&syms, at));
-        let bytes = match w.as_str() {
-            "str" => v.trim_matches('"').as_bytes().to_vec(),
-            "fill" => {
-                let (b, n) = v.split_once('*').unwrap_or_else(|| panic!("{}: fill BYTE*COUNT", case.name));
-                vec![eval(&syms, b.trim()) as u8; eval(&syms, n.trim()) as usize]
-            }
-            "u8" => vec![eval(&syms, v) as u8],
-            "u16" => (eval(&syms, v) as u16).to_ne_bytes().to_vec(),
-            "u32" => (eval(&syms, v) as u32).to_ne_bytes().to_vec(),
-            "be32" => (eval(&syms, v) as u32).to_be_bytes().to_vec(),
-            "u64" => eval(&syms, v).to_ne_bytes().to_vec(),
-            w => panic!("{}: unknown width {w}", case.name),
-        };
-        m.write(pa, &bytes).unwrap();
+    for w in &case.writes {
+        w.apply(&m, &syms).unwrap_or_else(|e| panic!("{}: {e}", case.name));
     }
     let m = m.kexec(data);
     let inc = Incoming::import(&m, &data).unwrap_or_else(|e| panic!("{}: import failed: {e}", case.name));
@@ -714,7 +637,7 @@ impl Ctx<'_> {
     }
 
     /// Everything B decoded equals what A wrote.
-    fn check_decoded(&self, done: &Restored, syms: &BTreeMap<String, u64>) {
+    fn check_decoded(&self, done: &Restored, syms: &Symbols) {
         let luo = done.luo.as_ref().unwrap().luo();
         assert_eq!(luo.liveupdate_num, LIVEUPDATE_NUM);
         let names: Vec<&str> = luo.sessions.iter().map(|s| s.name.as_str()).collect();
@@ -752,19 +675,12 @@ impl Ctx<'_> {
 }
 
 fn fixtures() -> Vec<(String, String)> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/layers"));
-    let mut v: Vec<(String, String)> = std::fs::read_dir(dir)
+    kho_sim::poke::read_cases(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/layers")))
         .expect("the layer fixtures are checked in")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "case"))
-        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
-        .collect();
-    v.sort();
-    v
 }
 
 /// Whether the failure matches the case; the differences otherwise.
-fn matches(case: &Case, f: &Failure, syms: &BTreeMap<String, u64>) -> Result<(), String> {
+fn matches(case: &Case, f: &Failure, syms: &Symbols) -> Result<(), String> {
     let mut wrong = Vec::new();
     if f.step != case.step {
         wrong.push(format!("step {} (expected {})", f.step, case.step));
@@ -867,11 +783,8 @@ fn layer_fixture_names_resolve() {
     let base = Base::build();
     for (name, text) in fixtures() {
         let case = parse_case(&name, text.as_str());
-        for (w, at, v) in &case.writes {
-            let _ = eval(&base.syms, at);
-            if w != "str" && w != "fill" {
-                let _ = eval(&base.syms, v);
-            }
+        for w in &case.writes {
+            w.resolve(&base.syms).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
     assert!(std::panic::catch_unwind(|| parse_case("x", "bogus line")).is_err());

@@ -47,6 +47,7 @@ mod image;
 mod machine;
 mod mapping;
 mod model;
+pub mod poke;
 mod ram;
 pub mod vector;
 
