@@ -14,8 +14,9 @@
 //! set, both vmalloc areas, the array, every folio and the range) and
 //! checks:
 //!
-//! - the step that fails, the error's crate, variant and fields (matched on
-//!   its `Debug` form) and its errno;
+//! - the step that fails, the error's crate, its stable kind name, its
+//!   location (the members of the C ABI's `kho_error` record that it sets)
+//!   and its errno — never the error's `Debug` or `Display` text;
 //! - the failed step left the claims as they were before it;
 //! - after giving back everything that was restored or left unclaimed and
 //!   finishing, the machine has no outstanding and no reserved page.
@@ -37,9 +38,13 @@
 //!   `check-blob NAME` (the subtree's blob over its whole `blob-size`,
 //!   step `blob`);
 //! - `step NAME`: the step expected to fail;
-//! - `expect DOMAIN PREFIX`: the error's crate (`track`, `block`,
-//!   `vmalloc`, `array`) and the start of its `Debug` form (the variant);
-//! - `field TEXT`: a fragment its `Debug` form must contain (repeatable);
+//! - `domain NAME`: the error's crate (`track`, `block`, `vmalloc`,
+//!   `array`);
+//! - `kind NAME`: its stable kind name (`kho_error.kind`);
+//! - `at KEY=VALUE ...`: its location, every member of its `kho_error`
+//!   record that the error sets and no other: `pa`, `node`, `index`,
+//!   `level`, `order`, `value` (expressions) and `field` (text, spaces
+//!   written `_`);
 //! - `errno NAME`: the Linux errno it maps to.
 //!
 //! `EXPR` and `AT` are a number, a name, or a name plus or minus a number
@@ -48,11 +53,13 @@
 use std::fmt::Debug;
 use std::path::Path;
 
-use kho_abi::{
-    KhoData, KhoVmalloc, Order, PAGE_SIZE, PageAlloc, PhysAddr, RadixKey, ToErrno, VmallocFlags, WithTracker,
-};
+use kho_abi::{KhoData, KhoVmalloc, Order, PAGE_SIZE, PageAlloc, PhysAddr, RadixKey, VmallocFlags, WithTracker};
 use kho_array::{ArrayDesc, Entry, KhoArray};
 use kho_block::{RawBlockSet, RestoredRawBlockSet};
+use kho_ffi::record::{
+    Describe, KHO_ERROR_HAS_INDEX, KHO_ERROR_HAS_LEVEL, KHO_ERROR_HAS_NODE, KHO_ERROR_HAS_ORDER, KHO_ERROR_HAS_PA,
+    KHO_ERROR_HAS_VALUE, kho_error,
+};
 use kho_sim::poke::{Symbols, Write};
 use kho_sim::{Machine, MachineConfig};
 use kho_track::{Incoming, RadixTree, Tracker, TrackerOptions};
@@ -231,8 +238,8 @@ struct Case {
     post: Vec<Vec<String>>,
     step: String,
     domain: String,
-    prefix: String,
-    fields: Vec<String>,
+    kind: String,
+    at: Vec<(String, String)>,
     errno: String,
 }
 
@@ -255,16 +262,21 @@ fn parse_case(name: &str, text: &str) -> Case {
             "pre" => c.pre.push(rest.split_whitespace().map(String::from).collect()),
             "post" => c.post.push(rest.split_whitespace().map(String::from).collect()),
             "step" => c.step = rest.to_string(),
-            "expect" => {
-                let (d, p) = rest.split_once(' ').unwrap_or_else(|| panic!("{name}: `{line}`"));
-                (c.domain, c.prefix) = (d.to_string(), p.trim().to_string());
+            "domain" => c.domain = rest.to_string(),
+            "kind" => c.kind = rest.to_string(),
+            "at" => {
+                for kv in rest.split_whitespace() {
+                    c.at.push(assign(kv));
+                }
             }
-            "field" => c.fields.push(rest.to_string()),
             "errno" => c.errno = rest.to_string(),
             _ => panic!("{name}: unknown keyword in `{line}`"),
         }
     }
-    assert!(!c.step.is_empty() && !c.prefix.is_empty() && !c.errno.is_empty(), "{name}: step, expect and errno");
+    assert!(
+        !c.step.is_empty() && !c.domain.is_empty() && !c.kind.is_empty() && !c.errno.is_empty(),
+        "{name}: step, domain, kind and errno"
+    );
     c
 }
 
@@ -274,17 +286,81 @@ fn eval(syms: &Symbols, e: &str) -> u64 {
     syms.eval(e).unwrap_or_else(|err| panic!("`{e}`: {err}"))
 }
 
-/// How an incoming step failed.
+/// How an incoming step failed: the step, the crate, and the error's
+/// record as the C ABI reports it (stable kind, location members, errno).
 #[derive(Debug)]
 struct Failure {
     step: String,
     domain: &'static str,
-    debug: String,
+    rec: kho_error,
     errno: String,
 }
 
-fn failure<E: Debug + ToErrno>(step: &str, domain: &'static str, e: E) -> Failure {
-    Failure { step: step.to_string(), domain, debug: format!("{e:?}"), errno: format!("{:?}", e.errno()) }
+fn failure<E: Describe>(step: &str, domain: &'static str, e: E) -> Failure {
+    Failure { step: step.to_string(), domain, rec: kho_error::of(&e), errno: format!("{:?}", e.errno()) }
+}
+
+/// A NUL-terminated string member of a record.
+fn text(c: &[core::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = c.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The location members `rec` sets, by name: numbers, and the field as
+/// text (spaces written `_`, as fixtures write them).
+fn location(rec: &kho_error) -> Vec<(&'static str, Result<u64, String>)> {
+    let mut l = Vec::new();
+    for (bit, name, v) in [
+        (KHO_ERROR_HAS_PA, "pa", rec.pa),
+        (KHO_ERROR_HAS_NODE, "node", rec.node),
+        (KHO_ERROR_HAS_INDEX, "index", rec.index),
+        (KHO_ERROR_HAS_LEVEL, "level", u64::from(rec.level)),
+        (KHO_ERROR_HAS_ORDER, "order", u64::from(rec.order)),
+        (KHO_ERROR_HAS_VALUE, "value", rec.value),
+    ] {
+        if rec.has & bit != 0 {
+            l.push((name, Ok(v)));
+        }
+    }
+    let field = text(&rec.field);
+    if !field.is_empty() {
+        l.push(("field", Err(field.replace(' ', "_"))));
+    }
+    l
+}
+
+/// Whether `f` is what `case` expects; what differs otherwise.
+fn check(case: &Case, f: &Failure, syms: &Symbols) -> Result<(), String> {
+    let mut wrong = Vec::new();
+    let kind = text(&f.rec.kind);
+    for (what, got, want) in [
+        ("step", f.step.as_str(), case.step.as_str()),
+        ("domain", f.domain, case.domain.as_str()),
+        ("kind", kind.as_str(), case.kind.as_str()),
+        ("errno", f.errno.as_str(), case.errno.as_str()),
+    ] {
+        if got != want {
+            wrong.push(format!("{what} {got} (expected {want})"));
+        }
+    }
+    let loc = location(&f.rec);
+    let expected: Vec<&str> = case.at.iter().map(|(k, _)| k.as_str()).collect();
+    for (k, v) in &loc {
+        match case.at.iter().find(|(ck, _)| ck == k) {
+            None => wrong.push(format!("{k} set but not expected")),
+            Some((_, want)) => match v {
+                Ok(n) if *n != eval(syms, want) => wrong.push(format!("{k}={n:#x} (expected {want})")),
+                Err(t) if t != want => wrong.push(format!("{k}={t} (expected {want})")),
+                _ => {}
+            },
+        }
+    }
+    for k in expected {
+        if !loc.iter().any(|(lk, _)| *lk == k) {
+            wrong.push(format!("{k} expected but not set"));
+        }
+    }
+    if wrong.is_empty() { Ok(()) } else { Err(wrong.join(", ")) }
 }
 
 /// Kernel B: everything it restored, to give back at the end.
@@ -296,8 +372,9 @@ struct Restored {
 
 type In<'a> = Incoming<'a, Machine>;
 
-/// Runs one case; returns how the incoming side failed (None: it did not).
-fn run(case: &Case) -> Option<Failure> {
+/// Runs one case; returns how the incoming side failed (None: it did not)
+/// and the names its locations are written in.
+fn run(case: &Case) -> Option<(Failure, Symbols)> {
     let base = Base::build();
     let mut data = base.data;
     let (m, syms) = (&base.m, &base.syms);
@@ -337,14 +414,20 @@ fn run(case: &Case) -> Option<Failure> {
         Err(e) => {
             assert_eq!(m.outstanding_pages(), 0, "{}: a failed import allocated", case.name);
             assert_eq!(m.reserved_pages(), 0);
-            return Some(failure("import", "track", e));
+            return Some((failure("import", "track", e), syms));
         }
     };
     let reserved = inc.reserved_blocks().unwrap();
     m.boot_done(&mut reserved.iter().copied()).unwrap();
     let mut done = Restored::default();
-    let ctx = Ctx { m: &m, inc: &inc, syms: &syms, case };
-    let result = ctx.restore_all(&mut done, &folios, range, &va_blocks, &vb_blocks, &array_pages);
+    let result = Ctx { m: &m, inc: &inc, syms: &syms, case }.restore_all(
+        &mut done,
+        &folios,
+        range,
+        &va_blocks,
+        &vb_blocks,
+        &array_pages,
+    );
     // Give back what was restored and what nobody claimed; then nothing
     // may be left.
     for set in done.block_sets {
@@ -356,7 +439,7 @@ fn run(case: &Case) -> Option<Failure> {
     inc.finish();
     assert_eq!(m.outstanding_pages(), 0, "{}: pages left allocated", case.name);
     assert_eq!(m.reserved_pages(), 0, "{}: pages left reserved (claimed and lost)", case.name);
-    result.err()
+    result.err().map(|f| (f, syms))
 }
 
 struct Ctx<'a> {
@@ -539,17 +622,12 @@ fn every_fixture_fails_with_its_error() {
     let mut wrong = Vec::new();
     for (name, text) in &fixtures {
         let case = parse_case(name, text);
-        let Some(f) = run(&case) else {
+        let Some((f, syms)) = run(&case) else {
             wrong.push(format!("{name}: no error"));
             continue;
         };
-        let ok = f.step == case.step
-            && f.domain == case.domain
-            && f.debug.starts_with(&case.prefix)
-            && case.fields.iter().all(|x| f.debug.contains(x.as_str()))
-            && f.errno == case.errno;
-        if !ok {
-            wrong.push(format!("{name}: got step {} {} {} errno {}", f.step, f.domain, f.debug, f.errno));
+        if let Err(e) = check(&case, &f, &syms) {
+            wrong.push(format!("{name}: {e}"));
         }
     }
     assert!(wrong.is_empty(), "{} of {} fixtures wrong:\n{}", wrong.len(), fixtures.len(), wrong.join("\n"));
