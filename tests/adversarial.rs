@@ -292,12 +292,12 @@ fn eval(syms: &Symbols, e: &str) -> u64 {
 struct Failure {
     step: String,
     domain: &'static str,
-    rec: kho_error,
+    rec: Box<kho_error>,
     errno: String,
 }
 
 fn failure<E: Describe>(step: &str, domain: &'static str, e: E) -> Failure {
-    Failure { step: step.to_string(), domain, rec: kho_error::of(&e), errno: format!("{:?}", e.errno()) }
+    Failure { step: step.to_string(), domain, rec: Box::new(kho_error::of(&e)), errno: format!("{:?}", e.errno()) }
 }
 
 /// A NUL-terminated string member of a record.

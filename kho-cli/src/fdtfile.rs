@@ -82,7 +82,7 @@ pub fn inspect_fdt(path: &Path) -> Result<FdtReport, Failure> {
             bytes.len()
         )));
     }
-    let fdt = RootFdt::parse(PhysAddr::new(0), bytes).map_err(|e| Failure::corrupt(e.kind(), &e, None))?;
+    let fdt = RootFdt::parse(PhysAddr::new(0), bytes).map_err(|e| Failure::corrupt(e.kind(), &e))?;
     let subtrees = fdt
         .subtrees()
         .map(|s| match s {

@@ -20,7 +20,7 @@ use crate::image::Image;
 use crate::payload::{self, LuoFiles, Owner, Payload};
 use crate::progress::Progress;
 use crate::report::{
-    ImageInfo, OrderInfo, Preserved, Ranges, Report, RootInfo, SCHEMA_VERSION, Span, SubtreeInfo, TreeInfo,
+    ImageInfo, Location, OrderInfo, Preserved, Ranges, Report, RootInfo, SCHEMA_VERSION, Span, SubtreeInfo, TreeInfo,
 };
 use crate::scratch::ScratchSource;
 
@@ -244,7 +244,7 @@ fn outside(what: &'static str, pa: u64, len: u64) -> Failure {
     Failure::Corrupt {
         kind: "outside_image",
         message: format!("{what} at PA {pa:#x}+{len:#x} is not RAM of the image"),
-        detail: format!("OutsideImage {{ what: {what:?}, pa: {pa:#x}, len: {len:#x} }}"),
+        at: Box::new(Location { pa: Some(pa), value: Some(len), field: Some(what.to_string()), ..Location::default() }),
         errno: Some(Errno::Inval),
     }
 }

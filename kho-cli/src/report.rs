@@ -8,7 +8,11 @@
 
 use std::fmt::Write;
 
-use kho_abi::{AbiError, Errno, ToErrno};
+use kho_abi::{AbiError, Errno};
+use kho_ffi::record::{
+    Describe, KHO_ERROR_HAS_INDEX, KHO_ERROR_HAS_LEVEL, KHO_ERROR_HAS_NODE, KHO_ERROR_HAS_ORDER, KHO_ERROR_HAS_PA,
+    KHO_ERROR_HAS_VALUE, kho_error,
+};
 use kho_track::TrackError;
 use serde::Serialize;
 
@@ -58,15 +62,15 @@ pub enum Failure {
     Image(ImageError),
     /// No handover root was found (exit 3).
     NotFound(String),
-    /// The handover is corrupt (exit 2): what, and the typed error's
-    /// fields (PA, level, index) in `detail`.
+    /// The handover is corrupt (exit 2): what, and where (PA, node, level,
+    /// index) in `at`.
     Corrupt {
         /// The stable name of the fault (`TrackError::kind`).
         kind: &'static str,
         /// One line: what is wrong and where.
         message: String,
-        /// The typed error as kho-track reports it (`Debug` form).
-        detail: String,
+        /// Where: the typed error's location members.
+        at: Box<Location>,
         /// The errno a kernel would see, if the error is kho-track's.
         errno: Option<Errno>,
     },
@@ -109,10 +113,63 @@ impl Failure {
         }
     }
 
-    /// A corrupt-handover failure from a typed error whose stable name is
-    /// `kind`.
-    pub fn corrupt<E: std::fmt::Display + std::fmt::Debug>(kind: &'static str, e: &E, errno: Option<Errno>) -> Failure {
-        Failure::Corrupt { kind, message: e.to_string(), detail: format!("{e:?}"), errno }
+    /// A corrupt-handover failure from a typed error: its stable name,
+    /// message, location and errno, as the C ABI's error record has them.
+    pub fn corrupt<E: Describe>(kind: &'static str, e: &E) -> Failure {
+        let rec = kho_error::of(e);
+        Failure::Corrupt { kind, message: e.to_string(), at: Box::new(Location::of(&rec)), errno: Some(e.errno()) }
+    }
+}
+
+/// Where a corrupt handover is wrong: the location members of the typed
+/// error (those of the C ABI's `kho_error` record that it sets; the others
+/// are null).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Location {
+    /// The physical address the error is about (a block, a page, a link).
+    pub pa: Option<u64>,
+    /// The page holding the bad value (a tree node, a chunk, an array page).
+    pub node: Option<u64>,
+    /// The slot of `node`, or a position in a chain.
+    pub index: Option<u64>,
+    /// The tree level (0 = leaf).
+    pub level: Option<u32>,
+    /// The block's order.
+    pub order: Option<u32>,
+    /// The offending value (a count, a magic, flags, a key, a length).
+    pub value: Option<u64>,
+    /// The field, property or name the error is about.
+    pub field: Option<String>,
+}
+
+impl Location {
+    /// The members `rec` sets.
+    pub fn of(rec: &kho_error) -> Location {
+        let has = |bit: u32| rec.has & bit != 0;
+        let field: Vec<u8> = rec.field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+        Location {
+            pa: has(KHO_ERROR_HAS_PA).then_some(rec.pa),
+            node: has(KHO_ERROR_HAS_NODE).then_some(rec.node),
+            index: has(KHO_ERROR_HAS_INDEX).then_some(rec.index),
+            level: has(KHO_ERROR_HAS_LEVEL).then_some(rec.level),
+            order: has(KHO_ERROR_HAS_ORDER).then_some(rec.order),
+            value: has(KHO_ERROR_HAS_VALUE).then_some(rec.value),
+            field: (!field.is_empty()).then(|| String::from_utf8_lossy(&field).into_owned()),
+        }
+    }
+
+    /// The members as `key=value` words, for people (`pa=0x1000 index=3`).
+    pub fn text(&self) -> String {
+        let mut words = Vec::new();
+        let hex = |k: &str, v: Option<u64>| v.map(|v| format!("{k}={v:#x}"));
+        words.extend(hex("pa", self.pa));
+        words.extend(hex("node", self.node));
+        words.extend(self.index.map(|v| format!("index={v}")));
+        words.extend(self.level.map(|v| format!("level={v}")));
+        words.extend(self.order.map(|v| format!("order={v}")));
+        words.extend(hex("value", self.value));
+        words.extend(self.field.as_ref().map(|f| format!("field={f:?}")));
+        words.join(" ")
     }
 }
 
@@ -123,10 +180,7 @@ impl From<TrackError> for Failure {
                 "the inspector's private pages (1 GiB, for converting a kho-v1 map) ran out at an order-{order} \
                  allocation"
             )),
-            e => {
-                let errno = e.errno();
-                Failure::corrupt(e.kind(), &e, Some(errno))
-            }
+            e => Failure::corrupt(e.kind(), &e),
         }
     }
 }
@@ -134,7 +188,9 @@ impl From<TrackError> for Failure {
 impl From<FindError> for Failure {
     fn from(e: FindError) -> Self {
         match e {
-            FindError::BadNote(_) => Failure::corrupt("bad_note", &e, None),
+            FindError::BadNote(_) => {
+                Failure::Corrupt { kind: "bad_note", message: e.to_string(), at: Box::default(), errno: None }
+            }
             FindError::NotFound { .. } => Failure::NotFound(e.to_string()),
             FindError::ScratchWithNote => Failure::Usage(e.to_string()),
             FindError::Image(e) => Failure::Image(e),
@@ -352,9 +408,11 @@ pub struct ErrorInfo {
     pub fault: Option<&'static str>,
     /// One line.
     pub message: String,
-    /// For `corrupt`: the typed error with its fields, for people (its
-    /// wording may change; match on `fault`).
+    /// For `corrupt`: where, as `key=value` words for people (the same as
+    /// `at`; its wording may change: match on `fault` and `at`).
     pub detail: Option<String>,
+    /// For `corrupt`: where, the typed error's location members.
+    pub at: Option<Location>,
     /// For `corrupt`: the errno a kernel would return.
     pub errno: Option<&'static str>,
 }
@@ -379,8 +437,8 @@ pub struct ErrorReport {
 impl ErrorReport {
     /// The report of `failure`.
     pub fn new(failure: &Failure, image: Option<ImageInfo>, candidates: Vec<CandidateInfo>) -> ErrorReport {
-        let (detail, errno) = match failure {
-            Failure::Corrupt { detail, errno, .. } => (Some(detail.clone()), errno.map(errno_name)),
+        let (at, errno) = match failure {
+            Failure::Corrupt { at, errno, .. } => (Some(Location::clone(at)), errno.map(errno_name)),
             _ => (None, None),
         };
         let fault = match failure {
@@ -391,7 +449,14 @@ impl ErrorReport {
             schema_version: SCHEMA_VERSION,
             ok: false,
             exit_code: failure.exit_code(),
-            error: ErrorInfo { kind: failure.kind(), fault, message: failure.message(), detail, errno },
+            error: ErrorInfo {
+                kind: failure.kind(),
+                fault,
+                message: failure.message(),
+                detail: at.as_ref().map(Location::text),
+                at,
+                errno,
+            },
             image,
             candidates,
         }
@@ -606,9 +671,9 @@ pub fn candidates_text(list: &[CandidateInfo]) -> String {
 /// The text of a failure, for stderr.
 pub fn failure_text(f: &Failure) -> String {
     let mut s = format!("error: {}\n", f.message());
-    if let Failure::Corrupt { kind, detail, errno, .. } = f {
+    if let Failure::Corrupt { kind, at, errno, .. } = f {
         let _ = writeln!(s, "  fault:   {kind}");
-        let _ = writeln!(s, "  detail:  {detail}");
+        let _ = writeln!(s, "  at:      {}", at.text());
         if let Some(e) = errno {
             let _ = writeln!(s, "  errno:   {}", errno_name(*e));
         }

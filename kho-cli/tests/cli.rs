@@ -148,7 +148,7 @@ fn schema_check_rejects_departures() {
     assert!(bad(&|v| v["subtrees"][0]["size"] = json!(true)).contains("$.subtrees[0].size"));
     let err = json!({
         "schema_version": 2, "ok": false, "exit_code": 2,
-        "error": { "kind": "corrupt", "fault": "tree_node_shared", "message": "m", "detail": "d", "errno": "EINVAL" },
+        "error": { "kind": "corrupt", "fault": "tree_node_shared", "message": "m", "detail": "d", "at": { "pa": null, "node": 4096, "index": 3, "level": 1, "order": null, "value": null, "field": null }, "errno": "EINVAL" },
         "image": null, "candidates": [],
     });
     assert!(validate(&err).is_ok());
