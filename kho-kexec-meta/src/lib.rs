@@ -135,7 +135,10 @@ impl ToErrno for KexecMetaError {
     fn errno(&self) -> Errno {
         match self {
             KexecMetaError::Platform(e) => e.errno(),
-            _ => Errno::Inval,
+            KexecMetaError::TooShort { .. }
+            | KexecMetaError::Blob { .. }
+            | KexecMetaError::Unterminated { .. }
+            | KexecMetaError::BadRelease { .. } => Errno::Inval,
         }
     }
 }

@@ -207,7 +207,15 @@ impl ToErrno for LuoError {
             LuoError::Exists { .. } => Errno::Exist,
             LuoError::FlbFull { .. } => Errno::NoSpc,
             LuoError::NoSession(_) => Errno::NoEnt,
-            _ => Errno::Inval,
+            LuoError::Blob { .. }
+            | LuoError::Compatible { .. }
+            | LuoError::Sessions { .. }
+            | LuoError::Session { .. }
+            | LuoError::Files { .. }
+            | LuoError::File { .. }
+            | LuoError::Flbs { .. }
+            | LuoError::Flb { .. }
+            | LuoError::BadName { .. } => Errno::Inval,
         }
     }
 }

@@ -203,7 +203,11 @@ impl ToErrno for MemblockError {
     fn errno(&self) -> Errno {
         match self {
             MemblockError::Platform(e) => e.errno(),
-            _ => Errno::Inval,
+            MemblockError::Blob { .. }
+            | MemblockError::Fdt { .. }
+            | MemblockError::Compatible { .. }
+            | MemblockError::Region { .. }
+            | MemblockError::Unsupported { .. } => Errno::Inval,
         }
     }
 }

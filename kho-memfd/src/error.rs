@@ -123,7 +123,19 @@ impl ToErrno for MemfdError {
             }
             MemfdError::Vmalloc(e) => e.errno(),
             MemfdError::Platform(e) => e.errno(),
-            _ => Errno::Inval,
+            MemfdError::Descriptor {
+                fault:
+                    Fault::Misaligned
+                    | Fault::NotRam(_)
+                    | Fault::NotPreserved
+                    | Fault::OutOfRange { .. }
+                    | Fault::NotAscending { .. }
+                    | Fault::ListSize { .. },
+                ..
+            }
+            | MemfdError::List { .. }
+            | MemfdError::Folio { .. }
+            | MemfdError::Beyond { .. } => Errno::Inval,
         }
     }
 }

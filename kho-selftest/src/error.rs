@@ -124,7 +124,16 @@ impl ToErrno for SelftestError {
         match self {
             SelftestError::Platform(e) => e.errno(),
             SelftestError::Vmalloc(e) => e.errno(),
-            _ => Errno::Inval,
+            SelftestError::Blob { .. }
+            | SelftestError::Fdt { .. }
+            | SelftestError::Compatible { .. }
+            | SelftestError::Magic { .. }
+            | SelftestError::Property { .. }
+            | SelftestError::ListSize { .. }
+            | SelftestError::List { .. }
+            | SelftestError::Folio { .. }
+            | SelftestError::Checksum { .. }
+            | SelftestError::Unsupported { .. } => Errno::Inval,
         }
     }
 }
