@@ -36,6 +36,20 @@ impl Errno {
     pub const fn neg(self) -> i32 {
         -(self as i32)
     }
+
+    /// The Linux name: `"EINVAL"`, `"ENOMEM"`, ...
+    pub const fn name(self) -> &'static str {
+        match self {
+            Errno::NoEnt => "ENOENT",
+            Errno::NoMem => "ENOMEM",
+            Errno::Busy => "EBUSY",
+            Errno::Exist => "EEXIST",
+            Errno::Inval => "EINVAL",
+            Errno::NoSpc => "ENOSPC",
+            Errno::Range => "ERANGE",
+            Errno::OpNotSupp => "EOPNOTSUPP",
+        }
+    }
 }
 
 /// Implemented by every kho error type: the errno a C caller sees.

@@ -26,7 +26,7 @@ use crate::scratch::ScratchSource;
 
 // The failure an inspection ends in, and its wording, belong to the
 // report; kept reachable here for the modules that run inspections.
-pub use crate::report::{Failure, errno_name, explain};
+pub use crate::report::{Failure, explain};
 
 const PAGE: u64 = PAGE_SIZE as u64;
 

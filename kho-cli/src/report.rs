@@ -199,20 +199,6 @@ impl From<FindError> for Failure {
     }
 }
 
-/// The Linux name of an errno.
-pub fn errno_name(e: Errno) -> &'static str {
-    match e {
-        Errno::NoEnt => "ENOENT",
-        Errno::NoMem => "ENOMEM",
-        Errno::Busy => "EBUSY",
-        Errno::Exist => "EEXIST",
-        Errno::Inval => "EINVAL",
-        Errno::NoSpc => "ENOSPC",
-        Errno::Range => "ERANGE",
-        Errno::OpNotSupp => "EOPNOTSUPP",
-    }
-}
-
 /// What a fault means, for the reader of an error report, by its stable
 /// kind name (`TrackError::kind`).
 pub fn explain(kind: &str) -> Option<&'static str> {
@@ -438,7 +424,7 @@ impl ErrorReport {
     /// The report of `failure`.
     pub fn new(failure: &Failure, image: Option<ImageInfo>, candidates: Vec<CandidateInfo>) -> ErrorReport {
         let (at, errno) = match failure {
-            Failure::Corrupt { at, errno, .. } => (Some(Location::clone(at)), errno.map(errno_name)),
+            Failure::Corrupt { at, errno, .. } => (Some(Location::clone(at)), errno.map(Errno::name)),
             _ => (None, None),
         };
         let fault = match failure {
@@ -675,7 +661,7 @@ pub fn failure_text(f: &Failure) -> String {
         let _ = writeln!(s, "  fault:   {kind}");
         let _ = writeln!(s, "  at:      {}", at.text());
         if let Some(e) = errno {
-            let _ = writeln!(s, "  errno:   {}", errno_name(*e));
+            let _ = writeln!(s, "  errno:   {}", e.name());
         }
         if let Some(m) = explain(kind) {
             let _ = writeln!(s, "  meaning: {m}");
@@ -731,6 +717,6 @@ mod tests {
         });
         assert_eq!((f.exit_code(), f.kind()), (2, "corrupt"));
         assert!(f.message().contains("KeyTooWide"));
-        assert_eq!(errno_name(Errno::Range), "ERANGE");
+        assert_eq!(Errno::Range.name(), "ERANGE");
     }
 }
