@@ -127,18 +127,18 @@ type Case = (&'static str, fn(&V1), &'static [&'static str]);
 #[test]
 fn legacy_v1_rejects() {
     let cases: [Case; 4] = [
-        ("v1-loop", |h| write_u64(&h.m, h.chunk1, h.chunk0.as_u64()), &["(level 2)", "Shared"]),
+        ("v1-loop", |h| write_u64(&h.m, h.chunk1, h.chunk0.as_u64()), &["(level 2)", "fault:   tree_node_shared"]),
         (
             "v1-scratch",
             |h| write_u64(&h.m, PhysAddr::new(h.chunk1.as_u64() + 24), h.m.scratch()[0].addr),
-            &["(level 1)", "InScratch"],
+            &["(level 1)", "in_scratch"],
         ),
         (
             "v1-order",
             |h| h.m.write(PhysAddr::new(h.chunk1.as_u64() + 8), &99u32.to_ne_bytes()).unwrap(),
-            &["OrderTooLarge"],
+            &["fault:   order_too_large"],
         ),
-        ("v1-bitmap-not-ram", |h| write_u64(&h.m, PhysAddr::new(h.chunk0.as_u64() + 24), 0x1000), &["NotRam"]),
+        ("v1-bitmap-not-ram", |h| write_u64(&h.m, PhysAddr::new(h.chunk0.as_u64() + 24), 0x1000), &["not_ram"]),
     ];
     for (name, corrupt, needles) in cases {
         let h = v1();
