@@ -17,6 +17,7 @@
 //! | [`vmalloc`] | `vmalloc_restore` |
 //! | [`import`] | `track_import`, `v1_import`, `kho_data_import`, `blob_restore`, and the machine of `ffi_incoming` |
 //! | [`ops`] | `handover_ops` |
+//! | [`layers`] | `luo_restore`, `memfd_restore`, `memblock_restore`, `kexec_meta_restore`, `selftest_restore` |
 //!
 //! Test scaffolding only: it is not published, and no library crate
 //! depends on it.
@@ -24,5 +25,6 @@
 pub mod array;
 pub mod block;
 pub mod import;
+pub mod layers;
 pub mod ops;
 pub mod vmalloc;

@@ -1,12 +1,7 @@
-// The `luo_restore` fuzz target's harness, shared through `include!` with
-// the test replaying `fuzz/corpus/luo_restore`. Byte 0 shapes the LUO
-// state kernel A writes (sessions, files per session, FLBs); the rest
-// overwrites its pages (see `kho-probe/fuzz_support/mutate.rs`).
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `luo_restore` fuzz target's harness, shared with the test replaying
+//! `fuzz/corpus/luo_restore`. Byte 0 shapes the LUO state kernel A writes
+//! (sessions, files per session, FLBs); the rest overwrites its pages (see
+//! [`super`]).
 
 use kho_abi::{Order, PhysAddr, WithTracker};
 use kho_luo::{Luo, LuoWriter, inspect, restore};
@@ -16,7 +11,7 @@ use kho_sim::ModelTracker;
 /// whether the restore succeeded.
 pub fn run(data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(1 << 20); // room for every shape
     let t = ModelTracker::new();
     let blob = {
         let p = WithTracker::new(&m, &t);
@@ -38,10 +33,10 @@ pub fn run(data: &[u8]) -> bool {
         }
         w.blob()
     };
-    mutate::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));
-    let (m2, t2) = mutate::kexec(m, &t);
+    super::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = super::kexec(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
-    mutate::check(
+    super::check(
         &t2,
         &p2,
         |p| restore(p, blob, LuoWriter::BLOB_SIZE),

@@ -1,15 +1,25 @@
-// Shared by the layer fuzz harnesses (through `include!`): lays a valid
-// handover out with a layer's writer, lets the input overwrite bytes of
-// the preserved pages, kexecs, and checks what every layer reader
-// promises.
-//
-// Input after the harness's own prefix: records
-// `[block, offset lo, offset hi, len, len bytes]`. `block` picks a
-// preserved block (modulo their number), the offset is a byte offset into
-// it (modulo its size), and the bytes are written there (clipped to the
-// block). A `len` of 0xff writes instead the 8-byte PA of block
-// `next byte` (modulo their number), so the fuzzer can build links,
-// cycles and sharing between the layer's own pages.
+//! The payload layers under arbitrary changes to their pages: the bodies
+//! of the `luo_restore`, `memfd_restore`, `memblock_restore`,
+//! `kexec_meta_restore` and `selftest_restore` fuzz targets, shared with
+//! the corpus replay test (`kho-fuzzing/tests/layers.rs`).
+//!
+//! Each harness lays a valid handover out with a layer's writer, lets the
+//! input overwrite bytes of the preserved pages, kexecs, and checks what
+//! every layer reader promises (see [`check`]).
+//!
+//! Input after the harness's own prefix: records
+//! `[block, offset lo, offset hi, len, len bytes]`. `block` picks a
+//! preserved block (modulo their number), the offset is a byte offset into
+//! it (modulo its size), and the bytes are written there (clipped to the
+//! block). A `len` of 0xff writes instead the 8-byte PA of block
+//! `next byte` (modulo their number), so the fuzzer can build links,
+//! cycles and sharing between the layer's own pages.
+
+pub mod kexec_meta;
+pub mod luo;
+pub mod memblock;
+pub mod memfd;
+pub mod selftest;
 
 use std::collections::BTreeSet;
 

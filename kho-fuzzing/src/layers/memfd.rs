@@ -1,12 +1,7 @@
-// The `memfd_restore` fuzz target's harness, shared through `include!`
-// with the test replaying `fuzz/corpus/memfd_restore`. Byte 0 shapes the
-// memfd kernel A preserves (size, holes, a large folio); the rest
-// overwrites its pages (see `kho-probe/fuzz_support/mutate.rs`).
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `memfd_restore` fuzz target's harness, shared with the test
+//! replaying `fuzz/corpus/memfd_restore`. Byte 0 shapes the memfd kernel A
+//! preserves (size, holes, a large folio); the rest overwrites its pages
+//! (see [`super`]).
 
 use kho_abi::{Order, PAGE_SIZE, PhysAddr, WithTracker};
 use kho_memfd::{FolioSpec, Memfd, inspect, preserve, restore};
@@ -16,7 +11,7 @@ use kho_sim::ModelTracker;
 /// whether the restore succeeded.
 pub fn run(data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine();
+    let m = super::machine();
     let t = ModelTracker::new();
     let page = [0x5au8; PAGE_SIZE];
     // Up to 300 pages (a two-page folio list), every third page a hole
@@ -42,8 +37,8 @@ pub fn run(data: &[u8]) -> bool {
     }
     blocks.extend(saved.list_pages.iter().map(|&p| (p, Order::ZERO)));
     blocks.extend(saved.folios.iter().copied());
-    mutate::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
-    let (m2, t2) = mutate::kexec(m, &t);
+    super::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = super::kexec(m, &t);
     let p2 = WithTracker::new(&m2, &t2);
     if let Ok(memfd) = inspect(&p2, saved.desc) {
         // Reading a file the reader accepted never fails, holes included:
@@ -58,7 +53,7 @@ pub fn run(data: &[u8]) -> bool {
             memfd.read_at(&p2, off.min(memfd.size), &mut buf).expect("read_at of an accepted memfd");
         }
     }
-    mutate::check(
+    super::check(
         &t2,
         &p2,
         |p| restore(p, saved.desc),
