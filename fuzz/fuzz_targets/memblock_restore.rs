@@ -3,7 +3,18 @@
 //! with the test that replays `fuzz/corpus/memblock_restore`.
 #![no_main]
 
+use std::cell::RefCell;
+
+use kho_fuzzing::Machines;
+
+thread_local! {
+    /// The machine, reset after each input.
+    static MACHINES: RefCell<Machines> = RefCell::new(Machines::new());
+}
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // Ok or a typed error are both fine; `run` panics if a promise breaks.
-    let _ = kho_fuzzing::layers::memblock::run(data);
+    MACHINES.with_borrow_mut(|ms| {
+        let _ = kho_fuzzing::layers::memblock::run(ms, data);
+    });
 });

@@ -9,6 +9,7 @@
 
 use std::path::PathBuf;
 
+use kho_fuzzing::Machines;
 use kho_fuzzing::layers::{kexec_meta, luo, memblock, memfd, selftest};
 
 /// The corpus directory of `target`.
@@ -17,9 +18,12 @@ fn dir(target: &str) -> PathBuf {
 }
 
 /// Checks that every seed is in the corpus (writing them first when
-/// `KHO_WRITE_SEEDS` is set), then replays the whole corpus through `run`;
-/// returns the number of files replayed.
-fn replay(target: &str, seeds: &[Vec<u8>], run: impl Fn(&[u8]) -> bool) -> usize {
+/// `KHO_WRITE_SEEDS` is set), then replays the whole corpus through `run`,
+/// as the fuzz target does (one pool of machines for every input, so each
+/// input gets a machine reset after the one before) and again with a new
+/// machine per input: the results must agree. Returns the number of files
+/// replayed.
+fn replay(target: &str, seeds: &[Vec<u8>], run: impl Fn(&mut Machines, &[u8]) -> bool) -> usize {
     let dir = dir(target);
     if std::env::var_os("KHO_WRITE_SEEDS").is_some() {
         std::fs::create_dir_all(&dir).expect("corpus directory");
@@ -34,20 +38,24 @@ fn replay(target: &str, seeds: &[Vec<u8>], run: impl Fn(&[u8]) -> bool) -> usize
     for s in seeds {
         assert!(files.contains(s), "seed {s:?} is not in {}", dir.display());
     }
+    let mut shared = Machines::new();
     for f in &files {
-        run(f);
+        let reused = run(&mut shared, f);
+        assert_eq!(reused, run(&mut Machines::new(), f), "{target}: a reused machine changes the result of {f:?}");
     }
+    assert_eq!(shared.kept(), 1, "{target}: the machine went back to the pool");
     assert!(files.len() >= seeds.len().max(1), "{} holds {} files", dir.display(), files.len());
     files.len()
 }
 
 #[test]
 fn luo_seeds_do_what_they_say() {
+    let mut ms = Machines::new();
     for shape in 0..64u8 {
-        assert!(luo::run(&[shape]), "shape {shape:#x} does not restore");
+        assert!(luo::run(&mut ms, &[shape]), "shape {shape:#x} does not restore");
     }
     for seed in luo::seeds().iter().skip(64) {
-        assert!(!luo::run(seed), "corrupted seed {seed:?} restores");
+        assert!(!luo::run(&mut ms, seed), "corrupted seed {seed:?} restores");
     }
 }
 
@@ -58,15 +66,16 @@ fn luo_corpus_replays() {
 
 #[test]
 fn memfd_seeds_do_what_they_say() {
+    let mut ms = Machines::new();
     for shape in [0u8, 1, 3, 51, 60, 0x41, 0x55, 0x81, 0xc4, 0xff] {
-        assert!(memfd::run(&[shape]), "shape {shape:#x} does not restore");
+        assert!(memfd::run(&mut ms, &[shape]), "shape {shape:#x} does not restore");
     }
     let seeds = memfd::seeds();
     for s in &seeds[..12] {
-        assert!(memfd::run(s), "shape {s:?} does not restore");
+        assert!(memfd::run(&mut ms, s), "shape {s:?} does not restore");
     }
     for s in &seeds[12..] {
-        assert!(!memfd::run(s), "corrupted seed {s:?} restores");
+        assert!(!memfd::run(&mut ms, s), "corrupted seed {s:?} restores");
     }
 }
 
@@ -77,12 +86,13 @@ fn memfd_corpus_replays() {
 
 #[test]
 fn memblock_seeds_do_what_they_say() {
+    let mut ms = Machines::new();
     let seeds = memblock::seeds();
     for s in &seeds[..6] {
-        assert!(memblock::run(s), "shape {s:?} does not restore");
+        assert!(memblock::run(&mut ms, s), "shape {s:?} does not restore");
     }
     for s in &seeds[6..] {
-        assert!(!memblock::run(s), "corrupted seed {s:?} restores");
+        assert!(!memblock::run(&mut ms, s), "corrupted seed {s:?} restores");
     }
 }
 
@@ -93,7 +103,8 @@ fn memblock_corpus_replays() {
 
 #[test]
 fn kexec_meta_seeds_do_what_they_say() {
-    let got: Vec<bool> = kexec_meta::seeds().iter().map(|s| kexec_meta::run(s)).collect();
+    let mut ms = Machines::new();
+    let got: Vec<bool> = kexec_meta::seeds().iter().map(|s| kexec_meta::run(&mut ms, s)).collect();
     assert_eq!(got, [true, true, false, false, false]);
 }
 
@@ -104,12 +115,13 @@ fn kexec_meta_corpus_replays() {
 
 #[test]
 fn selftest_seeds_do_what_they_say() {
+    let mut ms = Machines::new();
     let seeds = selftest::seeds();
     for s in &seeds[..8] {
-        assert!(selftest::run(s), "shape {s:?} does not restore");
+        assert!(selftest::run(&mut ms, s), "shape {s:?} does not restore");
     }
     for s in &seeds[8..] {
-        assert!(!selftest::run(s), "corrupted seed {s:?} restores");
+        assert!(!selftest::run(&mut ms, s), "corrupted seed {s:?} restores");
     }
 }
 

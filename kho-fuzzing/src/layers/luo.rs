@@ -7,14 +7,16 @@ use kho_abi::{Order, PhysAddr, WithTracker};
 use kho_luo::{Luo, LuoWriter, inspect, restore};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = super::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
     let blob = {
-        let p = WithTracker::new(&m, &t);
+        let p = WithTracker::new(&*m, &t);
         let mut w = LuoWriter::new(&p, u64::from(shape >> 6)).expect("LUO writer");
         let sessions = [0, 1, 3, 52][usize::from(shape & 3)];
         let files = [0, 1, 2, 64][usize::from((shape >> 2) & 3)];
@@ -35,7 +37,7 @@ pub fn run(data: &[u8]) -> bool {
     };
     super::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));
     let (m2, t2) = super::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
     super::check(
         &t2,
         &p2,

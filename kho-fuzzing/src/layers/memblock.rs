@@ -8,13 +8,15 @@ use kho_abi::{Order, PageAlloc, PhysAddr, WithTracker};
 use kho_memblock::{Memblock, inspect, restore, write};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = super::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
-    let p = WithTracker::new(&m, &t);
+    let p = WithTracker::new(&*m, &t);
     let names = ["a", "trace", "oops", "pstore", "b"];
     let mut regions = Vec::new();
     for (i, name) in names.iter().enumerate().take(usize::from(shape & 7).min(5)) {
@@ -32,7 +34,7 @@ pub fn run(data: &[u8]) -> bool {
     blocks.extend(t.blocks().into_iter().filter(|&(pa, _)| pa != blob.pa));
     super::mutate(&m, &blocks, rest);
     let (m2, t2) = super::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
     super::check(
         &t2,
         &p2,

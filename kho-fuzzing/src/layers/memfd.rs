@@ -7,11 +7,13 @@ use kho_abi::{Order, PAGE_SIZE, PhysAddr, WithTracker};
 use kho_memfd::{FolioSpec, Memfd, inspect, preserve, restore};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = super::machine();
+    let m = super::machine(ms);
     let t = ModelTracker::new();
     let page = [0x5au8; PAGE_SIZE];
     // Up to 300 pages (a two-page folio list), every third page a hole
@@ -29,7 +31,7 @@ pub fn run(data: &[u8]) -> bool {
         }
         index += 1;
     }
-    let saved = preserve(&WithTracker::new(&m, &t), pages * PAGE_SIZE as u64, 7, 0x3, &specs).expect("memfd");
+    let saved = preserve(&WithTracker::new(&*m, &t), pages * PAGE_SIZE as u64, 7, 0x3, &specs).expect("memfd");
     // Blocks in role order: descriptor, first list chunk, list pages, folios.
     let mut blocks = vec![(saved.desc, Order::ZERO)];
     if saved.ser.folios_first != 0 {
@@ -39,7 +41,7 @@ pub fn run(data: &[u8]) -> bool {
     blocks.extend(saved.folios.iter().copied());
     super::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
     let (m2, t2) = super::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
     if let Ok(memfd) = inspect(&p2, saved.desc) {
         // Reading a file the reader accepted never fails, holes included:
         // every segment, the bytes just before and after it, and the end.

@@ -26,20 +26,21 @@ use std::collections::BTreeSet;
 use kho_abi::{KhoData, Order, PAGE_SIZE, PhysAddr, WithTracker};
 use kho_sim::{Machine, MachineConfig, ModelTracker};
 
+use crate::{Leased, Machines};
+
 /// The platform a harness restores through.
 pub type Platform<'a> = WithTracker<'a, Machine, ModelTracker>;
 
 /// A small machine: 2 MiB, largest order 10 (small, so that setting it up
-/// and poisoning it at kexec stays cheap under coverage instrumentation).
-pub fn machine() -> Machine {
-    machine_of(2 << 20)
+/// stays cheap under coverage instrumentation).
+pub fn machine(ms: &mut Machines) -> Leased<'_> {
+    machine_of(ms, 2 << 20)
 }
 
 /// A machine of `bytes` of RAM, largest order 10, for a harness whose
-/// writer needs less than [`machine`] gives: the boot poisons every page
-/// not preserved on every input, most of a harness's time.
-pub fn machine_of(bytes: u64) -> Machine {
-    Machine::new(MachineConfig::with_ram(kho_sim::DEFAULT_RAM_BASE, bytes)).expect("machine")
+/// writer needs less than [`machine`] gives.
+pub fn machine_of(ms: &mut Machines, bytes: u64) -> Leased<'_> {
+    ms.lease(MachineConfig::with_ram(kho_sim::DEFAULT_RAM_BASE, bytes))
 }
 
 /// Applies the records of `data` to `blocks` (the layer's preserved
@@ -72,7 +73,7 @@ pub fn mutate(m: &Machine, blocks: &[(PhysAddr, Order)], mut data: &[u8]) {
 
 /// Kexecs: the next machine, booted (unpreserved pages poisoned), and its
 /// incoming tracker.
-pub fn kexec(m: Machine, t: &ModelTracker) -> (Machine, ModelTracker) {
+pub fn kexec<'a>(m: Leased<'a>, t: &ModelTracker) -> (Leased<'a>, ModelTracker) {
     let blocks = t.blocks();
     let m2 = m.kexec(KhoData::default());
     m2.boot_done(&mut blocks.iter().copied()).expect("boot_done");

@@ -8,14 +8,16 @@ use kho_abi::{Order, PhysAddr, WithTracker};
 use kho_selftest::{KhoTest, inspect, restore, write};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = super::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
     let max_mem = u64::from(shape & 7) * (48 << 10);
-    let blob = write(&WithTracker::new(&m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
+    let blob = write(&WithTracker::new(&*m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
     // Blocks in role order: FDT, list chunk, list pages, folios.
     let mut blocks = vec![(blob.pa, Order::new(1, "o").expect("order"))];
     if blob.list.first != 0 {
@@ -25,7 +27,7 @@ pub fn run(data: &[u8]) -> bool {
     blocks.extend(blob.folios.iter().copied());
     super::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
     let (m2, t2) = super::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
     super::check(
         &t2,
         &p2,
