@@ -34,28 +34,11 @@ struct AllocState {
     calls: u64,
     fail_at: Option<u64>,
     fail_from: Option<u64>,
-    /// One bit per page: handed out by `alloc_pages` at some point, so
-    /// probably written. Such pages are zeroed without first asking the
-    /// memfd whether they are a hole (an `lseek` per allocation).
-    touched: Vec<u64>,
 }
 
 impl AllocState {
-    fn new(buddy: Buddy, phase: Phase, pages: u64) -> AllocState {
-        let touched = vec![0u64; pages.div_ceil(64) as usize];
-        AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None, touched }
-    }
-
-    /// Marks pages `[idx, idx + n)` touched; returns whether any already was.
-    fn touch(&mut self, idx: u64, n: u64) -> bool {
-        let mut any = false;
-        for i in idx..idx + n {
-            if let Some(w) = self.touched.get_mut((i / 64) as usize) {
-                any |= *w & (1 << (i % 64)) != 0;
-                *w |= 1 << (i % 64);
-            }
-        }
-        any
+    fn new(buddy: Buddy, phase: Phase) -> AllocState {
+        AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None }
     }
 }
 
@@ -202,7 +185,7 @@ impl Machine {
         self.ram.reset();
         let pages = self.cfg.ram_size >> PAGE_SHIFT;
         let buddy = Buddy::new(self.ram.base() >> PAGE_SHIFT, pages, self.cfg.max_order.get());
-        *self.state.get_mut().unwrap_or_else(|e| e.into_inner()) = AllocState::new(buddy, Phase::Running, pages);
+        *self.state.get_mut().unwrap_or_else(|e| e.into_inner()) = AllocState::new(buddy, Phase::Running);
         self.free_all_but_scratch();
         self.kho_data = None;
         Ok(())
@@ -221,7 +204,7 @@ impl Machine {
         cfg.ram_base = PhysAddr::new(ram.base());
         cfg.ram_size = ram.end() - ram.base();
         let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, cfg.ram_size >> PAGE_SHIFT, cfg.max_order.get());
-        let state = AllocState::new(buddy, phase, cfg.ram_size >> PAGE_SHIFT);
+        let state = AllocState::new(buddy, phase);
         Ok(Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data })
     }
 
@@ -391,7 +374,7 @@ impl Machine {
         let max_order = cfg.max_order.get();
         let pages = (ram.end() - ram.base()) >> PAGE_SHIFT;
         let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, pages, max_order);
-        let state = AllocState::new(buddy, Phase::EarlyBoot, pages);
+        let state = AllocState::new(buddy, Phase::EarlyBoot);
         let mut m = Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data: Some(kho_data) };
         m.free_scratch();
         m
@@ -522,7 +505,7 @@ unsafe impl PhysMem for Machine {
 impl PageAlloc for Machine {
     fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
         let max = self.cfg.max_order;
-        let (idx, touched) = {
+        let idx = {
             let mut s = self.lock();
             s.calls += 1;
             if order > max {
@@ -538,17 +521,19 @@ impl PageAlloc for Machine {
                 return Err(AbiError::NoMemory { order: order.get() });
             }
             let idx = s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?;
-            (idx, s.touch(idx, order.pages()))
+            idx
         };
         let pa = PhysAddr::new(self.ram.base() + (idx << PAGE_SHIFT));
         // `order <= max_order <= 40`, so the size fits.
         let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "alloc_pages size" })?;
+        let off = pa.as_u64() - self.ram.base();
         // Pending poison is not written: the block is zeroed whole below.
-        let stale = self.ram.unpoison(pa.as_u64() - self.ram.base(), bytes);
+        let stale = self.ram.unpoison(off, bytes);
+        // RAM not written since the machine was made or reset is zero
+        // already; zeroing it would fault every page in for nothing.
+        let clean = self.ram.is_clean(off, bytes);
         let ptr = self.ram.ptr(pa.as_u64(), bytes)?;
-        // Never-written RAM is zero already; zeroing it would fault every
-        // page in (several microseconds each), asking costs one `lseek`.
-        if stale || touched || !self.ram.is_hole(pa.as_u64() - self.ram.base(), bytes) {
+        if stale || !clean {
             // SAFETY: the buddy allocator just handed this block to this
             // call alone (it lies in RAM: `ptr` checked it), so no one else
             // reads or writes it; `ptr` is valid for `bytes` bytes.

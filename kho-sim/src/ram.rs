@@ -14,7 +14,8 @@
 //!   pointer handed out ([`Ram::ptr`], which is how `PhysMem` and
 //!   `alloc_pages` reach RAM), a write through the memfd, a shared mapping
 //!   of the memfd ([`Ram::fd_for`]). It is conservative: a page only read
-//!   through a pointer is logged too.
+//!   through a pointer is logged too. A page not logged is zero, so
+//!   `alloc_pages` zeroes only logged pages.
 //! - *pending poison*: a page that holds [`POISON_BYTE`] in every byte
 //!   although its memfd bytes were not written yet. Poisoning after kexec
 //!   marks pages only; a page is filled the first time anything reaches
@@ -29,7 +30,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
 use kho_abi::{AbiError, PhysAddr};
-use rustix::fs::{MemfdFlags, SeekFrom};
+use rustix::fs::MemfdFlags;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::SimError;
@@ -221,6 +222,17 @@ impl Ram {
         any
     }
 
+    /// Whether no page holding memfd bytes `[off, off + len)` is logged
+    /// dirty: then they hold what they held when the RAM was made or last
+    /// reset (zero), unless pending poison.
+    pub(crate) fn is_clean(&self, off: u64, len: u64) -> bool {
+        let mut clean = true;
+        if len > 0 {
+            Self::for_pages(off, len, |w, mask| clean &= self.dirty[w].load(Ordering::Relaxed) & mask == 0);
+        }
+        clean
+    }
+
     /// Whether the page at memfd offset `off` is pending poison.
     pub(crate) fn is_pending(&self, off: u64) -> bool {
         let page = off / PAGE;
@@ -359,6 +371,7 @@ impl Ram {
     /// Whether memfd bytes `[off, off + len)` are all a hole (never written,
     /// so zero). One `lseek`, far cheaper than faulting the pages in to zero
     /// them; `false` when unsure.
+    #[cfg(test)]
     pub(crate) fn is_hole(&self, off: u64, len: u64) -> bool {
         match rustix::fs::seek(&self.fd, SeekFrom::Data(off)) {
             Ok(data) => data >= off.saturating_add(len),

@@ -16,9 +16,13 @@ pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let m = super::machine(ms);
     let t = ModelTracker::new();
     let page = [0x5au8; PAGE_SIZE];
-    // Up to 300 pages (a two-page folio list), every third page a hole
-    // when bit 6 is set, an order-2 folio first when bit 7 is.
-    let pages = u64::from(shape & 0x3f) * 5;
+    // Up to 59 pages, or (for the four largest shapes, rarer because far
+    // dearer) 300 to 315 pages: a two-page folio list. Every third page a
+    // hole when bit 6 is set, an order-2 folio first when bit 7 is.
+    let pages = match u64::from(shape & 0x3f) {
+        n @ 60.. => n * 5,
+        n => n,
+    };
     let mut specs = Vec::new();
     let mut index = 0;
     if shape & 0x80 != 0 && pages >= 4 {

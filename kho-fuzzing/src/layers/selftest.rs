@@ -16,7 +16,9 @@ pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
     let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
-    let max_mem = u64::from(shape & 7) * (48 << 10);
+    // Memory for folios: mostly small (every byte is checksummed three
+    // times), one shape large.
+    let max_mem = [0u64, 8, 16, 24, 32, 48, 96, 336][usize::from(shape & 7)] << 10;
     let blob = write(&WithTracker::new(&*m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
     // Blocks in role order: FDT, list chunk, list pages, folios.
     let mut blocks = vec![(blob.pa, Order::new(1, "o").expect("order"))];
