@@ -520,8 +520,7 @@ impl PageAlloc for Machine {
             if injected {
                 return Err(AbiError::NoMemory { order: order.get() });
             }
-            let idx = s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?;
-            idx
+            s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?
         };
         let pa = PhysAddr::new(self.ram.base() + (idx << PAGE_SHIFT));
         // `order <= max_order <= 40`, so the size fits.

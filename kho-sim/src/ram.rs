@@ -197,7 +197,7 @@ impl Ram {
         if len == 0 {
             return Ok(());
         }
-        debug_assert!(off % PAGE == 0 && len % PAGE == 0, "poison of whole pages");
+        debug_assert!(off.is_multiple_of(PAGE) && len.is_multiple_of(PAGE), "poison of whole pages");
         let _held = self.settle.lock().unwrap_or_else(|e| e.into_inner());
         Self::for_pages(off, len, |w, mask| {
             self.pending[w].fetch_or(mask, Ordering::Release);
@@ -373,7 +373,7 @@ impl Ram {
     /// them; `false` when unsure.
     #[cfg(test)]
     pub(crate) fn is_hole(&self, off: u64, len: u64) -> bool {
-        match rustix::fs::seek(&self.fd, SeekFrom::Data(off)) {
+        match rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Data(off)) {
             Ok(data) => data >= off.saturating_add(len),
             Err(e) => e == rustix::io::Errno::NXIO,
         }
