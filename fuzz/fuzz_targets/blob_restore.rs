@@ -3,4 +3,17 @@
 //! the corpus replay test (`kho-fuzzing/tests/import.rs`).
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| kho_fuzzing::import::run_blob(data));
+use std::cell::RefCell;
+
+use kho_fuzzing::Machines;
+
+thread_local! {
+    /// The machines, reset after each input.
+    static MACHINES: RefCell<Machines> = RefCell::new(Machines::new());
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    MACHINES.with_borrow_mut(|ms| {
+        let _ = kho_fuzzing::import::run_blob_in(ms, data);
+    });
+});

@@ -3,7 +3,7 @@
 //! the scratch search and the import, plus the raw-FDT input.
 //!
 //! Input: a list of patches applied to a small valid image built once (a
-//! 1 MiB machine with a handover, saved without the KHO note so the scan
+//! 256 KiB machine with a handover, saved without the KHO note so the scan
 //! and the candidate choice run): each patch is `[where: u8][offset: u16
 //! LE][len: u8][bytes]`, `where` picking the ELF headers, the root FDT's
 //! page, the tree's pages or anywhere. An input starting with `0xff` is a
@@ -31,7 +31,8 @@ struct Base {
 }
 
 const RAM_BASE: u64 = 0x4000_0000;
-const RAM_SIZE: u64 = 1 << 20;
+/// Small: every input writes the whole image and the loader reads it.
+const RAM_SIZE: u64 = 256 << 10;
 
 static BASE: LazyLock<Base> = LazyLock::new(|| {
     let m = Machine::new(MachineConfig::with_ram(PhysAddr::new(RAM_BASE), RAM_SIZE)).expect("machine");
@@ -87,8 +88,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
         img
     };
-    let mut f = std::fs::File::create(&path).unwrap();
+    // Overwritten in place, not truncated first: the file keeps its pages
+    // from one input to the next.
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&path).unwrap();
     f.write_all(&bytes).unwrap();
+    f.set_len(bytes.len() as u64).unwrap();
     drop(f);
     if bytes.starts_with(&0xd00d_feed_u32.to_be_bytes()) {
         let _ = kho_cli::fdtfile::inspect_fdt(&path);

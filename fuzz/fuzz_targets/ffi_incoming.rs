@@ -16,7 +16,13 @@ use kho_ffi::platform::kho_platform;
 use kho_ffi::wire::kho_data;
 use kho_sim::Machine;
 
+use kho_fuzzing::Machines;
 use kho_fuzzing::import as harness;
+
+thread_local! {
+    /// The machines, reset after each input.
+    static MACHINES: std::cell::RefCell<Machines> = std::cell::RefCell::new(Machines::new());
+}
 
 const EINVAL: c_int = -22;
 const ENOENT: c_int = -2;
@@ -74,15 +80,16 @@ fn blocks_of(
     v
 }
 
-fn run(data: &[u8]) {
-    let Some((m, d)) = harness::prepare(data) else { return };
+fn run(ms: &mut Machines, data: &[u8]) {
+    let Some((machine, d)) = harness::prepare_in(ms, data) else { return };
+    let m: &Machine = &machine;
     let platform = kho_platform {
-        ctx: (&raw const m).cast_mut().cast(),
+        ctx: std::ptr::from_ref(m).cast_mut().cast(),
         phys_to_virt: Some(phys_to_virt),
         alloc_pages: Some(alloc_pages),
         free_pages: Some(free_pages),
         crosses_node: None,
-        max_order: PageAlloc::max_order(&m).get(),
+        max_order: PageAlloc::max_order(m).get(),
     };
     let cd = kho_data {
         fdt_addr: d.fdt_addr,
@@ -158,4 +165,4 @@ fn run(data: &[u8]) {
     assert_eq!(m.outstanding_pages(), 0);
 }
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| run(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| MACHINES.with_borrow_mut(|ms| run(ms, data)));

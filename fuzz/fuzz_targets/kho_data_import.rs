@@ -3,6 +3,17 @@
 //! corpus replay test (`kho-fuzzing/tests/import.rs`).
 #![no_main]
 
+use std::cell::RefCell;
+
+use kho_fuzzing::Machines;
+
+thread_local! {
+    /// The machines, reset after each input.
+    static MACHINES: RefCell<Machines> = RefCell::new(Machines::new());
+}
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = kho_fuzzing::import::run_kho_data(data);
+    MACHINES.with_borrow_mut(|ms| {
+        let _ = kho_fuzzing::import::run_kho_data_in(ms, data);
+    });
 });

@@ -1,14 +1,20 @@
-//! Restores and inspects LUO state (luo-v5) after arbitrary changes to the pages
-//! kernel A wrote; the harness lives in `kho-luo/fuzz_support/restore.rs`,
-//! shared with the test that replays `fuzz/corpus/luo_restore`.
+//! Restores and inspects LUO state (luo-v5) after arbitrary changes to the
+//! pages kernel A wrote; the harness is `kho_fuzzing::layers::luo`, shared
+//! with the test that replays `fuzz/corpus/luo_restore`.
 #![no_main]
 
-#[allow(dead_code)] // the seeds serve the replay test only
-mod harness {
-    include!("../../kho-luo/fuzz_support/restore.rs");
+use std::cell::RefCell;
+
+use kho_fuzzing::Machines;
+
+thread_local! {
+    /// The machine, reset after each input.
+    static MACHINES: RefCell<Machines> = RefCell::new(Machines::new());
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // Ok or a typed error are both fine; `run` panics if a promise breaks.
-    let _ = harness::run(data);
+    MACHINES.with_borrow_mut(|ms| {
+        let _ = kho_fuzzing::layers::luo::run(ms, data);
+    });
 });

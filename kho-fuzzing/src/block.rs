@@ -29,7 +29,9 @@ use kho_abi::{
     BlockHeader, KhoData, Order, PAGE_SIZE, PageAlloc, PhysAddr, Preserve, WithTracker, entries_per_block, write_phys,
 };
 use kho_block::{BlockError, RestoredRawBlockSet};
-use kho_sim::{Machine, MachineConfig, ModelTracker};
+use kho_sim::{MachineConfig, ModelTracker};
+
+use crate::Machines;
 
 /// Bytes of the header at the start of every block.
 const HEADER: usize = size_of::<BlockHeader>();
@@ -105,11 +107,17 @@ pub type Restored = (usize, usize);
 /// result; panics if an invariant of restore breaks (or if the simulated
 /// machine cannot be set up, which is not the input's doing).
 pub fn run(data: &[u8]) -> Result<Restored, BlockError> {
+    run_in(&mut Machines::new(), data)
+}
+
+/// [`run`] on a machine from `ms` (what the fuzz target calls, with one
+/// pool for every input).
+pub fn run_in(ms: &mut Machines, data: &[u8]) -> Result<Restored, BlockError> {
     let input = Input::parse(data);
     let cfg = MachineConfig::with_ram(PhysAddr::new(RAM_BASE), RAM_SIZE);
-    let m = Machine::new(cfg).expect("simulated machine");
+    let m = ms.lease(cfg);
     let t = ModelTracker::new();
-    let p = WithTracker::new(&m, &t);
+    let p = WithTracker::new(&*m, &t);
     let mut pages = [PhysAddr::NULL; PAGES];
     for page in &mut pages {
         *page = p.alloc_pages(Order::ZERO).expect("page for the input");
@@ -133,7 +141,7 @@ pub fn run(data: &[u8]) -> Result<Restored, BlockError> {
     m2.boot_done(&mut preserved.iter().copied()).expect("boot_done");
     let reserved = m2.reserved_pages();
     let t2 = ModelTracker::incoming(preserved.clone());
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
 
     let result = RestoredRawBlockSet::restore(&p2, link(input.head), input.entry_size());
     let set = match result {

@@ -20,6 +20,8 @@ use kho_sim::{Machine, MachineConfig};
 use kho_track::fdt::{Subtree, build};
 use kho_track::{Incoming, TrackError};
 
+use crate::{Leased, Machines};
+
 const RAM_BASE: u64 = 0x4000_0000;
 const RAM_PAGES: u64 = 128;
 const SCRATCH_PAGES: u64 = 8;
@@ -35,7 +37,13 @@ const fn page_pa(i: u64) -> PhysAddr {
 const V1_SCRATCH_PAGES: u64 = 16;
 
 fn machine_with(scratch_pages: u64) -> Machine {
-    let cfg = MachineConfig {
+    Machine::new(config_with(scratch_pages)).expect("a 128-page machine")
+}
+
+/// The harness machine's configuration, with a scratch area of
+/// `scratch_pages` at the top of RAM.
+fn config_with(scratch_pages: u64) -> MachineConfig {
+    MachineConfig {
         ram_base: PhysAddr::new(RAM_BASE),
         ram_size: RAM_PAGES * PAGE_SIZE as u64,
         scratch: vec![KhoScratch {
@@ -43,8 +51,7 @@ fn machine_with(scratch_pages: u64) -> Machine {
             size: scratch_pages * PAGE_SIZE as u64,
         }],
         ..MachineConfig::default()
-    };
-    Machine::new(cfg).expect("a 128-page machine")
+    }
 }
 
 fn machine() -> Machine {
@@ -54,16 +61,30 @@ fn machine() -> Machine {
 /// Runs one input (`kho-v4` in map mode); panics only when kho breaks one
 /// of its guarantees.
 pub fn run(data: &[u8]) {
-    if let Some((m, kho_data)) = prepare(data) {
-        check(&m, &kho_data);
-    }
+    run_in(&mut Machines::new(), data);
+}
+
+/// [`run`] on a machine from `ms` (what the fuzz target calls, with one
+/// pool for every input); returns whether the import succeeded.
+pub fn run_in(ms: &mut Machines, data: &[u8]) -> bool {
+    prepare_in(ms, data).is_some_and(|(m, kho_data)| check(&m, &kho_data))
 }
 
 /// Runs one input with a `kho-v1` root in map mode.
 pub fn run_v1(data: &[u8]) {
-    if let Some((m, kho_data)) = prepare_as(data, "kho-v1", V1_SCRATCH_PAGES) {
-        check(&m, &kho_data);
+    run_v1_in(&mut Machines::new(), data);
+}
+
+/// [`run_v1`] on a machine from `ms`; returns whether the import
+/// succeeded.
+pub fn run_v1_in(ms: &mut Machines, data: &[u8]) -> bool {
+    if data.len() < 2 {
+        return false;
     }
+    let m = ms.lease(config_with(V1_SCRATCH_PAGES));
+    let kho_data = lay_out(&m, data, "kho-v1", V1_SCRATCH_PAGES);
+    let m = m.kexec(kho_data);
+    check(&m, &kho_data)
 }
 
 /// Whether the input is a handover the import accepts.
@@ -88,8 +109,25 @@ fn prepare_as(data: &[u8], compat: &str, scratch_pages: u64) -> Option<(Machine,
     if data.len() < 2 {
         return None;
     }
-    let (mode, root, rest) = (data[0], u64::from(data[1]) % RAM_PAGES, &data[2..]);
     let m = machine_with(scratch_pages);
+    let kho_data = lay_out(&m, data, compat, scratch_pages);
+    Some((m.kexec(kho_data), kho_data))
+}
+
+/// As [`prepare`], on a machine from `ms`.
+pub fn prepare_in<'a>(ms: &'a mut Machines, data: &[u8]) -> Option<(Leased<'a>, KhoData)> {
+    if data.len() < 2 {
+        return None;
+    }
+    let m = ms.lease(config_with(SCRATCH_PAGES));
+    let kho_data = lay_out(&m, data, "kho-v4", SCRATCH_PAGES);
+    Some((m.kexec(kho_data), kho_data))
+}
+
+/// Lays input `data` (at least 2 bytes) out in `m`, a new machine of
+/// [`config_with`]`(scratch_pages)`; returns the `kho_data` to kexec with.
+fn lay_out(m: &Machine, data: &[u8], compat: &str, scratch_pages: u64) -> KhoData {
+    let (mode, root, rest) = (data[0], u64::from(data[1]) % RAM_PAGES, &data[2..]);
     if mode & 1 == 1 {
         let sub = Subtree { name: "fuzz".into(), pa: page_pa(2), size: Some(64) };
         let dtb = build(compat, page_pa(root), &[sub]).expect("a small FDT fits");
@@ -104,11 +142,9 @@ fn prepare_as(data: &[u8], compat: &str, scratch_pages: u64) -> Option<(Machine,
         rest = &tail[len..];
     }
     let scratch = m.scratch()[0];
-    kho_abi::write_phys(&m, SCRATCH_ARRAY, &scratch).expect("RAM");
+    kho_abi::write_phys(m, SCRATCH_ARRAY, &scratch).expect("RAM");
     let fdt_size = if mode & 2 == 0 { PAGE_SIZE as u64 } else { 1 + u64::from(mode >> 2) * 64 };
-    let kho_data =
-        KhoData { fdt_addr: FDT_PAGE.as_u64(), fdt_size, scratch_addr: SCRATCH_ARRAY.as_u64(), scratch_size: 16 };
-    Some((m.kexec(kho_data), kho_data))
+    KhoData { fdt_addr: FDT_PAGE.as_u64(), fdt_size, scratch_addr: SCRATCH_ARRAY.as_u64(), scratch_size: 16 }
 }
 
 /// Imports and checks every guarantee; returns whether the import
@@ -298,6 +334,11 @@ pub fn v1_seeds() -> Vec<Vec<u8>> {
 
 /// Runs one `kho_data` input; returns whether it imported.
 pub fn run_kho_data(data: &[u8]) -> bool {
+    run_kho_data_in(&mut Machines::new(), data)
+}
+
+/// [`run_kho_data`] on a machine from `ms`.
+pub fn run_kho_data_in(ms: &mut Machines, data: &[u8]) -> bool {
     let Some((flags, rest)) = data.split_first() else { return false };
     let mut field = [0u64; 4];
     let mut rest = rest;
@@ -314,7 +355,7 @@ pub fn run_kho_data(data: &[u8]) -> bool {
             *f = if i % 2 == 0 { RAM_BASE - PAGE_SIZE as u64 + *f % span } else { *f % 0x1100 };
         }
     }
-    let m = machine();
+    let m = ms.lease(config_with(SCRATCH_PAGES));
     let sub = Subtree { name: "fuzz".into(), pa: page_pa(3), size: Some(64) };
     m.write(FDT_PAGE, &build("kho-v4", page_pa(2), &[sub]).expect("FDT")).expect("RAM");
     m.write(SCRATCH_ARRAY, &rest[..rest.len().min(PAGE_SIZE)]).expect("RAM");
@@ -353,10 +394,16 @@ pub fn kho_data_seeds() -> Vec<Vec<u8>> {
 
 /// Runs one blob input.
 pub fn run_blob(data: &[u8]) {
+    run_blob_in(&mut Machines::new(), data);
+}
+
+/// [`run_blob`] on a machine from `ms`; returns whether the blob checked
+/// out.
+pub fn run_blob_in(ms: &mut Machines, data: &[u8]) -> bool {
     let mut bytes = data.iter().copied();
     let mut next = || bytes.next().unwrap_or(0);
-    let m = machine();
-    let mut t = kho_track::Tracker::new(&m, m.scratch(), kho_track::TrackerOptions::default()).expect("tracker");
+    let m = ms.lease(config_with(SCRATCH_PAGES));
+    let mut t = kho_track::Tracker::new(&*m, m.scratch(), kho_track::TrackerOptions::default()).expect("tracker");
     let mut blocks: Vec<(PhysAddr, Order)> = Vec::new();
     for _ in 0..next() % 8 {
         let o = Order::new(u64::from(next() % 4), "blob seed").expect("order");
@@ -377,11 +424,11 @@ pub fn run_blob(data: &[u8]) {
     };
     let size = if sel & 2 == 2 { raw_size % (64 * PAGE_SIZE as u64) } else { raw_size };
     if t.add_subtree("fuzz", PhysAddr::new(pa), size).is_err() {
-        return;
+        return false;
     }
-    let Ok(kho_data) = t.finish() else { return };
+    let Ok(kho_data) = t.finish() else { return false };
     let m = m.kexec(kho_data);
-    let inc = Incoming::import(&m, &kho_data).expect("kernel A's own handover imports");
+    let inc = Incoming::import(&*m, &kho_data).expect("kernel A's own handover imports");
     let reserved = inc.reserved_blocks().expect("reserved");
     m.boot_done(&mut reserved.iter().copied()).expect("boot");
     // The model: every page of [pa, pa + max(size, 1)) in one of `blocks`,
@@ -427,6 +474,7 @@ pub fn run_blob(data: &[u8]) {
     }
     assert_eq!(m.reserved_pages(), 0);
     assert_eq!(m.outstanding_pages(), 0);
+    expect_ok
 }
 
 /// Seeds for `run_blob`: a blob inside a block, one across blocks, one

@@ -23,6 +23,8 @@ use std::vec::Vec;
 
 use kho_abi::{KhoData, KhoScratch, KhoVmalloc, Order, PAGE_SIZE, PageAlloc, PhysAddr, Preserve, ToErrno, WithTracker};
 use kho_sim::{Machine, MachineConfig, ModelTracker};
+
+use crate::Machines;
 use zerocopy::FromBytes;
 
 use kho_vmalloc::{VMALLOC_CHUNK_ENTRIES as ENTRIES, max_chunks, restore};
@@ -74,6 +76,12 @@ pub fn encode(desc: &KhoVmalloc, data_blocks_div4: u8, data_order: u8, pages: &[
 /// the library rejected it. Panics only if the library misbehaves (or the
 /// harness cannot build its machine).
 pub fn restore_input(data: &[u8]) -> Option<u64> {
+    restore_input_in(&mut Machines::new(), data)
+}
+
+/// [`restore_input`] on a machine from `ms` (what the fuzz target calls,
+/// with one pool for every input).
+pub fn restore_input_in(ms: &mut Machines, data: &[u8]) -> Option<u64> {
     let (desc, rest) = data.split_first_chunk::<16>()?;
     let desc = KhoVmalloc::read_from_bytes(desc).unwrap_or_default();
     let (n_data, data_order) = match rest {
@@ -84,7 +92,7 @@ pub fn restore_input(data: &[u8]) -> Option<u64> {
     let pages = rest.get(HEADER - 16..).unwrap_or(&[]);
 
     let cfg = MachineConfig { scratch: vec![SCRATCH], ..MachineConfig::with_ram(PhysAddr::new(RAM_BASE), RAM_SIZE) };
-    let m = Machine::new(cfg).expect("fuzz machine");
+    let m = ms.lease(cfg);
     let max = m.max_order();
     let data_order = Order::new(u64::from(data_order) % (u64::from(max.get()) + 1), "data order").expect("order");
     let t = ModelTracker::new();
@@ -105,7 +113,7 @@ pub fn restore_input(data: &[u8]) -> Option<u64> {
     let expected = reference(&next, &blocks, &desc);
 
     let mut got = Vec::new();
-    let result = restore(&WithTracker::new(&next, &incoming), &desc, |pa| got.push(pa));
+    let result = restore(&WithTracker::new(&*next, &incoming), &desc, |pa| got.push(pa));
     assert_eq!(next.outstanding_pages(), 0, "restore allocates nothing");
     match result {
         Ok(area) => {

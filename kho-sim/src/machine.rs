@@ -34,28 +34,11 @@ struct AllocState {
     calls: u64,
     fail_at: Option<u64>,
     fail_from: Option<u64>,
-    /// One bit per page: handed out by `alloc_pages` at some point, so
-    /// probably written. Such pages are zeroed without first asking the
-    /// memfd whether they are a hole (an `lseek` per allocation).
-    touched: Vec<u64>,
 }
 
 impl AllocState {
-    fn new(buddy: Buddy, phase: Phase, pages: u64) -> AllocState {
-        let touched = vec![0u64; pages.div_ceil(64) as usize];
-        AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None, touched }
-    }
-
-    /// Marks pages `[idx, idx + n)` touched; returns whether any already was.
-    fn touch(&mut self, idx: u64, n: u64) -> bool {
-        let mut any = false;
-        for i in idx..idx + n {
-            if let Some(w) = self.touched.get_mut((i / 64) as usize) {
-                any |= *w & (1 << (i % 64)) != 0;
-                *w |= 1 << (i % 64);
-            }
-        }
-        any
+    fn new(buddy: Buddy, phase: Phase) -> AllocState {
+        AllocState { buddy, phase, calls: 0, fail_at: None, fail_from: None }
     }
 }
 
@@ -140,12 +123,72 @@ impl Machine {
         let base = cfg.ram_base.as_u64();
         let ram = Ram::new(vec![(base, base + cfg.ram_size)])?;
         let mut m = Machine::assemble(cfg, ram, None, Phase::Running)?;
-        let free = complement(base, base + m.cfg.ram_size, &m.scratch);
-        let state = m.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        m.free_all_but_scratch();
+        Ok(m)
+    }
+
+    /// Makes every page outside the scratch areas free (of a machine with
+    /// no free page yet).
+    fn free_all_but_scratch(&mut self) {
+        let base = self.ram.base();
+        let free = complement(base, base + self.cfg.ram_size, &self.scratch);
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for (s, e) in free {
             state.buddy.add_free_range((s - base) >> PAGE_SHIFT, (e - base) >> PAGE_SHIFT);
         }
-        Ok(m)
+    }
+
+    /// Returns the machine to the state [`Machine::new`] gives for its
+    /// configuration, whatever happened since (allocations, writes,
+    /// kexecs, `boot_done`, reserved and claimed blocks, injected
+    /// failures): RAM all zero, every page outside scratch free, no
+    /// handover, counters at 0. Reusing one machine this way is much
+    /// cheaper than making a new one (no new memfd and mapping, and only
+    /// the pages written since, as logged, are zeroed again).
+    ///
+    /// The machine is then indistinguishable from a new one through its
+    /// API: RAM is equal byte for byte, and allocations return the same
+    /// blocks in the same order. (Pages written since are zero-filled, not
+    /// returned to the memfd as holes; only the size of a saved image's
+    /// allocation could tell.) Pointers and mappings obtained before the
+    /// reset must not be used after it, as if the machine had been
+    /// dropped.
+    ///
+    /// ```
+    /// use kho_abi::{KhoData, Order, PageAlloc};
+    /// use kho_sim::{Machine, MachineConfig};
+    ///
+    /// let mut m = Machine::new(MachineConfig::default())?;
+    /// let first = m.alloc_pages(Order::ZERO)?;
+    /// m.write(first, b"old")?;
+    /// let mut m = m.kexec(KhoData::default());
+    /// m.boot_done(&mut std::iter::empty())?;
+    /// m.reset()?;
+    /// assert_eq!(m.kho_data(), None);
+    /// assert_eq!(m.alloc_pages(Order::ZERO)?, first);
+    /// let mut buf = [1u8; 3];
+    /// m.read(first, &mut buf)?;
+    /// assert_eq!(buf, [0; 3]);
+    /// # Ok::<(), kho_sim::SimError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `State` for a machine loaded from an image whose RAM has gaps (no
+    /// configuration makes it), `Config` if its configuration is not one
+    /// [`Machine::new`] accepts; the machine is unchanged then.
+    pub fn reset(&mut self) -> Result<(), SimError> {
+        if self.ram.segments().len() != 1 {
+            return Err(SimError::State { what: "reset of a machine whose RAM has gaps" });
+        }
+        self.cfg.check_ram()?;
+        self.ram.reset();
+        let pages = self.cfg.ram_size >> PAGE_SHIFT;
+        let buddy = Buddy::new(self.ram.base() >> PAGE_SHIFT, pages, self.cfg.max_order.get());
+        *self.state.get_mut().unwrap_or_else(|e| e.into_inner()) = AllocState::new(buddy, Phase::Running);
+        self.free_all_but_scratch();
+        self.kho_data = None;
+        Ok(())
     }
 
     /// A machine over `ram` with no free page yet (the caller adds them as
@@ -161,7 +204,7 @@ impl Machine {
         cfg.ram_base = PhysAddr::new(ram.base());
         cfg.ram_size = ram.end() - ram.base();
         let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, cfg.ram_size >> PAGE_SHIFT, cfg.max_order.get());
-        let state = AllocState::new(buddy, phase, cfg.ram_size >> PAGE_SHIFT);
+        let state = AllocState::new(buddy, phase);
         Ok(Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data })
     }
 
@@ -331,7 +374,7 @@ impl Machine {
         let max_order = cfg.max_order.get();
         let pages = (ram.end() - ram.base()) >> PAGE_SHIFT;
         let buddy = Buddy::new(ram.base() >> PAGE_SHIFT, pages, max_order);
-        let state = AllocState::new(buddy, Phase::EarlyBoot, pages);
+        let state = AllocState::new(buddy, Phase::EarlyBoot);
         let mut m = Machine { cfg, ram, scratch, state: Mutex::new(state), kho_data: Some(kho_data) };
         m.free_scratch();
         m
@@ -351,7 +394,8 @@ impl Machine {
     /// The next kernel has walked the preserved-memory map: `preserved` are
     /// all the preserved blocks. Every page that is in neither a preserved
     /// block nor a block allocated since kexec is filled with
-    /// [`POISON_BYTE`] and becomes free; preserved blocks become reserved
+    /// [`POISON_BYTE`] (when first reached, which nothing can tell from an
+    /// immediate fill) and becomes free; preserved blocks become reserved
     /// (freeing one with `free_pages` after claiming it makes it free).
     ///
     /// Fails, changing nothing, outside early boot, or if a block is
@@ -390,7 +434,8 @@ impl Machine {
         s.buddy.clear_free();
         for &(seg_start, seg_end) in self.ram.segments() {
             for (a, b) in complement(seg_start, seg_end, &used) {
-                self.ram.fill(a, b - a, POISON_BYTE)?;
+                // Marked only: each page gets its bytes when first reached.
+                self.ram.poison(a, b - a)?;
                 s.buddy.add_free_range((a - base) >> PAGE_SHIFT, (b - base) >> PAGE_SHIFT);
             }
         }
@@ -407,6 +452,9 @@ impl Machine {
         let page = pa.align_down(PAGE_SIZE as u64).as_u64();
         let Ok(off) = self.ram.offset(page, PAGE_SIZE as u64) else { return false };
         static POISON_PAGE: [u8; PAGE_SIZE] = [POISON_BYTE; PAGE_SIZE];
+        if self.ram.is_pending(off) {
+            return true;
+        }
         let mut buf = vec![0u8; PAGE_SIZE];
         self.ram.pread_all(&mut buf, off).is_ok() && buf[..] == POISON_PAGE[..]
     }
@@ -431,8 +479,10 @@ impl Machine {
 // writes of `len` bytes of the live shared mapping, contiguous, valid while
 // the machine (which owns the mapping) lives, and congruent to `pa` modulo 8
 // because both the mapping and `base` are page aligned. The machine itself
-// writes RAM only in `alloc_pages` (zeroing pages nobody else owns) and in
-// `boot_done` (poisoning pages neither preserved nor allocated), as
+// writes RAM only in `alloc_pages` (zeroing pages nobody else owns), in the
+// poisoning `boot_done` orders (done by `Ram` on the first access to a
+// page, before that access: pages neither preserved nor allocated, so
+// nobody holds a pointer into them yet), and in `reset` (`&mut self`), as
 // documented.
 unsafe impl PhysMem for Machine {
     #[inline]
@@ -455,7 +505,7 @@ unsafe impl PhysMem for Machine {
 impl PageAlloc for Machine {
     fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
         let max = self.cfg.max_order;
-        let (idx, touched) = {
+        let idx = {
             let mut s = self.lock();
             s.calls += 1;
             if order > max {
@@ -470,16 +520,19 @@ impl PageAlloc for Machine {
             if injected {
                 return Err(AbiError::NoMemory { order: order.get() });
             }
-            let idx = s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?;
-            (idx, s.touch(idx, order.pages()))
+            s.buddy.alloc(order.get()).ok_or(AbiError::NoMemory { order: order.get() })?
         };
         let pa = PhysAddr::new(self.ram.base() + (idx << PAGE_SHIFT));
         // `order <= max_order <= 40`, so the size fits.
         let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "alloc_pages size" })?;
+        let off = pa.as_u64() - self.ram.base();
+        // Pending poison is not written: the block is zeroed whole below.
+        let stale = self.ram.unpoison(off, bytes);
+        // RAM not written since the machine was made or reset is zero
+        // already; zeroing it would fault every page in for nothing.
+        let clean = self.ram.is_clean(off, bytes);
         let ptr = self.ram.ptr(pa.as_u64(), bytes)?;
-        // Never-written RAM is zero already; zeroing it would fault every
-        // page in (several microseconds each), asking costs one `lseek`.
-        if touched || !self.ram.is_hole(pa.as_u64() - self.ram.base(), bytes) {
+        if stale || !clean {
             // SAFETY: the buddy allocator just handed this block to this
             // call alone (it lies in RAM: `ptr` checked it), so no one else
             // reads or writes it; `ptr` is valid for `bytes` bytes.

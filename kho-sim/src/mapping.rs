@@ -171,7 +171,7 @@ impl Machine {
                     bytes as usize,
                     ProtFlags::READ | ProtFlags::WRITE,
                     MapFlags::SHARED | MapFlags::FIXED,
-                    self.ram().fd(),
+                    self.ram().fd_for(file_off, bytes),
                     file_off,
                 )?;
             }

@@ -5,15 +5,39 @@
 //! the mapping. RAM may have gaps (a loaded image with several `PT_LOAD`
 //! segments): PAs in a gap are refused although the memfd has bytes there.
 //! The memfd is created sparse, so RAM that is never written costs nothing.
+//!
+//! Two page bitmaps make a machine cheap to reuse (see
+//! [`Machine::reset`](crate::Machine::reset)):
+//!
+//! - the *dirty log*: a page whose bytes may have changed since the RAM was
+//!   made or last reset. Every path that can write RAM sets it first: a
+//!   pointer handed out ([`Ram::ptr`], which is how `PhysMem` and
+//!   `alloc_pages` reach RAM), a write through the memfd, a shared mapping
+//!   of the memfd ([`Ram::fd_for`]). It is conservative: a page only read
+//!   through a pointer is logged too. A page not logged is zero, so
+//!   `alloc_pages` zeroes only logged pages.
+//! - *pending poison*: a page that holds [`POISON_BYTE`] in every byte
+//!   although its memfd bytes were not written yet. Poisoning after kexec
+//!   marks pages only; a page is filled the first time anything reaches
+//!   it (a pointer, a read or write through the memfd, a mapping), before
+//!   that access. Every way of seeing RAM goes through one of those, so the
+//!   bytes seen are exactly those of an eager fill.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
 use kho_abi::{AbiError, PhysAddr};
-use rustix::fs::{MemfdFlags, SeekFrom};
+use rustix::fs::MemfdFlags;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::error::SimError;
+use crate::machine::POISON_BYTE;
+
+/// Bytes per page of the logs.
+const PAGE: u64 = kho_abi::PAGE_SIZE as u64;
 
 /// Bytes moved per system call when filling or copying RAM.
 pub(crate) const CHUNK: usize = 1 << 20;
@@ -27,6 +51,14 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// - `segments` are sorted, non-empty, non-overlapping, page aligned, and lie
 ///   inside `[base, base + span)`; the first starts at `base` and the last
 ///   ends at `base + span`.
+/// - `dirty` and `pending` have one bit per page of `span` (page `i` of the
+///   memfd is bit `i % 64` of word `i / 64`). A page whose bit in `dirty`
+///   is clear holds the bytes it held at the last [`Ram::reset`] (zero) or
+///   at creation. A page whose bit in `pending` is set holds
+///   [`POISON_BYTE`]s whatever its memfd bytes; bits of `pending` are set
+///   and cleared only with `settle` held, and cleared only once the page
+///   holds its poison (or once its owner overwrote all of it).
+/// - `any_pending` is false only if no bit of `pending` is set.
 #[derive(Debug)]
 pub(crate) struct Ram {
     fd: OwnedFd,
@@ -34,6 +66,10 @@ pub(crate) struct Ram {
     span: usize,
     base: u64,
     segments: Vec<(u64, u64)>,
+    dirty: Vec<AtomicU64>,
+    pending: Vec<AtomicU64>,
+    any_pending: AtomicBool,
+    settle: Mutex<()>,
 }
 
 // SAFETY: the mapping is shared memory with no thread affinity; `Ram` itself
@@ -70,8 +106,171 @@ impl Ram {
             unsafe { rustix::mm::munmap(ptr.as_ptr().cast(), span)? };
             ptr = other;
         }
-        // INVARIANT: `ptr` maps all `span` bytes of `fd`; segments as given.
-        Ok(Ram { fd, ptr, span, base, segments })
+        let words = (span as u64).div_ceil(PAGE).div_ceil(64) as usize;
+        let bitmap = || (0..words).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        // INVARIANT: `ptr` maps all `span` bytes of `fd`; segments as given;
+        // the memfd is all zero, nothing is dirty or pending.
+        Ok(Ram {
+            fd,
+            ptr,
+            span,
+            base,
+            segments,
+            dirty: bitmap(),
+            pending: bitmap(),
+            any_pending: AtomicBool::new(false),
+            settle: Mutex::new(()),
+        })
+    }
+
+    /// The memfd pages `[first, last]` holding bytes `[off, off + len)`
+    /// (`len > 0`), as word ranges of the bitmaps: calls `f(word, mask)`
+    /// for each word with the mask of the pages in it.
+    fn for_pages(off: u64, len: u64, mut f: impl FnMut(usize, u64)) {
+        let (first, last) = (off / PAGE, (off + len - 1) / PAGE);
+        let (wf, wl) = (first / 64, last / 64);
+        for w in wf..=wl {
+            let lo = if w == wf { first % 64 } else { 0 };
+            let hi = if w == wl { last % 64 } else { 63 };
+            let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+            f(w as usize, mask);
+        }
+    }
+
+    /// Logs the pages holding memfd bytes `[off, off + len)` as dirty.
+    #[inline]
+    fn log_dirty(&self, off: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        Self::for_pages(off, len, |w, mask| {
+            let word = &self.dirty[w];
+            if word.load(Ordering::Relaxed) & mask != mask {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
+        });
+    }
+
+    /// Fills every page pending poison among those holding memfd bytes
+    /// `[off, off + len)` with its poison, and logs `[off, off + len)`
+    /// dirty: afterwards the memfd bytes of the range are what RAM holds.
+    #[inline]
+    fn settle(&self, off: u64, len: u64) {
+        if len == 0 {
+            return;
+        }
+        self.log_dirty(off, len);
+        if self.any_pending.load(Ordering::Acquire) {
+            self.settle_slow(off, len);
+        }
+    }
+
+    #[cold]
+    fn settle_slow(&self, off: u64, len: u64) {
+        let mut any = false;
+        Self::for_pages(off, len, |w, mask| any |= self.pending[w].load(Ordering::Acquire) & mask != 0);
+        if !any {
+            return;
+        }
+        let _held = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        Self::for_pages(off, len, |w, mask| {
+            let mut bits = self.pending[w].load(Ordering::Acquire) & mask;
+            while bits != 0 {
+                let page = w as u64 * 64 + u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                // SAFETY: a pending page lies inside the mapping (bits exist
+                // only for its pages); it has not been handed out since it
+                // became pending (handing it out settles it first, under
+                // this lock), so nothing else reads or writes it now.
+                unsafe { self.ptr.as_ptr().add((page * PAGE) as usize).write_bytes(POISON_BYTE, PAGE as usize) };
+                self.dirty[w].fetch_or(1 << (page % 64), Ordering::Relaxed);
+                // Release: whoever sees the bit clear sees the poison.
+                self.pending[w].fetch_and(!(1 << (page % 64)), Ordering::Release);
+            }
+        });
+    }
+
+    /// Marks the whole pages `[off, off + len)` of the memfd (page aligned)
+    /// as holding [`POISON_BYTE`]s, without writing them yet.
+    pub(crate) fn poison(&self, pa: u64, len: u64) -> Result<(), SimError> {
+        let off = self.offset(pa, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        debug_assert!(off.is_multiple_of(PAGE) && len.is_multiple_of(PAGE), "poison of whole pages");
+        let _held = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        Self::for_pages(off, len, |w, mask| {
+            self.pending[w].fetch_or(mask, Ordering::Release);
+        });
+        self.any_pending.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Forgets pending poison on the whole pages `[off, off + len)` of the
+    /// memfd, which the caller is about to overwrite entirely (a block just
+    /// allocated, zeroed next); returns whether any page was pending (then
+    /// its memfd bytes are stale and must be overwritten).
+    pub(crate) fn unpoison(&self, off: u64, len: u64) -> bool {
+        if len == 0 || !self.any_pending.load(Ordering::Acquire) {
+            return false;
+        }
+        let _held = self.settle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut any = false;
+        Self::for_pages(off, len, |w, mask| {
+            any |= self.pending[w].fetch_and(!mask, Ordering::AcqRel) & mask != 0;
+        });
+        any
+    }
+
+    /// Whether no page holding memfd bytes `[off, off + len)` is logged
+    /// dirty: then they hold what they held when the RAM was made or last
+    /// reset (zero), unless pending poison.
+    pub(crate) fn is_clean(&self, off: u64, len: u64) -> bool {
+        let mut clean = true;
+        if len > 0 {
+            Self::for_pages(off, len, |w, mask| clean &= self.dirty[w].load(Ordering::Relaxed) & mask == 0);
+        }
+        clean
+    }
+
+    /// Whether the page at memfd offset `off` is pending poison.
+    pub(crate) fn is_pending(&self, off: u64) -> bool {
+        let page = off / PAGE;
+        self.pending.get((page / 64) as usize).is_some_and(|w| w.load(Ordering::Acquire) & (1 << (page % 64)) != 0)
+    }
+
+    /// Makes every byte of RAM zero again and forgets both logs: the RAM is
+    /// then as [`Ram::new`] made it (byte for byte; pages written since are
+    /// zero-filled, not punched back into holes). Only dirty pages are
+    /// written.
+    pub(crate) fn reset(&mut self) {
+        let pages = (self.span as u64).div_ceil(PAGE);
+        let mut page = 0;
+        while page < pages {
+            let w = (page / 64) as usize;
+            let bits = *self.dirty[w].get_mut() >> (page % 64);
+            if bits == 0 {
+                page = (w as u64 + 1) * 64;
+                continue;
+            }
+            let start = page + u64::from(bits.trailing_zeros());
+            let mut end = start;
+            while end < pages && *self.dirty[(end / 64) as usize].get_mut() & (1 << (end % 64)) != 0 {
+                end += 1;
+            }
+            // SAFETY: pages `[start, end)` lie inside the mapping (`end` is
+            // at most the page count of `span`, and `span` is a whole number
+            // of pages: segments are page aligned); `&mut self` rules out
+            // any other access through this `Ram` now.
+            unsafe {
+                self.ptr.as_ptr().add((start * PAGE) as usize).write_bytes(0, ((end - start) * PAGE) as usize);
+            }
+            page = end;
+        }
+        for w in self.dirty.iter_mut().chain(self.pending.iter_mut()) {
+            *w.get_mut() = 0;
+        }
+        *self.any_pending.get_mut() = false;
     }
 
     /// Lowest PA of RAM.
@@ -89,8 +288,11 @@ impl Ram {
         &self.segments
     }
 
-    /// The memfd backing RAM (offset = PA - base).
-    pub(crate) fn fd(&self) -> &OwnedFd {
+    /// The memfd backing RAM (offset = PA - base), for mapping or reading
+    /// bytes `[off, off + len)` of it: those pages are logged dirty and
+    /// their pending poison written first.
+    pub(crate) fn fd_for(&self, off: u64, len: u64) -> &OwnedFd {
+        self.settle(off, len);
         &self.fd
     }
 
@@ -113,8 +315,11 @@ impl Ram {
 
     /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
     #[inline]
+    /// The pages of the range are logged dirty and their pending poison
+    /// written first.
     pub(crate) fn ptr(&self, pa: u64, len: u64) -> Result<NonNull<u8>, AbiError> {
         let off = self.offset(pa, len)?;
+        self.settle(off, len);
         // SAFETY: `off + len <= span` because the range is inside a segment
         // and segments lie inside the mapping; the result stays in bounds.
         Ok(unsafe { self.ptr.add(off as usize) })
@@ -122,6 +327,7 @@ impl Ram {
 
     /// Writes `len` bytes of value `byte` at `pa` through the memfd (no page
     /// faults in this process, the kernel allocates pages in bulk).
+    #[cfg(test)]
     pub(crate) fn fill(&self, pa: u64, len: u64, byte: u8) -> Result<(), SimError> {
         let mut off = self.offset(pa, len)?;
         let end = off + len;
@@ -136,6 +342,7 @@ impl Ram {
 
     /// Copies `buf` into the memfd at offset `off`.
     pub(crate) fn pwrite_all(&self, mut buf: &[u8], mut off: u64) -> Result<(), SimError> {
+        self.settle(off, buf.len() as u64);
         while !buf.is_empty() {
             let n = rustix::io::pwrite(&self.fd, buf, off)?;
             if n == 0 {
@@ -149,6 +356,7 @@ impl Ram {
 
     /// Fills `buf` from the memfd at offset `off`.
     pub(crate) fn pread_all(&self, mut buf: &mut [u8], mut off: u64) -> Result<(), SimError> {
+        self.settle(off, buf.len() as u64);
         while !buf.is_empty() {
             let n = rustix::io::pread(&self.fd, &mut *buf, off)?;
             if n == 0 {
@@ -163,8 +371,9 @@ impl Ram {
     /// Whether memfd bytes `[off, off + len)` are all a hole (never written,
     /// so zero). One `lseek`, far cheaper than faulting the pages in to zero
     /// them; `false` when unsure.
+    #[cfg(test)]
     pub(crate) fn is_hole(&self, off: u64, len: u64) -> bool {
-        match rustix::fs::seek(&self.fd, SeekFrom::Data(off)) {
+        match rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Data(off)) {
             Ok(data) => data >= off.saturating_add(len),
             Err(e) => e == rustix::io::Errno::NXIO,
         }
@@ -174,6 +383,7 @@ impl Ram {
     /// hold non-zero data; holes never written are skipped without touching
     /// them.
     pub(crate) fn data_ranges(&self, from: u64, to: u64) -> Result<Vec<(u64, u64)>, SimError> {
+        self.settle(from, to.saturating_sub(from));
         Ok(crate::elf::data_ranges(self.fd.as_fd(), from, to)?)
     }
 }

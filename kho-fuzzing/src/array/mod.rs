@@ -32,6 +32,8 @@ use std::vec::Vec;
 
 use kho_abi::{KhoData, Order, PageAlloc, PhysAddr, Preserve, WithTracker, read_phys, write_phys};
 use kho_sim::{Machine, MachineConfig, ModelTracker};
+
+use crate::Machines;
 use zerocopy::FromBytes;
 
 use kho_array::format::{ARRAY_PAGE_WORDS, ArrayDesc, Entry};
@@ -118,8 +120,14 @@ fn resolve(link: u64, pas: &[PhysAddr; PAGES]) -> u64 {
 /// Runs one input and checks every promise of restore (see the module
 /// docs), panicking on a broken one.
 pub fn run(data: &[u8]) -> Outcome {
+    run_in(&mut Machines::new(), data)
+}
+
+/// [`run`] on a machine from `ms` (what the fuzz target calls, with one
+/// pool for every input).
+pub fn run_in(ms: &mut Machines, data: &[u8]) -> Outcome {
     let input = Input::parse(data);
-    let m = Machine::new(MachineConfig::with_ram(PhysAddr::new(RAM_BASE), RAM_SIZE)).expect("machine");
+    let m = ms.lease(MachineConfig::with_ram(PhysAddr::new(RAM_BASE), RAM_SIZE));
     let mut pas = [PhysAddr::NULL; PAGES];
     for pa in &mut pas {
         *pa = m.alloc_pages(Order::ZERO).expect("page");
@@ -128,12 +136,12 @@ pub fn run(data: &[u8]) -> Outcome {
         let (page, word) = (usize::from(*page) % PAGES, usize::from(*word) % ARRAY_PAGE_WORDS);
         for (i, w) in words.iter().take(ARRAY_PAGE_WORDS - word).enumerate() {
             let at = PhysAddr::new(pas[page].as_u64() + ((word + i) * 8) as u64);
-            write_phys(&m, at, w).expect("write");
+            write_phys(&*m, at, w).expect("write");
         }
     }
     for pa in pas {
-        let next: u64 = read_phys(&m, pa).expect("read");
-        write_phys(&m, pa, &resolve(next, &pas)).expect("write");
+        let next: u64 = read_phys(&*m, pa).expect("read");
+        write_phys(&*m, pa, &resolve(next, &pas)).expect("write");
     }
     let desc = ArrayDesc { first: resolve(input.desc.first, &pas), ..input.desc };
     let t = ModelTracker::new();
@@ -145,7 +153,7 @@ pub fn run(data: &[u8]) -> Outcome {
     let m2 = m.kexec(KhoData::default());
     m2.boot_done(&mut blocks.iter().copied()).expect("boot_done");
     let t2 = ModelTracker::incoming(blocks);
-    let p2 = WithTracker::new(&m2, &t2);
+    let p2 = WithTracker::new(&*m2, &t2);
 
     let image = reference::Image::snapshot(&m2, &preserved);
     let expected = image.decode(&desc, input.max_pages());

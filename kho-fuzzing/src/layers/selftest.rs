@@ -1,27 +1,25 @@
-// The `selftest_restore` fuzz target's harness, shared through `include!`
-// with the test replaying `fuzz/corpus/selftest_restore`. Byte 0 shapes
-// the test data (amount, random seed); the rest overwrites the FDT, the
-// list and the folios (see `kho-probe/fuzz_support/mutate.rs`). A changed
-// folio byte makes the next kernel's check fail: restore refuses,
-// inspect reports.
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `selftest_restore` fuzz target's harness, shared with the test
+//! replaying `fuzz/corpus/selftest_restore`. Byte 0 shapes the test data
+//! (amount, random seed); the rest overwrites the FDT, the list and the
+//! folios (see [`super`]). A changed folio byte makes the next kernel's
+//! check fail: restore refuses, inspect reports.
 
 use kho_abi::{Order, PhysAddr, WithTracker};
 use kho_selftest::{KhoTest, inspect, restore, write};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
-    let max_mem = u64::from(shape & 7) * (48 << 10);
-    let blob = write(&WithTracker::new(&m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
+    // Memory for folios: mostly small (every byte is checksummed three
+    // times), one shape large.
+    let max_mem = [0u64, 8, 16, 24, 32, 48, 96, 336][usize::from(shape & 7)] << 10;
+    let blob = write(&WithTracker::new(&*m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
     // Blocks in role order: FDT, list chunk, list pages, folios.
     let mut blocks = vec![(blob.pa, Order::new(1, "o").expect("order"))];
     if blob.list.first != 0 {
@@ -29,10 +27,10 @@ pub fn run(data: &[u8]) -> bool {
     }
     blocks.extend(blob.list_pages.iter().map(|&p| (p, Order::ZERO)));
     blocks.extend(blob.folios.iter().copied());
-    mutate::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
-    let (m2, t2) = mutate::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
-    mutate::check(
+    super::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = super::kexec(m, &t);
+    let p2 = WithTracker::new(&*m2, &t2);
+    super::check(
         &t2,
         &p2,
         |p| restore(p, blob.pa, blob.size),

@@ -1,35 +1,46 @@
-// Shared by the layer fuzz harnesses (through `include!`): lays a valid
-// handover out with a layer's writer, lets the input overwrite bytes of
-// the preserved pages, kexecs, and checks what every layer reader
-// promises.
-//
-// Input after the harness's own prefix: records
-// `[block, offset lo, offset hi, len, len bytes]`. `block` picks a
-// preserved block (modulo their number), the offset is a byte offset into
-// it (modulo its size), and the bytes are written there (clipped to the
-// block). A `len` of 0xff writes instead the 8-byte PA of block
-// `next byte` (modulo their number), so the fuzzer can build links,
-// cycles and sharing between the layer's own pages.
+//! The payload layers under arbitrary changes to their pages: the bodies
+//! of the `luo_restore`, `memfd_restore`, `memblock_restore`,
+//! `kexec_meta_restore` and `selftest_restore` fuzz targets, shared with
+//! the corpus replay test (`kho-fuzzing/tests/layers.rs`).
+//!
+//! Each harness lays a valid handover out with a layer's writer, lets the
+//! input overwrite bytes of the preserved pages, kexecs, and checks what
+//! every layer reader promises (see [`check`]).
+//!
+//! Input after the harness's own prefix: records
+//! `[block, offset lo, offset hi, len, len bytes]`. `block` picks a
+//! preserved block (modulo their number), the offset is a byte offset into
+//! it (modulo its size), and the bytes are written there (clipped to the
+//! block). A `len` of 0xff writes instead the 8-byte PA of block
+//! `next byte` (modulo their number), so the fuzzer can build links,
+//! cycles and sharing between the layer's own pages.
+
+pub mod kexec_meta;
+pub mod luo;
+pub mod memblock;
+pub mod memfd;
+pub mod selftest;
 
 use std::collections::BTreeSet;
 
 use kho_abi::{KhoData, Order, PAGE_SIZE, PhysAddr, WithTracker};
 use kho_sim::{Machine, MachineConfig, ModelTracker};
 
+use crate::{Leased, Machines};
+
 /// The platform a harness restores through.
 pub type Platform<'a> = WithTracker<'a, Machine, ModelTracker>;
 
 /// A small machine: 2 MiB, largest order 10 (small, so that setting it up
-/// and poisoning it at kexec stays cheap under coverage instrumentation).
-pub fn machine() -> Machine {
-    machine_of(2 << 20)
+/// stays cheap under coverage instrumentation).
+pub fn machine(ms: &mut Machines) -> Leased<'_> {
+    machine_of(ms, 2 << 20)
 }
 
 /// A machine of `bytes` of RAM, largest order 10, for a harness whose
-/// writer needs less than [`machine`] gives: the boot poisons every page
-/// not preserved on every input, most of a harness's time.
-pub fn machine_of(bytes: u64) -> Machine {
-    Machine::new(MachineConfig::with_ram(kho_sim::DEFAULT_RAM_BASE, bytes)).expect("machine")
+/// writer needs less than [`machine`] gives.
+pub fn machine_of(ms: &mut Machines, bytes: u64) -> Leased<'_> {
+    ms.lease(MachineConfig::with_ram(kho_sim::DEFAULT_RAM_BASE, bytes))
 }
 
 /// Applies the records of `data` to `blocks` (the layer's preserved
@@ -62,7 +73,7 @@ pub fn mutate(m: &Machine, blocks: &[(PhysAddr, Order)], mut data: &[u8]) {
 
 /// Kexecs: the next machine, booted (unpreserved pages poisoned), and its
 /// incoming tracker.
-pub fn kexec(m: Machine, t: &ModelTracker) -> (Machine, ModelTracker) {
+pub fn kexec<'a>(m: Leased<'a>, t: &ModelTracker) -> (Leased<'a>, ModelTracker) {
     let blocks = t.blocks();
     let m2 = m.kexec(KhoData::default());
     m2.boot_done(&mut blocks.iter().copied()).expect("boot_done");

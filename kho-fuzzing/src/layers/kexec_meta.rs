@@ -1,28 +1,25 @@
-// The `kexec_meta_restore` fuzz target's harness, shared through
-// `include!` with the test replaying `fuzz/corpus/kexec_meta_restore`.
-// Byte 0 is the blob size handed to the reader; the rest overwrites the
-// blob's page (see `kho-probe/fuzz_support/mutate.rs`).
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `kexec_meta_restore` fuzz target's harness, shared with the test
+//! replaying `fuzz/corpus/kexec_meta_restore`. Byte 0 is the blob size
+//! handed to the reader; the rest overwrites the blob's page (see
+//! [`super`]).
 
 use kho_abi::{Order, WithTracker};
 use kho_kexec_meta::{inspect, restore, write};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let size = u64::from(data.first().copied().unwrap_or(73));
-    let m = mutate::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
-    let blob = write(&WithTracker::new(&m, &t), "7.2.13", 1).expect("metadata");
-    mutate::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));
-    let (m2, t2) = mutate::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
-    mutate::check(
+    let blob = write(&WithTracker::new(&*m, &t), "7.2.13", 1).expect("metadata");
+    super::mutate(&m, &t.blocks(), data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = super::kexec(m, &t);
+    let p2 = WithTracker::new(&*m2, &t2);
+    super::check(
         &t2,
         &p2,
         |p| restore(p, blob, size),

@@ -1,27 +1,28 @@
-// The `memfd_restore` fuzz target's harness, shared through `include!`
-// with the test replaying `fuzz/corpus/memfd_restore`. Byte 0 shapes the
-// memfd kernel A preserves (size, holes, a large folio); the rest
-// overwrites its pages (see `kho-probe/fuzz_support/mutate.rs`).
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `memfd_restore` fuzz target's harness, shared with the test
+//! replaying `fuzz/corpus/memfd_restore`. Byte 0 shapes the memfd kernel A
+//! preserves (size, holes, a large folio); the rest overwrites its pages
+//! (see [`super`]).
 
 use kho_abi::{Order, PAGE_SIZE, PhysAddr, WithTracker};
 use kho_memfd::{FolioSpec, Memfd, inspect, preserve, restore};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine();
+    let m = super::machine(ms);
     let t = ModelTracker::new();
     let page = [0x5au8; PAGE_SIZE];
-    // Up to 300 pages (a two-page folio list), every third page a hole
-    // when bit 6 is set, an order-2 folio first when bit 7 is.
-    let pages = u64::from(shape & 0x3f) * 5;
+    // Up to 59 pages, or (for the four largest shapes, rarer because far
+    // dearer) 300 to 315 pages: a two-page folio list. Every third page a
+    // hole when bit 6 is set, an order-2 folio first when bit 7 is.
+    let pages = match u64::from(shape & 0x3f) {
+        n @ 60.. => n * 5,
+        n => n,
+    };
     let mut specs = Vec::new();
     let mut index = 0;
     if shape & 0x80 != 0 && pages >= 4 {
@@ -34,7 +35,7 @@ pub fn run(data: &[u8]) -> bool {
         }
         index += 1;
     }
-    let saved = preserve(&WithTracker::new(&m, &t), pages * PAGE_SIZE as u64, 7, 0x3, &specs).expect("memfd");
+    let saved = preserve(&WithTracker::new(&*m, &t), pages * PAGE_SIZE as u64, 7, 0x3, &specs).expect("memfd");
     // Blocks in role order: descriptor, first list chunk, list pages, folios.
     let mut blocks = vec![(saved.desc, Order::ZERO)];
     if saved.ser.folios_first != 0 {
@@ -42,9 +43,9 @@ pub fn run(data: &[u8]) -> bool {
     }
     blocks.extend(saved.list_pages.iter().map(|&p| (p, Order::ZERO)));
     blocks.extend(saved.folios.iter().copied());
-    mutate::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
-    let (m2, t2) = mutate::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
+    super::mutate(&m, &blocks, data.get(1..).unwrap_or(&[]));
+    let (m2, t2) = super::kexec(m, &t);
+    let p2 = WithTracker::new(&*m2, &t2);
     if let Ok(memfd) = inspect(&p2, saved.desc) {
         // Reading a file the reader accepted never fails, holes included:
         // every segment, the bytes just before and after it, and the end.
@@ -58,7 +59,7 @@ pub fn run(data: &[u8]) -> bool {
             memfd.read_at(&p2, off.min(memfd.size), &mut buf).expect("read_at of an accepted memfd");
         }
     }
-    mutate::check(
+    super::check(
         &t2,
         &p2,
         |p| restore(p, saved.desc),

@@ -1,25 +1,22 @@
-// The `memblock_restore` fuzz target's harness, shared through `include!`
-// with the test replaying `fuzz/corpus/memblock_restore`. Byte 0 shapes
-// the regions kernel A hands over; byte 1 (if bit 7 of byte 0 is set)
-// overrides the blob size in 64-byte steps; the rest overwrites the
-// blob and region pages (see `kho-probe/fuzz_support/mutate.rs`).
-
-mod mutate {
-    #![allow(dead_code)]
-    include!("../../kho-probe/fuzz_support/mutate.rs");
-}
+//! The `memblock_restore` fuzz target's harness, shared with the test
+//! replaying `fuzz/corpus/memblock_restore`. Byte 0 shapes the regions
+//! kernel A hands over; byte 1 (if bit 7 of byte 0 is set) overrides the
+//! blob size in 64-byte steps; the rest overwrites the blob and region
+//! pages (see [`super`]).
 
 use kho_abi::{Order, PageAlloc, PhysAddr, WithTracker};
 use kho_memblock::{Memblock, inspect, restore, write};
 use kho_sim::ModelTracker;
 
+use crate::Machines;
+
 /// Runs one input; panics only if the reader breaks a promise. Returns
 /// whether the restore succeeded.
-pub fn run(data: &[u8]) -> bool {
+pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let shape = data.first().copied().unwrap_or(0);
-    let m = mutate::machine_of(1 << 20); // room for every shape
+    let m = super::machine_of(ms, 1 << 20); // room for every shape
     let t = ModelTracker::new();
-    let p = WithTracker::new(&m, &t);
+    let p = WithTracker::new(&*m, &t);
     let names = ["a", "trace", "oops", "pstore", "b"];
     let mut regions = Vec::new();
     for (i, name) in names.iter().enumerate().take(usize::from(shape & 7).min(5)) {
@@ -35,10 +32,10 @@ pub fn run(data: &[u8]) -> bool {
     // Blocks in role order: the blob first.
     let mut blocks = vec![(blob.pa, Order::ZERO)];
     blocks.extend(t.blocks().into_iter().filter(|&(pa, _)| pa != blob.pa));
-    mutate::mutate(&m, &blocks, rest);
-    let (m2, t2) = mutate::kexec(m, &t);
-    let p2 = WithTracker::new(&m2, &t2);
-    mutate::check(
+    super::mutate(&m, &blocks, rest);
+    let (m2, t2) = super::kexec(m, &t);
+    let p2 = WithTracker::new(&*m2, &t2);
+    super::check(
         &t2,
         &p2,
         |p| restore(p, blob.pa, size),
