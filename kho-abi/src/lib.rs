@@ -20,6 +20,9 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod addr;
 pub mod array;
 pub mod block;

@@ -88,6 +88,89 @@ pub trait Claim {
     fn unclaim(&self, pa: PhysAddr, order: Order);
 }
 
+/// Forwards every platform trait from a pointer type to its target, so a
+/// value that owns its platform (`kho_track::Tracker<P>`, `Incoming<P>`)
+/// can hold a borrow (`&Machine`), an exclusive borrow, or a shared or
+/// boxed platform alike.
+macro_rules! forward_platform {
+    ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
+        $(#[$attr])*
+        // SAFETY: every pointer comes from `T::phys_to_virt` for the same
+        // `(pa, len)` and carries `T`'s guarantees unchanged. The pointer
+        // type lives no longer than the `T` it reaches (a borrow ends
+        // before its referent; a `Box` or the last `Arc` owns it), so "as
+        // long as the platform value lives" still holds.
+        unsafe impl<$($gen)*> PhysMem for $ty {
+            fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+                (**self).phys_to_virt(pa, len)
+            }
+
+            fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
+                (**self).crosses_node(pa, order)
+            }
+        }
+    )*};
+}
+
+macro_rules! forward_safe {
+    ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
+        $(#[$attr])*
+        impl<$($gen)*> PageAlloc for $ty where T: PageAlloc {
+            fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
+                (**self).alloc_pages(order)
+            }
+
+            fn free_pages(&self, pa: PhysAddr, order: Order) {
+                (**self).free_pages(pa, order)
+            }
+
+            fn max_order(&self) -> Order {
+                (**self).max_order()
+            }
+        }
+
+        $(#[$attr])*
+        impl<$($gen)*> Preserve for $ty where T: Preserve {
+            fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).preserve(pa, order)
+            }
+
+            fn unpreserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).unpreserve(pa, order)
+            }
+        }
+
+        $(#[$attr])*
+        impl<$($gen)*> Claim for $ty where T: Claim {
+            fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).claim(pa, order)
+            }
+
+            fn unclaim(&self, pa: PhysAddr, order: Order) {
+                (**self).unclaim(pa, order)
+            }
+        }
+    )*};
+}
+
+forward_platform! {
+    [T: PhysMem + ?Sized] &T;
+    [T: PhysMem + ?Sized] &mut T;
+    #[cfg(feature = "alloc")]
+    [T: PhysMem + ?Sized] alloc::boxed::Box<T>;
+    #[cfg(feature = "alloc")]
+    [T: PhysMem + ?Sized] alloc::sync::Arc<T>;
+}
+
+forward_safe! {
+    [T: ?Sized] &T;
+    [T: ?Sized] &mut T;
+    #[cfg(feature = "alloc")]
+    [T: ?Sized] alloc::boxed::Box<T>;
+    #[cfg(feature = "alloc")]
+    [T: ?Sized] alloc::sync::Arc<T>;
+}
+
 /// A platform's memory joined with a tracker: the one value a primitive
 /// (block set, vmalloc area, array) takes, implementing [`PhysMem`] and
 /// [`PageAlloc`] through `mem` and [`Preserve`] / [`Claim`] through

@@ -40,7 +40,7 @@ fn shuffled(n: u64) -> Vec<u64> {
 
 /// Times `work` on a fresh tracker per iteration; creation and destruction
 /// are outside the measurement.
-fn time_tracker(m: &Machine, iters: u64, work: &dyn Fn(&Tracker<'_, Machine>)) -> Duration {
+fn time_tracker(m: &Machine, iters: u64, work: &dyn Fn(&Tracker<&Machine>)) -> Duration {
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let t = Tracker::new(m, &[], TrackerOptions::default()).expect("tracker");
