@@ -139,6 +139,7 @@ macro_rules! forward_platform {
     )*};
 }
 
+/// Forwards the safe platform traits from a pointer type to its target.
 macro_rules! forward_safe {
     ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
         $(#[$attr])*
