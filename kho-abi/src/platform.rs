@@ -115,10 +115,10 @@ pub trait Claim {
     fn unclaim(&self, pa: PhysAddr, order: Order);
 }
 
-/// Forwards every platform trait from a pointer type to its target, so a
-/// value that owns its platform (`kho_track::Tracker<P>`, `Incoming<P>`)
-/// can hold a borrow (`&Machine`), an exclusive borrow, or a shared or
-/// boxed platform alike.
+/// Forwards [`PhysMem`] from a pointer type to its target, so a value that
+/// owns its platform (`kho_track::Tracker<P>`, `Incoming<P>`) can hold a
+/// borrow (`&Machine`), an exclusive borrow, or a shared or boxed platform
+/// alike.
 macro_rules! forward_platform {
     ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
         $(#[$attr])*
