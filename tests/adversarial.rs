@@ -370,7 +370,7 @@ struct Restored {
     block_sets: Vec<RestoredRawBlockSet>,
 }
 
-type In<'a> = Incoming<'a, Machine>;
+type In<'a> = Incoming<&'a Machine>;
 
 /// Runs one case; returns how the incoming side failed (None: it did not)
 /// and the names its locations are written in.

@@ -194,19 +194,59 @@ pub const fn stream_field(lo: u64, hi: u64, shift: u32, n: u32) -> u64 {
     if n < 64 { v & ((1 << n) - 1) } else { v }
 }
 
+/// The words of an array page: a copy in memory (`[u64]`) or the page in
+/// RAM itself ([`PageWords`](crate::PageWords)).
+pub trait Words {
+    /// Word `i`; panics if out of range.
+    fn word(&self, i: usize) -> u64;
+
+    /// Sets word `i` to `v`; panics if out of range.
+    fn set_word(&mut self, i: usize, v: u64);
+}
+
+impl Words for [u64] {
+    fn word(&self, i: usize) -> u64 {
+        self[i]
+    }
+
+    fn set_word(&mut self, i: usize, v: u64) {
+        self[i] = v;
+    }
+}
+
+impl<const N: usize> Words for [u64; N] {
+    fn word(&self, i: usize) -> u64 {
+        self[i]
+    }
+
+    fn set_word(&mut self, i: usize, v: u64) {
+        self[i] = v;
+    }
+}
+
+impl Words for crate::PageWords<'_> {
+    fn word(&self, i: usize) -> u64 {
+        self.get(i)
+    }
+
+    fn set_word(&mut self, i: usize, v: u64) {
+        self.set(i, v);
+    }
+}
+
 /// Reads the `n`-bit field (`n <= 64`) at stream bit `bit` of `page`
 /// ([`ARRAY_PAGE_WORDS`] words).
 ///
 /// # Panics
 ///
 /// If the field lies outside the page.
-pub fn stream_get(page: &[u64], bit: usize, n: u32) -> u64 {
+pub fn stream_get<W: Words + ?Sized>(page: &W, bit: usize, n: u32) -> u64 {
     if n == 0 {
         return 0;
     }
     let (word, shift) = stream_word(bit);
-    let hi = if shift + n > 64 { page[word - 1] } else { 0 };
-    stream_field(page[word], hi, shift, n)
+    let hi = if shift + n > 64 { page.word(word - 1) } else { 0 };
+    stream_field(page.word(word), hi, shift, n)
 }
 
 /// Writes `v` (its low `n` bits, `n <= 64`) as the field at stream bit
@@ -215,18 +255,18 @@ pub fn stream_get(page: &[u64], bit: usize, n: u32) -> u64 {
 /// # Panics
 ///
 /// If the field lies outside the page.
-pub fn stream_put(page: &mut [u64], bit: usize, n: u32, v: u64) {
+pub fn stream_put<W: Words + ?Sized>(page: &mut W, bit: usize, n: u32, v: u64) {
     if n == 0 {
         return;
     }
     let mask = if n < 64 { (1u64 << n) - 1 } else { u64::MAX };
     let v = v & mask;
     let (word, shift) = stream_word(bit);
-    page[word] = page[word] & !(mask << shift) | v << shift;
+    page.set_word(word, page.word(word) & !(mask << shift) | v << shift);
     if shift + n > 64 {
         let spill = 64 - shift;
         let high_mask = mask >> spill;
-        page[word - 1] = page[word - 1] & !high_mask | v >> spill;
+        page.set_word(word - 1, page.word(word - 1) & !high_mask | v >> spill);
     }
 }
 

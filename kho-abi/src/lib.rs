@@ -20,6 +20,9 @@
 //! ```
 #![cfg_attr(not(test), no_std)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod addr;
 pub mod array;
 pub mod block;
@@ -42,8 +45,8 @@ pub use geometry::{GEOMETRY, Geometry, LEAF_WORDS, PAGE_SHIFT, PAGE_SIZE, TABLE_
 pub use handover::{HandoverRoot, KhoData, KhoScratch};
 pub use legacy::{V1BitmapRef, V1Chunk, V1ChunkHeader};
 pub use platform::{
-    Claim, PageAlloc, PhysMem, Preserve, WithTracker, read_phys, read_phys_bytes, write_phys, write_phys_bytes,
-    zero_phys,
+    Claim, PAGE_WORDS, PageAlloc, PageWords, PhysMem, Preserve, WithTracker, read_phys, read_phys_bytes, write_phys,
+    write_phys_bytes, zero_phys,
 };
 pub use radix::{RadixKey, RadixLeaf, RadixTable};
 pub use vmalloc::{KhoVmalloc, VmallocChunk, VmallocDesc, VmallocFlags};

@@ -14,13 +14,26 @@
 //!   of them. `kho-track` implements both; primitives such as block sets
 //!   and vmalloc areas only depend on the traits, so each can be tested
 //!   alone and used by a kernel with a tracker of its own.
+//!
+//! Every trait is implemented for `&T` and `&mut T`, and with the `alloc`
+//! feature for `Box<T>` and `Arc<T>`, so a value that owns its platform
+//! (`kho_track::Tracker<P>`) can hold a borrow or a shared one alike.
+//!
+//! Only [`PhysMem`] is an `unsafe trait`: it is the one promise `unsafe`
+//! code relies on. RAM is touched by copies ([`read_phys`], [`write_phys`])
+//! or through [`PageWords`], a page seen in place as atomic words; no
+//! exclusive reference to RAM is ever formed, so the uniqueness that
+//! [`PageAlloc`] and [`Claim`] promise is a matter of correctness, not of
+//! memory safety, and those traits are safe.
 
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
 use crate::addr::{Order, PhysAddr};
 use crate::error::AbiError;
+use crate::geometry::PAGE_SIZE;
 
 /// Translation of physical addresses to pointers.
 ///
@@ -53,6 +66,15 @@ pub unsafe trait PhysMem {
 }
 
 /// Allocation of zeroed pages.
+///
+/// An implementation hands a page to one user at a time: from
+/// [`alloc_pages`](PageAlloc::alloc_pages) until
+/// [`free_pages`](PageAlloc::free_pages), nothing else uses it. kho builds
+/// on that for correctness (a page handed out twice is corrupted data), but
+/// no `unsafe` code relies on it, which is why the trait is safe: kho never
+/// forms an exclusive reference to RAM, only copies ([`read_phys`],
+/// [`write_phys`]) and shared atomic views ([`PageWords`]), whose soundness
+/// rests on [`PhysMem`] alone.
 pub trait PageAlloc {
     /// Allocates `2^order` zeroed, naturally aligned pages.
     fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError>;
@@ -77,6 +99,11 @@ pub trait Preserve {
 }
 
 /// The incoming side of the tracker: taking ownership of preserved blocks.
+///
+/// A successful [`claim`](Claim::claim) is exclusive until
+/// [`unclaim`](Claim::unclaim): that is what makes a block restore once.
+/// As for [`PageAlloc`], kho's correctness builds on it and its memory
+/// safety does not, so the trait is safe.
 pub trait Claim {
     /// Takes ownership of the block at `pa`: fails with `NotPreserved`
     /// unless exactly that block was preserved with that order and has not
@@ -86,6 +113,90 @@ pub trait Claim {
     /// Gives a claimed block back, as if it had never been claimed (used to
     /// undo a restore that failed part-way).
     fn unclaim(&self, pa: PhysAddr, order: Order);
+}
+
+/// Forwards [`PhysMem`] from a pointer type to its target, so a value that
+/// owns its platform (`kho_track::Tracker<P>`, `Incoming<P>`) can hold a
+/// borrow (`&Machine`), an exclusive borrow, or a shared or boxed platform
+/// alike.
+macro_rules! forward_platform {
+    ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
+        $(#[$attr])*
+        // SAFETY: every pointer comes from `T::phys_to_virt` for the same
+        // `(pa, len)` and carries `T`'s guarantees unchanged. The pointer
+        // type lives no longer than the `T` it reaches (a borrow ends
+        // before its referent; a `Box` or the last `Arc` owns it), so "as
+        // long as the platform value lives" still holds.
+        unsafe impl<$($gen)*> PhysMem for $ty {
+            fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
+                (**self).phys_to_virt(pa, len)
+            }
+
+            fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
+                (**self).crosses_node(pa, order)
+            }
+        }
+    )*};
+}
+
+/// Forwards the safe platform traits from a pointer type to its target.
+macro_rules! forward_safe {
+    ($($(#[$attr:meta])* [$($gen:tt)*] $ty:ty;)*) => {$(
+        $(#[$attr])*
+        impl<$($gen)*> PageAlloc for $ty where T: PageAlloc {
+            fn alloc_pages(&self, order: Order) -> Result<PhysAddr, AbiError> {
+                (**self).alloc_pages(order)
+            }
+
+            fn free_pages(&self, pa: PhysAddr, order: Order) {
+                (**self).free_pages(pa, order)
+            }
+
+            fn max_order(&self) -> Order {
+                (**self).max_order()
+            }
+        }
+
+        $(#[$attr])*
+        impl<$($gen)*> Preserve for $ty where T: Preserve {
+            fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).preserve(pa, order)
+            }
+
+            fn unpreserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).unpreserve(pa, order)
+            }
+        }
+
+        $(#[$attr])*
+        impl<$($gen)*> Claim for $ty where T: Claim {
+            fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
+                (**self).claim(pa, order)
+            }
+
+            fn unclaim(&self, pa: PhysAddr, order: Order) {
+                (**self).unclaim(pa, order)
+            }
+        }
+    )*};
+}
+
+forward_platform! {
+    [T: PhysMem + ?Sized] &T;
+    [T: PhysMem + ?Sized] &mut T;
+    #[cfg(feature = "alloc")]
+    [T: PhysMem + ?Sized] alloc::boxed::Box<T>;
+    #[cfg(feature = "alloc")]
+    [T: PhysMem + ?Sized] alloc::sync::Arc<T>;
+}
+
+forward_safe! {
+    [T: ?Sized] &T;
+    [T: ?Sized] &mut T;
+    #[cfg(feature = "alloc")]
+    [T: ?Sized] alloc::boxed::Box<T>;
+    #[cfg(feature = "alloc")]
+    [T: ?Sized] alloc::sync::Arc<T>;
 }
 
 /// A platform's memory joined with a tracker: the one value a primitive
@@ -204,6 +315,81 @@ pub fn zero_phys<M: PhysMem + ?Sized>(mem: &M, pa: PhysAddr, len: u64) -> Result
     Ok(())
 }
 
+/// Words in a page.
+pub const PAGE_WORDS: usize = PAGE_SIZE / 8;
+
+/// One page of RAM seen in place as 64-bit words, read and written
+/// atomically (`Relaxed`), without copying the page.
+///
+/// This is kho's one view of a page other than a copy: the radix tree's
+/// nodes ([`as_atomics`](PageWords::as_atomics)) and the array writer's
+/// pages go through it. Because every word is an atomic reached through a
+/// shared reference, it needs nothing but [`PhysMem`]'s promise: no
+/// exclusive (`&mut`) reference to RAM is ever formed, so nothing relies
+/// on a page allocator or a tracker handing a page to one user only. A
+/// page given to two users by mistake is corrupted data, not undefined
+/// behaviour.
+#[derive(Clone, Copy, Debug)]
+pub struct PageWords<'a> {
+    words: &'a [AtomicU64; PAGE_WORDS],
+}
+
+impl<'a> PageWords<'a> {
+    /// The page at `pa`: `Misaligned` unless `pa` is page aligned,
+    /// `NotRam` unless the whole page is RAM.
+    pub fn new<M: PhysMem + ?Sized>(mem: &'a M, pa: PhysAddr) -> Result<Self, AbiError> {
+        let pa = pa.require_aligned("page", PAGE_SIZE as u64)?;
+        let ptr = mem.phys_to_virt(pa, PAGE_SIZE as u64)?;
+        // SAFETY: `PhysMem` promises that `ptr` is valid for reads and
+        // writes of the page's `PAGE_SIZE` bytes for as long as `mem`
+        // lives, which outlives the borrow `'a` bounding the result; that
+        // the platform leaves those bytes alone while kho holds them; and
+        // that `ptr` is aligned as `pa` is modulo 8, so (`pa` being page
+        // aligned) for `AtomicU64`, which has the size and alignment of
+        // `u64`. `[AtomicU64; PAGE_WORDS]` is `PAGE_SIZE` bytes; every bit
+        // pattern is a valid `AtomicU64`. A shared reference to atomics
+        // allows other shared references to the same words (kho's own
+        // views of the page are atomic too), so no uniqueness is needed.
+        let words = unsafe { &*ptr.as_ptr().cast::<[AtomicU64; PAGE_WORDS]>() };
+        Ok(PageWords { words })
+    }
+
+    /// Word `i`.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= PAGE_WORDS`.
+    pub fn get(&self, i: usize) -> u64 {
+        self.words[i].load(Ordering::Relaxed)
+    }
+
+    /// Sets word `i` to `v`.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= PAGE_WORDS`.
+    pub fn set(&self, i: usize, v: u64) {
+        self.words[i].store(v, Ordering::Relaxed)
+    }
+
+    /// Stores `src` at words `at..at + src.len()`.
+    ///
+    /// # Panics
+    ///
+    /// If the range goes past the page.
+    pub fn copy_from(&self, at: usize, src: &[u64]) {
+        for (w, &v) in self.words[at..at + src.len()].iter().zip(src) {
+            w.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// The page's words as atomics, for callers that pick their own
+    /// orderings (the radix tree).
+    pub fn as_atomics(&self) -> &'a [AtomicU64; PAGE_WORDS] {
+        self.words
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,5 +431,23 @@ mod tests {
         zero_phys(&ram, pa, 8).unwrap();
         assert_eq!(read_phys::<u64, _>(&ram, pa).unwrap(), 0);
         assert!(!ram.crosses_node(pa, Order::ZERO));
+    }
+
+    #[test]
+    fn a_page_view_reads_and_writes_ram_in_place_and_checks_its_page() {
+        let ram = TinyRam(UnsafeCell::new([0; 4 * 4096]));
+        let page = PhysAddr::new(BASE + 4096);
+        let words = PageWords::new(&ram, page).unwrap();
+        words.set(1, 0xfeed);
+        words.copy_from(PAGE_WORDS - 2, &[7, 8]);
+        assert_eq!(read_phys::<u64, _>(&ram, PhysAddr::new(page.as_u64() + 8)).unwrap(), 0xfeed);
+        assert_eq!(read_phys::<u64, _>(&ram, PhysAddr::new(page.as_u64() + PAGE_SIZE as u64 - 8)).unwrap(), 8);
+        write_phys(&ram, page, &0x55u64).unwrap();
+        assert_eq!((words.get(0), words.get(1), words.get(PAGE_WORDS - 2)), (0x55, 0xfeed, 7));
+        assert_eq!(words.as_atomics()[1].load(Ordering::Relaxed), 0xfeed);
+        let odd = PhysAddr::new(BASE + 8);
+        assert!(matches!(PageWords::new(&ram, odd), Err(AbiError::Misaligned { .. })));
+        let past = PhysAddr::new(BASE + 4 * 4096);
+        assert_eq!(PageWords::new(&ram, past).unwrap_err(), AbiError::NotRam { pa: past, len: PAGE_SIZE as u64 });
     }
 }

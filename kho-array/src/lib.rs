@@ -180,6 +180,7 @@
 //! [`Preserve`](kho_abi::Preserve) and claimed through
 //! [`Claim`](kho_abi::Claim). No global state, no allocator, `no_std`.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod array;
 mod error;

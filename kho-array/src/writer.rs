@@ -1,7 +1,7 @@
 //! The linear write iterator: set a position, set an entry, in ascending
 //! position order.
 
-use kho_abi::{Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve};
+use kho_abi::{Order, PageAlloc, PageWords, PhysAddr, PhysMem, Preserve};
 
 use crate::array::KhoArray;
 use crate::error::{ArrayError, Op};
@@ -170,11 +170,11 @@ impl KhoArray {
     pub(crate) fn extend_run<P: PhysMem + ?Sized>(&mut self, p: &P, pos: u64, raws: &[u64]) -> Result<(), ArrayError> {
         let (old, count, at) = (self.layout, self.run_count + raws.len(), ARRAY_HEADER_WORDS + self.tail_entries);
         let new = self.grown(count);
-        with_page(p, self.tail, |page| {
-            repack(page, old, new);
-            page[at..at + raws.len()].copy_from_slice(raws);
-            stream_put(page, new.count_bit(usize::from(new.runs) - 1), new.count_bits.into(), count as u64 - 1);
-            page[ARRAY_LAYOUT_WORD] = new.encode();
+        with_page(p, self.tail, |mut page| {
+            repack(&mut page, old, new);
+            page.copy_from(at, raws);
+            stream_put(&mut page, new.count_bit(usize::from(new.runs) - 1), new.count_bits.into(), count as u64 - 1);
+            page.set(ARRAY_LAYOUT_WORD, new.encode());
         })?;
         let n = raws.len() as u64;
         (self.layout, self.run_count) = (new, count);
@@ -199,12 +199,12 @@ impl KhoArray {
             let new = ArrayLayout { runs: old.runs + 1, skip_bits: old.skip_bits.max(bits_for(skip) as u8), ..old };
             if self.fits(new, self.tail_entries + 1) {
                 let (at, run) = (ARRAY_HEADER_WORDS + self.tail_entries, usize::from(old.runs));
-                with_page(p, self.tail, |page| {
-                    repack(page, old, new);
-                    page[at] = raw;
-                    stream_put(page, new.count_bit(run), new.count_bits.into(), 0);
-                    stream_put(page, new.skip_bit(run), new.skip_bits.into(), skip);
-                    page[ARRAY_LAYOUT_WORD] = new.encode();
+                with_page(p, self.tail, |mut page| {
+                    repack(&mut page, old, new);
+                    page.set(at, raw);
+                    stream_put(&mut page, new.count_bit(run), new.count_bits.into(), 0);
+                    stream_put(&mut page, new.skip_bit(run), new.skip_bits.into(), skip);
+                    page.set(ARRAY_LAYOUT_WORD, new.encode());
                 })?;
                 (self.layout, self.run_count) = (new, 1);
                 self.tail_entries += 1;
@@ -240,13 +240,13 @@ impl KhoArray {
         let layout = ArrayLayout { runs: 1, count_bits: 0, skip_bits: 0 };
         let linked = with_page(p, pa, |page| {
             // The page came zeroed: `next` stays 0 and so do the words after.
-            page[ARRAY_START_WORD] = pos;
-            page[ARRAY_LAYOUT_WORD] = layout.encode();
-            page[ARRAY_HEADER_WORDS] = raw;
+            page.set(ARRAY_START_WORD, pos);
+            page.set(ARRAY_LAYOUT_WORD, layout.encode());
+            page.set(ARRAY_HEADER_WORDS, raw);
         })
         .and_then(|()| match self.tail.is_null() {
             true => Ok(()),
-            false => with_page(p, self.tail, |page| page[ARRAY_NEXT_WORD] = pa.as_u64()),
+            false => with_page(p, self.tail, |page| page.set(ARRAY_NEXT_WORD, pa.as_u64())),
         });
         if let Err(e) = linked {
             give_back(self.preserved);
@@ -268,7 +268,7 @@ impl KhoArray {
 /// or wider `new` ones, in place: descriptors move to higher stream bits
 /// only, so going from the last to the first reads each before any write
 /// can reach it.
-fn repack(page: &mut [u64], old: ArrayLayout, new: ArrayLayout) {
+fn repack(page: &mut PageWords<'_>, old: ArrayLayout, new: ArrayLayout) {
     if (old.count_bits, old.skip_bits) == (new.count_bits, new.skip_bits) {
         return;
     }
@@ -282,18 +282,12 @@ fn repack(page: &mut [u64], old: ArrayLayout, new: ArrayLayout) {
 }
 
 /// Runs `f` on the words of the page at `pa`, which belongs to the array
-/// being written.
-fn with_page<P, R>(p: &P, pa: PhysAddr, f: impl FnOnce(&mut [u64]) -> R) -> Result<R, ArrayError>
+/// being written, in place (kho-abi's atomic page view: no `&mut` over RAM,
+/// so nothing here relies on the page being the array's alone).
+fn with_page<P, R>(p: &P, pa: PhysAddr, f: impl FnOnce(PageWords<'_>) -> R) -> Result<R, ArrayError>
 where
     P: PhysMem + ?Sized,
 {
-    let ptr = p.phys_to_virt(pa, PAGE_SIZE as u64).map_err(|e| ArrayError::platform(Op::Access, pa, e))?;
-    // SAFETY: `PhysMem` promises that `ptr` is valid for reads and writes
-    // of the page's `PAGE_SIZE` bytes, aligned as `pa` is (a page boundary,
-    // so for `u64`), and untouched by the platform while kho holds it. The
-    // page belongs to the array, which the writer borrows mutably, so no
-    // other reference to these bytes exists while the slice lives, and it
-    // lives only for this call. Every bit pattern is a valid `u64`.
-    let page = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr().cast::<u64>(), ARRAY_PAGE_WORDS) };
+    let page = PageWords::new(p, pa).map_err(|e| ArrayError::platform(Op::Access, pa, e))?;
     Ok(f(page))
 }

@@ -42,7 +42,7 @@ fn entries_per_page(m: &Machine, first: PhysAddr) -> Vec<u64> {
         let page = page_words(m, pa);
         let l = ArrayLayout::decode(page[2]).expect("layout");
         let runs = usize::from(l.runs);
-        out.push((0..runs).map(|r| stream_get(&page, l.count_bit(r), l.count_bits.into()) + 1).sum());
+        out.push((0..runs).map(|r| stream_get(&page[..], l.count_bit(r), l.count_bits.into()) + 1).sum());
         pa = PhysAddr::new(page[0]);
     }
     out

@@ -74,7 +74,7 @@ fn reps_for(blocks: u64) -> (Reps, Reps) {
 
 /// Preserves every block of `w` (`blocks` of them) on a fresh tracker;
 /// returns it and the time spent in the preserve calls.
-fn preserve_all<'m>(arena: &'m Arena, w: Workload, blocks: u64) -> (Tracker<'m, Machine>, Duration) {
+fn preserve_all(arena: &Arena, w: Workload, blocks: u64) -> (Tracker<&Machine>, Duration) {
     let t = Tracker::new(&arena.machine, &[], TrackerOptions::default()).expect("tracker");
     let order = Order::new(u64::from(w.order()), "order").expect("order");
     let mut batch: Vec<PhysAddr> = Vec::with_capacity(BATCH);

@@ -400,7 +400,7 @@ fn per_key(sum: &mut u64, pa: u64, order: u32) {
 }
 
 /// One walk per block through the tracker.
-fn walk_blocks<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<'_, M>) -> Duration {
+fn walk_blocks<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<M>) -> Duration {
     let start = Instant::now();
     let mut sum = 0u64;
     let _ = t
@@ -415,7 +415,7 @@ fn walk_blocks<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<'_, M>) -> 
 
 /// One walk as ranges through the tracker; returns the time and the number
 /// of ranges.
-fn walk_ranges<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<'_, M>) -> (Duration, u64) {
+fn walk_ranges<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<M>) -> (Duration, u64) {
     let start = Instant::now();
     let (mut n, mut acc) = (0u64, 0u64);
     let _ = t
@@ -468,7 +468,7 @@ fn scan_raw(leaves: &[Leaf<'_>]) -> Duration {
 }
 
 /// The kernel algorithm's tree holding the blocks of `t`.
-fn kernel_copy<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<'_, M>) -> KernelTree {
+fn kernel_copy<M: kho_abi::PhysMem + kho_abi::PageAlloc>(t: &Tracker<M>) -> KernelTree {
     let k = KernelTree::new();
     let _ = t
         .for_each_block::<()>(&mut |pa, o| {
@@ -554,7 +554,7 @@ impl WalkFigures {
 
 /// Measures the walks of `t` beside the limits and the kernel tree `k`
 /// holding the same blocks (no import).
-pub fn walk_stats(m: &Machine, t: &Tracker<'_, Machine>, k: &KernelTree, reps: Reps) -> WalkFigures {
+pub fn walk_stats(m: &Machine, t: &Tracker<&Machine>, k: &KernelTree, reps: Reps) -> WalkFigures {
     let leaves = leaves(m, t.tree_root());
     let mut f = WalkFigures { tree_pages: t.tree_pages().expect("tree pages"), ..WalkFigures::default() };
     let _ = t.for_each_block::<()>(&mut |_, _| {
@@ -580,7 +580,7 @@ pub fn walk_stats(m: &Machine, t: &Tracker<'_, Machine>, k: &KernelTree, reps: R
 
 /// Measures the walks of `t` (whose blocks are all of one order), then
 /// hands it over and measures `Incoming::import` of it.
-fn walk_figures(m: &Machine, t: Tracker<'_, Machine>, reps: Reps) -> WalkFigures {
+fn walk_figures(m: &Machine, t: Tracker<&Machine>, reps: Reps) -> WalkFigures {
     let k = kernel_copy(&t);
     let mut f = walk_stats(m, &t, &k, reps);
     assert!(f.ranges_single_order, "the range scan emits kho's ranges");
@@ -657,10 +657,8 @@ pub struct KernelCase {
     pub figures: WalkFigures,
 }
 
-/// Preserves the memfd-runs workload cut to `keys` order-0 pages on a
-/// tracker of `arena`.
-/// A tracker holding `blocks` blocks of workload `w` in `arena`.
-pub fn preserve_workload<'m>(arena: &'m Arena, w: Workload, blocks: u64) -> Tracker<'m, Machine> {
+/// A tracker of `arena` holding `blocks` blocks of workload `w`.
+pub fn preserve_workload(arena: &Arena, w: Workload, blocks: u64) -> Tracker<&Machine> {
     let t = Tracker::new(&arena.machine, &[], TrackerOptions::default()).expect("tracker");
     let order = Order::new(u64::from(w.order()), "order").expect("order");
     for (start, n) in w.runs(blocks) {

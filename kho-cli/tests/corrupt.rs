@@ -57,17 +57,17 @@ fn node_on_path(m: &Machine, root: PhysAddr, key: RadixKey, level: u32) -> PhysA
 }
 
 /// The slot at `level` on the path to `block`'s key.
-fn slot_of(m: &Machine, t: &Tracker<'_, Machine>, block: PhysAddr, level: u32) -> PhysAddr {
+fn slot_of(m: &Machine, t: &Tracker<&Machine>, block: PhysAddr, level: u32) -> PhysAddr {
     let key = key_of(block);
     let node = node_on_path(m, t.tree_root(), key, level);
     PhysAddr::new(node.as_u64() + 8 * key.table_index(level) as u64)
 }
 
-fn insert(m: &Machine, t: &Tracker<'_, Machine>, pa: PhysAddr, o: u32) {
+fn insert(m: &Machine, t: &Tracker<&Machine>, pa: PhysAddr, o: u32) {
     RadixTree::from_root(t.tree_root()).insert(m, RadixKey::encode(pa, order(o)).unwrap()).unwrap();
 }
 
-fn tree_image(name: &str, corrupt: impl FnOnce(&Machine, &Tracker<'_, Machine>, PhysAddr)) -> PathBuf {
+fn tree_image(name: &str, corrupt: impl FnOnce(&Machine, &Tracker<&Machine>, PhysAddr)) -> PathBuf {
     corrupt_image(name, corrupt, |_, _| {})
 }
 

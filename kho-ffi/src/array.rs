@@ -93,8 +93,8 @@ pub unsafe extern "C" fn kho_array_new(out: *const kho_out, array: *mut *mut kho
         *slot = core::ptr::null_mut();
         // SAFETY: a handle or NULL (caller's promise).
         let o = unsafe { handle_ref(out)? };
-        *slot = new_handle::<kho_array>(Array { array: KhoArray::new(), mem: *o.platform.get() })
-            .map_err(|_| -KHO_ENOMEM)?;
+        *slot =
+            new_handle::<kho_array>(Array { array: KhoArray::new(), mem: *o.platform() }).map_err(|_| -KHO_ENOMEM)?;
         Ok(KHO_OK)
     })
 }
@@ -344,7 +344,7 @@ pub unsafe extern "C" fn kho_array_restore(
         let i = unsafe { handle_ref(inc)? };
         let p = i.with_tracker();
         let restored = KhoArray::restore(&p, &desc, max_pages).map_err(|e| i.last.fail(&e))?;
-        match new_handle::<kho_array>(Array { array: restored, mem: *i.platform.get() }) {
+        match new_handle::<kho_array>(Array { array: restored, mem: *i.platform() }) {
             Ok(h) => {
                 *slot = h;
                 Ok(KHO_OK)

@@ -155,7 +155,7 @@ pub unsafe extern "C" fn kho_block_set_new(
         // SAFETY: a handle or NULL (caller's promise).
         let o = unsafe { handle_ref(out)? };
         let raw = RawBlockSet::new(entry_size).map_err(|e| o.last.fail(&e))?;
-        *slot = new_handle::<kho_block_set>(BlockOut { set: raw, mem: *o.platform.get() }).map_err(|_| -KHO_ENOMEM)?;
+        *slot = new_handle::<kho_block_set>(BlockOut { set: raw, mem: *o.platform() }).map_err(|_| -KHO_ENOMEM)?;
         Ok(KHO_OK)
     })
 }
@@ -401,7 +401,7 @@ pub unsafe extern "C" fn kho_block_restore(
         let p = i.with_tracker();
         let restored =
             RestoredRawBlockSet::restore(&p, PhysAddr::new(head), entry_size).map_err(|e| i.last.fail(&e))?;
-        match new_handle::<kho_block_restored>(BlockIn { set: restored, mem: *i.platform.get() }) {
+        match new_handle::<kho_block_restored>(BlockIn { set: restored, mem: *i.platform() }) {
             Ok(h) => {
                 *slot = h;
                 Ok(KHO_OK)

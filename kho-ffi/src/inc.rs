@@ -20,7 +20,7 @@ use kho_track::Incoming;
 use crate::error::{KHO_ENOMEM, KHO_ENOSPC, KHO_OK};
 use crate::out::{kho_block_fn, kho_range_fn, order_arg, walk_result};
 use crate::panic::{guard, guard_or};
-use crate::platform::{Platform, PlatformBox, kho_platform, platform_arg};
+use crate::platform::{Platform, kho_platform, platform_arg};
 use crate::ptr::{
     Castable, arg_mut, arg_opt_mut, arg_ref, arg_slice_mut, arg_str, handle_ref, new_handle, take_handle,
 };
@@ -47,9 +47,8 @@ pub struct kho_in_stats {
 
 /// What a [`kho_in`] handle owns.
 pub(crate) struct In {
-    /// Borrows `platform`: declared first, so dropped first.
-    pub(crate) incoming: Incoming<'static, Platform>,
-    pub(crate) platform: PlatformBox,
+    /// The validated handover, which owns its copy of the platform.
+    pub(crate) incoming: Incoming<Platform>,
     /// The last typed error of a call on this handle.
     pub(crate) last: LastError,
 }
@@ -63,8 +62,13 @@ unsafe impl Castable for kho_in {
 impl In {
     /// The platform joined with the incoming tracker, what the primitives
     /// restore through.
-    pub(crate) fn with_tracker(&self) -> WithTracker<'_, Platform, Incoming<'static, Platform>> {
-        WithTracker::new(self.platform.get(), &self.incoming)
+    pub(crate) fn with_tracker(&self) -> WithTracker<'_, Platform, Incoming<Platform>> {
+        WithTracker::new(self.platform(), &self.incoming)
+    }
+
+    /// The platform the handle was made with.
+    pub(crate) fn platform(&self) -> &Platform {
+        self.incoming.platform()
     }
 }
 
@@ -122,18 +126,14 @@ pub unsafe extern "C" fn kho_in_import(
         let platform = unsafe { platform_arg(platform)? };
         // SAFETY: NULL or readable (caller's promise).
         let data: KhoData = (*unsafe { arg_ref(data)? }).into();
-        let platform = PlatformBox::new(platform)?;
-        // SAFETY: the importer is stored in `In` beside the box, declared
-        // before it and so dropped before it; on failure nothing keeps it.
-        let mem = unsafe { platform.lend() };
-        let incoming = Incoming::import(mem, &data).map_err(|e| {
+        let incoming = Incoming::import(platform, &data).map_err(|e| {
             let rec = kho_error::of(&e);
             if let Some(slot) = err {
                 *slot = rec;
             }
             rec.code
         })?;
-        match new_handle::<kho_in>(In { incoming, platform, last: LastError::new() }) {
+        match new_handle::<kho_in>(In { incoming, last: LastError::new() }) {
             Ok(handle) => {
                 *slot = handle;
                 Ok(KHO_OK)
@@ -481,9 +481,8 @@ pub unsafe extern "C" fn kho_retrieve_subtree(
 pub unsafe extern "C" fn kho_in_finish(inc: *mut kho_in) {
     guard_or((), || {
         // SAFETY: a handle or NULL that nothing else uses (caller's promise).
-        if let Ok(In { incoming, platform, .. }) = unsafe { take_handle(inc) } {
+        if let Ok(In { incoming, .. }) = unsafe { take_handle(inc) } {
             incoming.finish();
-            drop(platform);
         }
     })
 }

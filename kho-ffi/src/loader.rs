@@ -623,7 +623,7 @@ pub unsafe extern "C" fn kho_memfd_write(
         // SAFETY: the caller's promises, one argument each.
         let (o, bytes, desc) =
             unsafe { (handle_ref(out)?, if len == 0 { &[][..] } else { arg_bytes(bytes, len)? }, arg_mut(desc)?) };
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let m = ::kho_memfd::preserve_bytes(&p, bytes, pos, seals).map_err(|e| o.last.fail(&e))?;
         *desc = m.desc.as_u64();
         Ok(KHO_OK)
@@ -659,7 +659,7 @@ pub unsafe extern "C" fn kho_selftest_write(
     guard(|| {
         // SAFETY: the caller's promises, one argument each.
         let (o, blob, size) = unsafe { (handle_ref(out)?, arg_mut(blob)?, arg_mut(size)?) };
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let t = ::kho_selftest::write(&p, max_mem, seed).map_err(|e| o.last.fail(&e))?;
         *blob = t.pa.as_u64();
         *size = t.size;
@@ -717,7 +717,7 @@ pub unsafe extern "C" fn kho_memblock_write(
             let name = unsafe { arg_str(r.name)? };
             list.push((name, PhysAddr::new(r.start), r.size));
         }
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let b = ::kho_memblock::write(&p, &list).map_err(|e| o.last.fail(&e))?;
         *blob = b.pa.as_u64();
         *size = b.size;
@@ -749,7 +749,7 @@ pub unsafe extern "C" fn kho_kexec_metadata_write(
     guard(|| {
         // SAFETY: the caller's promises, one argument each.
         let (o, release, blob) = unsafe { (handle_ref(out)?, arg_str(release)?, arg_mut(blob)?) };
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let pa = ::kho_kexec_meta::write(&p, release, kexec_count).map_err(|e| o.last.fail(&e))?;
         *blob = pa.as_u64();
         Ok(KHO_OK)
@@ -797,7 +797,7 @@ pub unsafe extern "C" fn kho_luo_writer_new(
         // SAFETY: the caller's promises, one argument each.
         let (o, writer) = unsafe { (handle_ref(out)?, arg_mut(writer)?) };
         *writer = core::ptr::null_mut();
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let w = ::kho_luo::LuoWriter::new(&p, liveupdate_num).map_err(|e| o.last.fail(&e))?;
         *writer = new_handle::<kho_luo_writer>(LuoWriter { w, sessions: Vec::new() }).map_err(|_| -KHO_ENOMEM)?;
         Ok(KHO_OK)
@@ -823,7 +823,7 @@ pub unsafe extern "C" fn kho_luo_writer_session(
         // SAFETY: the caller's promises, one argument each.
         let (w, o, name, index) = unsafe { (handle_mut(writer)?, handle_ref(out)?, arg_str(name)?, arg_mut(index)?) };
         w.sessions.try_reserve(1).map_err(|_| -KHO_ENOMEM)?;
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let id = w.w.create_session(&p, name.as_bytes()).map_err(|e| o.last.fail(&e))?;
         w.sessions.push(id);
         *index = (w.sessions.len() - 1) as u64;
@@ -854,7 +854,7 @@ pub unsafe extern "C" fn kho_luo_writer_file(
         // SAFETY: the caller's promises, one argument each.
         let (w, o, compatible) = unsafe { (handle_mut(writer)?, handle_ref(out)?, arg_str(compatible)?) };
         let s = *usize::try_from(index).ok().and_then(|i| w.sessions.get(i)).ok_or(crate::error::EINVAL)?;
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         w.w.preserve_file(&p, s, compatible, data, token).map_err(|e| o.last.fail(&e))?;
         Ok(KHO_OK)
     })
@@ -879,7 +879,7 @@ pub unsafe extern "C" fn kho_luo_writer_finish(
     guard(|| {
         // SAFETY: the caller's promises, one argument each.
         let (w, o, blob, size) = unsafe { (handle_mut(writer)?, handle_ref(out)?, arg_mut(blob)?, arg_mut(size)?) };
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         w.w.serialize(&p).map_err(|e| o.last.fail(&e))?;
         *blob = w.w.blob().as_u64();
         *size = ::kho_luo::LuoWriter::BLOB_SIZE;

@@ -308,7 +308,7 @@ pub unsafe extern "C" fn kho_memfd_read(
         let i = unsafe { handle_ref(inc)? };
         // SAFETY: a handle or NULL (caller's promise).
         let h = unsafe { handle_ref(memfd)? };
-        let n = h.memfd.read_at(i.platform.get(), offset, buf).map_err(|e| i.last.fail(&e))?;
+        let n = h.memfd.read_at(i.platform(), offset, buf).map_err(|e| i.last.fail(&e))?;
         if let Some(r) = read {
             *r = n as u64;
         }

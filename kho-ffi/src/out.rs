@@ -20,7 +20,7 @@ use kho_track::{RootCompat, TrackError, Tracker, TrackerOptions};
 
 use crate::error::{EINVAL, KHO_ENOMEM, KHO_OK, neg_errno};
 use crate::panic::{guard, guard_or};
-use crate::platform::{Platform, PlatformBox, kho_platform, platform_arg};
+use crate::platform::{Platform, kho_platform, platform_arg};
 use crate::ptr::{Castable, arg_mut, arg_slice, arg_str, handle_mut, handle_ref, new_handle, take_handle};
 use crate::record::{LastError, kho_error};
 use crate::wire::{kho_data, kho_scratch, scratch_as_abi};
@@ -47,10 +47,8 @@ const COMPONENTS: &[&str] = &[ARRAY_V1, BLOCK_V1, VMALLOC_V1];
 
 /// What a [`kho_out`] handle owns.
 pub(crate) struct Out {
-    /// Borrows `platform`: declared first, so dropped first, and consumed
-    /// before it by `finish` and `destroy`.
-    pub(crate) tracker: Tracker<'static, Platform>,
-    pub(crate) platform: PlatformBox,
+    /// The tracker, which owns its copy of the platform.
+    pub(crate) tracker: Tracker<Platform>,
     /// The last typed error of a call on this handle.
     pub(crate) last: LastError,
 }
@@ -62,19 +60,19 @@ unsafe impl Castable for kho_out {
 }
 
 impl Out {
+    /// The platform the handle was made with.
+    pub(crate) fn platform(&self) -> &Platform {
+        self.tracker.platform()
+    }
+
     /// The platform joined with the tracker, what the primitives take.
-    pub(crate) fn with_tracker<'a>(
-        &'a self,
-        mem: &'a Platform,
-    ) -> WithTracker<'a, Platform, Tracker<'static, Platform>> {
+    pub(crate) fn with_tracker<'a>(&'a self, mem: &'a Platform) -> WithTracker<'a, Platform, Tracker<Platform>> {
         WithTracker::new(mem, &self.tracker)
     }
 
     /// Gives every page the tracker holds back to the platform.
     fn destroy(self) {
-        let Out { tracker, platform, .. } = self;
-        tracker.destroy();
-        drop(platform);
+        self.tracker.destroy();
     }
 }
 
@@ -157,19 +155,14 @@ pub unsafe extern "C" fn kho_out_new(
             x if x == kho_root_compat::KHO_ROOT_COMPOSITE as u32 => RootCompat::Composite(COMPONENTS),
             _ => return Err(EINVAL),
         };
-        let platform = PlatformBox::new(platform)?;
-        // SAFETY: the tracker is stored in `Out` beside the box, declared
-        // before it, and consumed before it (`Out::destroy`,
-        // `kho_out_finish`); if `new` fails nothing keeps the reference.
-        let mem = unsafe { platform.lend() };
-        let tracker = Tracker::new(mem, &scratch, TrackerOptions { compat }).map_err(|e| {
+        let tracker = Tracker::new(platform, &scratch, TrackerOptions { compat }).map_err(|e| {
             let rec = kho_error::of(&e);
             if let Some(slot) = err {
                 *slot = rec;
             }
             rec.code
         })?;
-        match new_handle::<kho_out>(Out { tracker, platform, last: LastError::new() }) {
+        match new_handle::<kho_out>(Out { tracker, last: LastError::new() }) {
             Ok(handle) => {
                 *slot = handle;
                 Ok(KHO_OK)
@@ -454,9 +447,8 @@ pub unsafe extern "C" fn kho_out_finish(out: *mut kho_out, data: *mut kho_data) 
         // SAFETY: NULL or writable (caller's promise).
         let data = unsafe { arg_mut(data)? };
         // SAFETY: a handle or NULL that nothing else uses (caller's promise).
-        let Out { tracker, platform, .. } = unsafe { take_handle(out)? };
+        let Out { tracker, .. } = unsafe { take_handle(out)? };
         let finished = tracker.finish();
-        drop(platform);
         *data = finished.map_err(|e| neg_errno(&e))?.into();
         Ok(KHO_OK)
     })

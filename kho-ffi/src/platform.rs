@@ -168,59 +168,6 @@ impl PageAlloc for Platform {
     }
 }
 
-/// A platform in its own heap allocation, for handles whose tracker
-/// borrows it.
-///
-/// `kho_track::Tracker` and `Incoming` borrow their platform (`&'p P`). A
-/// handle must own both, so the platform is boxed once, never moved, and
-/// lent out as `&'static`; the handle's owner type declares the borrower
-/// before this box and consumes or drops it first.
-///
-/// # Invariants
-///
-/// `ptr` came from `Box::into_raw` and is freed only by `Drop`.
-#[derive(Debug)]
-pub struct PlatformBox {
-    ptr: NonNull<Platform>,
-}
-
-impl PlatformBox {
-    /// Boxes `p`, or `-ENOMEM`.
-    pub fn new(p: Platform) -> Result<PlatformBox, c_int> {
-        let ptr = crate::ptr::new_boxed(p)?;
-        // INVARIANT: `ptr` came from `Box::into_raw`.
-        Ok(PlatformBox { ptr })
-    }
-
-    /// The platform, for a borrower that the owner of this box drops or
-    /// consumes before the box.
-    ///
-    /// # Safety
-    ///
-    /// The returned reference must not be used after this `PlatformBox` is
-    /// dropped: the caller stores it only in a value dropped before it.
-    pub unsafe fn lend(&self) -> &'static Platform {
-        // SAFETY: the allocation lives until `Drop`, which by the caller's
-        // promise comes after the last use; it is never written.
-        unsafe { self.ptr.as_ref() }
-    }
-
-    /// The platform, for as long as this box is borrowed.
-    pub fn get(&self) -> &Platform {
-        // SAFETY: the allocation lives as long as `self` and is never
-        // written.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl Drop for PlatformBox {
-    fn drop(&mut self) {
-        // SAFETY: by the invariant `ptr` came from `Box::into_raw` and is
-        // freed only here, once.
-        drop(unsafe { alloc::boxed::Box::from_raw(self.ptr.as_ptr()) });
-    }
-}
-
 /// Checks the platform argument of a constructor.
 ///
 /// # Safety

@@ -25,7 +25,7 @@ use core::alloc::Layout;
 use core::ffi::{CStr, c_char, c_int};
 use core::ptr::NonNull;
 
-use crate::error::{EINVAL, KHO_ENOMEM};
+use crate::error::EINVAL;
 
 /// Written over a freed handle's magic.
 const FREED: u64 = 0xdead_dead_dead_dead;
@@ -66,13 +66,6 @@ fn try_box<T>(value: T) -> Result<Box<T>, T> {
         raw.as_ptr().write(value);
         Ok(Box::from_raw(raw.as_ptr()))
     }
-}
-
-/// Moves `value` into a new heap allocation and returns its address; the
-/// owner frees it with `Box::from_raw`. `-ENOMEM` when out of memory.
-pub(crate) fn new_boxed<T>(value: T) -> Result<NonNull<T>, c_int> {
-    let boxed = try_box(value).map_err(|_| -KHO_ENOMEM)?;
-    Ok(NonNull::from(Box::leak(boxed)))
 }
 
 /// Puts `value` in a new handle of type `C`; when out of memory, gives

@@ -91,7 +91,7 @@ pub unsafe extern "C" fn kho_preserve_vmalloc(
         let o = unsafe { handle_ref(out)? };
         let order = order_arg(order)?;
         let flags = VmallocFlags::from_bits(flags).ok_or(-KHO_EOPNOTSUPP)?;
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         let d = ::kho_vmalloc::preserve(&p, blocks.iter().map(|&b| PhysAddr::new(b)), order, flags)
             .map_err(|e| o.last.fail(&e))?;
         *desc = d.into();
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn kho_unpreserve_vmalloc(out: *mut kho_out, desc: *const 
         let desc: KhoVmalloc = (*unsafe { arg_ref(desc)? }).into();
         // SAFETY: a handle or NULL; shared use is allowed (caller's promise).
         let o = unsafe { handle_ref(out)? };
-        let p = o.with_tracker(o.platform.get());
+        let p = o.with_tracker(o.platform());
         ::kho_vmalloc::unpreserve(&p, &desc).map_err(|e| o.last.fail(&e))?;
         Ok(KHO_OK)
     })
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn kho_vmalloc_nr_blocks(
         let desc: KhoVmalloc = (*unsafe { arg_ref(desc)? }).into();
         // SAFETY: a handle or NULL (caller's promise).
         let i = unsafe { handle_ref(inc)? };
-        *nr = ::kho_vmalloc::block_count(&desc, i.platform.get().max_order()).map_err(|e| i.last.fail(&e))?;
+        *nr = ::kho_vmalloc::block_count(&desc, i.platform().max_order()).map_err(|e| i.last.fail(&e))?;
         Ok(KHO_OK)
     })
 }

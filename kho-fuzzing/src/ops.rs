@@ -246,7 +246,7 @@ struct KernelA<'m> {
 /// should reach the kexec; the rest still test running out of memory).
 const HEADROOM: u64 = 64;
 
-fn apply(a: &mut KernelA<'_>, t: &mut Tracker<'_, Machine>, op: &Op) {
+fn apply(a: &mut KernelA<'_>, t: &mut Tracker<&Machine>, op: &Op) {
     let m = a.m;
     let allocates = matches!(op, Op::PreserveFolio { .. } | Op::PreserveRange { .. } | Op::PreserveVmalloc { .. });
     if allocates && m.available_pages() < HEADROOM {

@@ -513,7 +513,7 @@ fn failure(e: Layer) -> Failure {
     Failure { step: String::new(), kind: e.kind().to_string(), loc: location(&e), errno: e.errno() }
 }
 
-type In<'a> = Incoming<'a, Machine>;
+type In<'a> = Incoming<&'a Machine>;
 type P<'a> = WithTracker<'a, Machine, In<'a>>;
 
 /// What kernel B restored, to give back at the end.

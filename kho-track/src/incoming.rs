@@ -32,8 +32,8 @@ use crate::walk::{Guard, TreeView};
 pub const MAX_SCRATCH: u64 = 1024;
 
 /// The handover a previous kernel left, validated.
-pub struct Incoming<'p, P: PhysMem + PageAlloc + ?Sized> {
-    mem: &'p P,
+pub struct Incoming<P: PhysMem + PageAlloc> {
+    mem: P,
     fdt: RootFdt,
     scratch: Vec<KhoScratch>,
     tree: RadixTree,
@@ -46,7 +46,7 @@ pub struct Incoming<'p, P: PhysMem + PageAlloc + ?Sized> {
     tree_owned: bool,
 }
 
-impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Incoming<'_, P> {
+impl<P: PhysMem + PageAlloc> core::fmt::Debug for Incoming<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Incoming")
             .field("compatible", &self.fdt.compatible())
@@ -56,17 +56,17 @@ impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Incoming<'_, P> {
     }
 }
 
-impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
+impl<P: PhysMem + PageAlloc> Incoming<P> {
     /// Validates the handover described by `data` and everything it points
     /// at, within the default [`ImportLimits`]. The tree is walked once;
     /// nothing is claimed except the root FDT's own page, which the
     /// returned value owns.
-    pub fn import(mem: &'p P, data: &KhoData) -> Result<Self, TrackError> {
+    pub fn import(mem: P, data: &KhoData) -> Result<Self, TrackError> {
         Self::import_with(mem, data, &ImportLimits::default())
     }
 
     /// As [`import`](Incoming::import), within `limits`.
-    pub fn import_with(mem: &'p P, data: &KhoData, limits: &ImportLimits) -> Result<Self, TrackError> {
+    pub fn import_with(mem: P, data: &KhoData, limits: &ImportLimits) -> Result<Self, TrackError> {
         let root = data.validate()?;
         if root.scratch_count > MAX_SCRATCH {
             return Err(AbiError::CountTooLarge {
@@ -79,7 +79,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         let mut scratch = Vec::with_capacity(root.scratch_count as usize);
         for i in 0..root.scratch_count {
             let s: KhoScratch =
-                read_phys(mem, PhysAddr::new(root.scratch.as_u64() + i * size_of::<KhoScratch>() as u64))?;
+                read_phys(&mem, PhysAddr::new(root.scratch.as_u64() + i * size_of::<KhoScratch>() as u64))?;
             s.validate()?;
             scratch.push(s);
         }
@@ -87,7 +87,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             return Err(AbiError::Forbidden { pa: root.fdt, order: 0, why: "root FDT lies in a scratch area" }.into());
         }
         let mut bytes = vec![0u8; root.fdt_size as usize];
-        read_phys_bytes(mem, root.fdt, &mut bytes)?;
+        read_phys_bytes(&mem, root.fdt, &mut bytes)?;
         let fdt = RootFdt::parse(root.fdt, bytes)?;
         let max_order = mem.max_order();
         // A kho-v1 map is converted into a radix tree of this kernel's own,
@@ -96,23 +96,23 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         // tree.
         let legacy = !fdt.version().has_radix_tree();
         let (tree, nodes, stats) = if legacy {
-            let conv = crate::legacy::convert_v1(mem, fdt.memory_map(), &scratch, limits)?;
-            match Self::check_converted(mem, &conv.tree, max_order) {
+            let conv = crate::legacy::convert_v1(&mem, fdt.memory_map(), &scratch, limits)?;
+            match Self::check_converted(&mem, &conv.tree, max_order) {
                 Ok(nodes) => (conv.tree, nodes, conv.stats),
                 Err(e) => {
-                    conv.tree.destroy(mem);
+                    conv.tree.destroy(&mem);
                     return Err(e);
                 }
             }
         } else {
             let tree = RadixTree::from_root(fdt.memory_map());
-            let (nodes, stats) = Self::check_tree(mem, &tree, &scratch, max_order, limits)?;
+            let (nodes, stats) = Self::check_tree(&mem, &tree, &scratch, max_order, limits)?;
             (tree, nodes, stats)
         };
         let mut stats = stats;
         stats.tree_pages = nodes.len() as u64;
         let fdt_key = RadixKey::encode(root.fdt.align_down(PAGE_SIZE as u64), Order::ZERO)?;
-        let fdt_claimed = tree.remove(mem, fdt_key)?;
+        let fdt_claimed = tree.remove(&mem, fdt_key)?;
         Ok(Incoming { mem, fdt, scratch, tree, nodes, stats, max_order, fdt_claimed, tree_owned: legacy })
     }
 
@@ -253,7 +253,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_block(&mut Guard::trusted(), f)
+        TreeView::new(&self.mem, self.tree.root()).for_each_block(&mut Guard::trusted(), f)
     }
 
     /// Calls `f` for every coalesced range of preserved memory not yet
@@ -262,7 +262,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_range(self.max_order, f)
+        TreeView::new(&self.mem, self.tree.root()).for_each_range(self.max_order, f)
     }
 
     /// Preserved blocks nobody restored, for the kernel to free.
@@ -280,7 +280,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
     pub fn restore_folio(&self, pa: PhysAddr, order: Order) -> Result<(), TrackError> {
         let order = Order::new_at_most(u64::from(order.get()), self.max_order, "restore order")?;
         let key = RadixKey::encode(pa, order)?;
-        if self.tree.remove(self.mem, key)? {
+        if self.tree.remove(&self.mem, key)? {
             Ok(())
         } else {
             Err(AbiError::NotPreserved { pa, order: order.get() }.into())
@@ -291,7 +291,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
     /// previous kernel split them when it preserved the range. All or
     /// nothing: on failure the blocks restored by this call are given back.
     pub fn restore_pages(&self, pa: PhysAddr, nr_pages: u64) -> Result<(), TrackError> {
-        let blocks = Blocks::new(self.mem, pa, nr_pages, self.max_order)?;
+        let blocks = Blocks::new(&self.mem, pa, nr_pages, self.max_order)?;
         for (i, block) in blocks.clone().enumerate() {
             let result = block.and_then(|(pa, order)| self.restore_folio(pa, order));
             if let Err(e) = result {
@@ -328,7 +328,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
                 let order = Order::new(u64::from(o), "order")?;
                 let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "block size" })?;
                 let base = p & !(bytes - 1);
-                if self.tree.contains(self.mem, RadixKey::encode(PhysAddr::new(base), order)?)? {
+                if self.tree.contains(&self.mem, RadixKey::encode(PhysAddr::new(base), order)?)? {
                     // The next page after this block (the block is RAM, so
                     // its end does not overflow; saturate all the same).
                     p = base.saturating_add(bytes);
@@ -407,16 +407,28 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Incoming<'p, P> {
             self.mem.free_pages(self.fdt.pa().align_down(PAGE_SIZE as u64), Order::ZERO);
         }
     }
+
+    /// The platform the handover is reached through.
+    pub fn platform(&self) -> &P {
+        &self.mem
+    }
+
+    /// Gives up the handle without freeing anything (the tree's pages and
+    /// the root FDT's page stay reserved, as when it is dropped) and
+    /// returns its platform.
+    pub fn into_platform(self) -> P {
+        self.mem
+    }
 }
 
-impl<P: PhysMem + PageAlloc + ?Sized> Claim for Incoming<'_, P> {
+impl<P: PhysMem + PageAlloc> Claim for Incoming<P> {
     fn claim(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
         self.restore_folio(pa, order).map_err(crate::outgoing::to_abi)
     }
 
     fn unclaim(&self, pa: PhysAddr, order: Order) {
         if let Ok(key) = RadixKey::encode(pa, order) {
-            let _ = self.tree.insert(self.mem, key);
+            let _ = self.tree.insert(&self.mem, key);
         }
     }
 }

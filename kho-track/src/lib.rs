@@ -79,6 +79,9 @@
 //! incoming side); the pages of the handover itself always come from the
 //! platform's page allocator.
 #![cfg_attr(not(test), no_std)]
+// The one unsafe view of a page lives in kho-abi (`PageWords`); the unit
+// tests keep a platform of their own.
+#![cfg_attr(not(test), forbid(unsafe_code))]
 
 extern crate alloc;
 

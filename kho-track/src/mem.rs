@@ -31,16 +31,9 @@ pub trait TreeMem {
 impl<P: kho_abi::PhysMem + kho_abi::PageAlloc + ?Sized> TreeMem for P {
     fn words(&self, pa: PhysAddr) -> Result<&[AtomicU64; WORDS], AbiError> {
         pa.require_aligned("radix node", kho_abi::PAGE_SIZE as u64)?;
-        let ptr = self.phys_to_virt(pa, kho_abi::PAGE_SIZE as u64)?;
-        // SAFETY: `PhysMem` guarantees `ptr` is valid for reads and writes of
-        // a whole page for as long as `self` lives, which bounds the returned
-        // lifetime; `pa` is page aligned and `PhysMem` keeps the alignment
-        // of `pa` modulo 8, so `ptr` is aligned for `AtomicU64`, which has
-        // the size and alignment of `u64`. Every access kho makes to tree
-        // pages goes through these atomics, and the platform promises not to
-        // touch pages while kho holds them, so there are no racing
-        // non-atomic accesses.
-        Ok(unsafe { &*ptr.as_ptr().cast::<[AtomicU64; WORDS]>() })
+        // Every access kho makes to tree pages goes through these atomics,
+        // so readers and writers on other threads never race.
+        Ok(kho_abi::PageWords::new(self, pa)?.as_atomics())
     }
 
     fn alloc_node(&self) -> Result<PhysAddr, AbiError> {

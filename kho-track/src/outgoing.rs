@@ -47,8 +47,8 @@ pub struct TrackerOptions {
 /// [`Tracker::destroy`], which frees them. Dropping it does neither (the
 /// pages stay allocated), since freeing the tree of a handover in progress
 /// would be worse than a leak.
-pub struct Tracker<'p, P: PhysMem + PageAlloc + ?Sized> {
-    mem: &'p P,
+pub struct Tracker<P: PhysMem + PageAlloc> {
+    mem: P,
     tree: RadixTree,
     scratch: Vec<KhoScratch>,
     max_order: Order,
@@ -57,7 +57,7 @@ pub struct Tracker<'p, P: PhysMem + PageAlloc + ?Sized> {
     subtrees: Vec<Subtree>,
 }
 
-impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Tracker<'_, P> {
+impl<P: PhysMem + PageAlloc> core::fmt::Debug for Tracker<P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Tracker")
             .field("root", &self.tree.root())
@@ -68,11 +68,11 @@ impl<P: PhysMem + PageAlloc + ?Sized> core::fmt::Debug for Tracker<'_, P> {
     }
 }
 
-impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
+impl<P: PhysMem + PageAlloc> Tracker<P> {
     /// A tracker on `mem` whose next kernel will boot with `scratch` as its
     /// scratch areas. Allocates the root table and the FDT page and
     /// preserves the latter.
-    pub fn new(mem: &'p P, scratch: &[KhoScratch], options: TrackerOptions) -> Result<Self, TrackError> {
+    pub fn new(mem: P, scratch: &[KhoScratch], options: TrackerOptions) -> Result<Self, TrackError> {
         for s in scratch {
             s.validate()?;
         }
@@ -86,23 +86,17 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
                 compose(KHO_V4, &all, &mut buf)?.to_string()
             }
         };
-        let tree = RadixTree::new(mem)?;
+        let tree = RadixTree::new(&mem)?;
         let fdt_page = match mem.alloc_pages(Order::ZERO) {
             Ok(pa) => pa,
             Err(e) => {
-                tree.destroy(mem);
+                tree.destroy(&mem);
                 return Err(e.into());
             }
         };
-        let tracker = Tracker {
-            mem,
-            tree,
-            scratch: scratch.to_vec(),
-            max_order: mem.max_order(),
-            compatible,
-            fdt_page,
-            subtrees: Vec::new(),
-        };
+        let max_order = mem.max_order();
+        let tracker =
+            Tracker { mem, tree, scratch: scratch.to_vec(), max_order, compatible, fdt_page, subtrees: Vec::new() };
         let ready = tracker.write_fdt().and_then(|()| tracker.preserve_folio(fdt_page, Order::ZERO));
         match ready {
             Ok(()) => Ok(tracker),
@@ -153,7 +147,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// twice is allowed and has no further effect (there is no count).
     pub fn preserve_folio(&self, pa: PhysAddr, order: Order) -> Result<(), TrackError> {
         let key = self.check_block(pa, order)?;
-        self.tree.insert(self.mem, key)?;
+        self.tree.insert(&self.mem, key)?;
         Ok(())
     }
 
@@ -161,7 +155,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// `NotPreserved` if the block was not preserved at that order.
     pub fn unpreserve_folio(&self, pa: PhysAddr, order: Order) -> Result<(), TrackError> {
         let key = RadixKey::encode(pa, order)?;
-        if self.tree.remove(self.mem, key)? {
+        if self.tree.remove(&self.mem, key)? {
             Ok(())
         } else {
             Err(AbiError::NotPreserved { pa, order: order.get() }.into())
@@ -173,7 +167,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// NUMA node). All or nothing: if any block fails, the blocks this call
     /// preserved are unpreserved again.
     pub fn preserve_pages(&self, pa: PhysAddr, nr_pages: u64) -> Result<(), TrackError> {
-        let blocks = Blocks::new(self.mem, pa, nr_pages, self.max_order)?;
+        let blocks = Blocks::new(&self.mem, pa, nr_pages, self.max_order)?;
         let mut keys = Vec::new();
         for block in blocks.clone() {
             let (pa, order) = block?;
@@ -182,11 +176,11 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
         // Remember which keys this call set, so a failure undoes only those.
         let mut newly = Vec::with_capacity(keys.len());
         for key in &keys {
-            match self.tree.insert(self.mem, *key) {
+            match self.tree.insert(&self.mem, *key) {
                 Ok(set) => newly.push(set),
                 Err(e) => {
                     for (k, _) in keys.iter().zip(&newly).filter(|(_, set)| **set) {
-                        let _ = self.tree.remove(self.mem, *k);
+                        let _ = self.tree.remove(&self.mem, *k);
                     }
                     return Err(e.into());
                 }
@@ -201,9 +195,9 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// preserved.
     pub fn unpreserve_pages(&self, pa: PhysAddr, nr_pages: u64) -> Result<(), TrackError> {
         let mut missing = None;
-        for block in Blocks::new(self.mem, pa, nr_pages, self.max_order)? {
+        for block in Blocks::new(&self.mem, pa, nr_pages, self.max_order)? {
             let (pa, order) = block?;
-            if !self.tree.remove(self.mem, RadixKey::encode(pa, order)?)? && missing.is_none() {
+            if !self.tree.remove(&self.mem, RadixKey::encode(pa, order)?)? && missing.is_none() {
                 missing = Some(AbiError::NotPreserved { pa, order: order.get() });
             }
         }
@@ -212,13 +206,13 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
 
     /// Whether exactly this block is preserved.
     pub fn is_preserved(&self, pa: PhysAddr, order: Order) -> Result<bool, TrackError> {
-        Ok(self.tree.contains(self.mem, RadixKey::encode(pa, order)?)?)
+        Ok(self.tree.contains(&self.mem, RadixKey::encode(pa, order)?)?)
     }
 
     fn write_fdt(&self) -> Result<(), TrackError> {
         let dtb = fdt::build(&self.compatible, self.tree.root(), &self.subtrees)?;
-        write_phys_bytes(self.mem, self.fdt_page, &dtb)?;
-        zero_phys(self.mem, PhysAddr::new(self.fdt_page.as_u64() + dtb.len() as u64), (PAGE_SIZE - dtb.len()) as u64)?;
+        write_phys_bytes(&self.mem, self.fdt_page, &dtb)?;
+        zero_phys(&self.mem, PhysAddr::new(self.fdt_page.as_u64() + dtb.len() as u64), (PAGE_SIZE - dtb.len()) as u64)?;
         Ok(())
     }
 
@@ -273,7 +267,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, Order) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_block(&mut Guard::trusted(), f)
+        TreeView::new(&self.mem, self.tree.root()).for_each_block(&mut Guard::trusted(), f)
     }
 
     /// Calls `f` for every coalesced range of preserved memory, ascending.
@@ -281,13 +275,13 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
         &self,
         f: &mut dyn FnMut(PhysAddr, u64) -> ControlFlow<B>,
     ) -> Result<ControlFlow<B>, TrackError> {
-        TreeView::new(self.mem, self.tree.root()).for_each_range(self.max_order, f)
+        TreeView::new(&self.mem, self.tree.root()).for_each_range(self.max_order, f)
     }
 
     /// Pages the radix tree occupies.
     pub fn tree_pages(&self) -> Result<u64, TrackError> {
         let mut guard = Guard::collecting();
-        let _ = TreeView::new(self.mem, self.tree.root())
+        let _ = TreeView::new(&self.mem, self.tree.root())
             .for_each_leaf::<()>(&mut guard, &mut |_, _| Ok(ControlFlow::Continue(())))?;
         Ok(guard.into_nodes().len() as u64)
     }
@@ -296,6 +290,19 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// own and returns the `kho_data` for the next kernel. Every page the
     /// tracker holds now belongs to the handover.
     pub fn finish(self) -> Result<KhoData, TrackError> {
+        self.finish_into_platform().0
+    }
+
+    /// As [`finish`](Tracker::finish), and gives the platform back (for a
+    /// tracker that owns it, say in a `Box`, whose caller goes on to
+    /// kexec).
+    pub fn finish_into_platform(self) -> (Result<KhoData, TrackError>, P) {
+        let data = self.write_scratch();
+        (data, self.mem)
+    }
+
+    /// Writes the scratch array and builds the `kho_data` naming it.
+    fn write_scratch(&self) -> Result<KhoData, TrackError> {
         let bytes = (self.scratch.len() * size_of::<KhoScratch>()) as u64;
         let (scratch_addr, scratch_size) = if bytes == 0 {
             (0, 0)
@@ -304,7 +311,7 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
             let order = Order::new(u64::from(pages.next_power_of_two().trailing_zeros()), "scratch array order")?;
             let pa = self.mem.alloc_pages(order)?;
             for (i, s) in self.scratch.iter().enumerate() {
-                write_phys(self.mem, PhysAddr::new(pa.as_u64() + (i * size_of::<KhoScratch>()) as u64), s)?;
+                write_phys(&self.mem, PhysAddr::new(pa.as_u64() + (i * size_of::<KhoScratch>()) as u64), s)?;
             }
             (pa.as_u64(), bytes)
         };
@@ -316,12 +323,23 @@ impl<'p, P: PhysMem + PageAlloc + ?Sized> Tracker<'p, P> {
     /// touched.
     pub fn destroy(self) {
         let Tracker { mem, tree, fdt_page, .. } = self;
-        tree.destroy(mem);
+        tree.destroy(&mem);
         mem.free_pages(fdt_page, Order::ZERO);
+    }
+
+    /// The platform the tracker reaches memory through.
+    pub fn platform(&self) -> &P {
+        &self.mem
+    }
+
+    /// Gives up the tracker without freeing anything, as dropping it does
+    /// (its pages stay allocated), and returns its platform.
+    pub fn into_platform(self) -> P {
+        self.mem
     }
 }
 
-impl<P: PhysMem + PageAlloc + ?Sized> Preserve for Tracker<'_, P> {
+impl<P: PhysMem + PageAlloc> Preserve for Tracker<P> {
     fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
         self.preserve_folio(pa, order).map_err(to_abi)
     }

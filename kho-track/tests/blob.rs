@@ -31,7 +31,7 @@ fn handover_with(subs: &[(&str, u64, u64, bool)]) -> (Machine, KhoData, PhysAddr
     (m.kexec(data), data, folio)
 }
 
-fn blob_err(inc: &Incoming<'_, Machine>, name: &str) -> (PhysAddr, BlobFault) {
+fn blob_err(inc: &Incoming<&Machine>, name: &str) -> (PhysAddr, BlobFault) {
     match inc.check_subtree_blob(name).unwrap_err() {
         TrackError::SubtreeBlob { name: n, at, fault, .. } => {
             assert_eq!(n, name);

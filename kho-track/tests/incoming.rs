@@ -137,7 +137,7 @@ fn read_u64(m: &Machine, pa: PhysAddr) -> u64 {
 /// Builds a handover with one order-0 block at page 7 and applies
 /// `corrupt` to kernel A's machine; returns the import result and the
 /// machine's leak counter after the attempt.
-fn import_after(corrupt: impl FnOnce(&Machine, &Tracker<'_, Machine>, PhysAddr)) -> Result<(), TrackError> {
+fn import_after(corrupt: impl FnOnce(&Machine, &Tracker<&Machine>, PhysAddr)) -> Result<(), TrackError> {
     let m = machine();
     let t = tracker(&m);
     let pa = page(&m, 7);

@@ -89,7 +89,7 @@ pub fn machine(mib: u64) -> Machine {
     Machine::new(MachineConfig::with_ram(PhysAddr::new(0x1_0000_0000), mib << 20)).unwrap()
 }
 
-pub fn tracker(m: &Machine) -> Tracker<'_, Machine> {
+pub fn tracker(m: &Machine) -> Tracker<&Machine> {
     Tracker::new(m, m.scratch(), TrackerOptions::default()).unwrap()
 }
 
@@ -113,7 +113,7 @@ pub fn alloc(m: &Machine, o: u32) -> PhysAddr {
 }
 
 /// Every block a tracker holds, in walk order.
-pub fn tracker_blocks(t: &Tracker<'_, Machine>) -> Vec<(u64, u32)> {
+pub fn tracker_blocks(t: &Tracker<&Machine>) -> Vec<(u64, u32)> {
     let mut v = Vec::new();
     let _ = t.for_each_block::<()>(&mut |pa, o| {
         v.push((pa.as_u64(), o.get()));
@@ -151,7 +151,7 @@ pub fn by_order(blocks: &[(u64, u32)]) -> BTreeMap<u32, u64> {
 /// and returns its path.
 pub fn corrupt_image(
     name: &str,
-    corrupt: impl FnOnce(&Machine, &Tracker<'_, Machine>, PhysAddr),
+    corrupt: impl FnOnce(&Machine, &Tracker<&Machine>, PhysAddr),
     after: impl FnOnce(&Machine, &mut KhoData),
 ) -> PathBuf {
     let mut cfg = MachineConfig::with_ram(PhysAddr::new(0x1_0000_0000), 64 << 20);

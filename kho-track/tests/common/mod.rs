@@ -22,12 +22,12 @@ pub fn machine_with(f: impl FnOnce(&mut MachineConfig)) -> Machine {
     Machine::new(cfg).unwrap()
 }
 
-pub fn tracker(m: &Machine) -> Tracker<'_, Machine> {
+pub fn tracker(m: &Machine) -> Tracker<&Machine> {
     Tracker::new(m, m.scratch(), TrackerOptions::default()).unwrap()
 }
 
 /// Every block of the tracker in walk order.
-pub fn blocks_of<P: PhysMem + PageAlloc>(t: &Tracker<'_, P>) -> Vec<(PhysAddr, Order)> {
+pub fn blocks_of<P: PhysMem + PageAlloc>(t: &Tracker<P>) -> Vec<(PhysAddr, Order)> {
     let mut v = Vec::new();
     let _ = t.for_each_block::<()>(&mut |pa, o| {
         v.push((pa, o));
@@ -36,7 +36,7 @@ pub fn blocks_of<P: PhysMem + PageAlloc>(t: &Tracker<'_, P>) -> Vec<(PhysAddr, O
     v
 }
 
-pub fn ranges_of<P: PhysMem + PageAlloc>(t: &Tracker<'_, P>) -> Vec<(u64, u64)> {
+pub fn ranges_of<P: PhysMem + PageAlloc>(t: &Tracker<P>) -> Vec<(u64, u64)> {
     let mut v = Vec::new();
     let _ = t
         .for_each_range::<()>(&mut |pa, len| {
@@ -47,7 +47,7 @@ pub fn ranges_of<P: PhysMem + PageAlloc>(t: &Tracker<'_, P>) -> Vec<(u64, u64)> 
     v
 }
 
-pub fn incoming_blocks<P: PhysMem + PageAlloc>(i: &Incoming<'_, P>) -> Vec<(PhysAddr, Order)> {
+pub fn incoming_blocks<P: PhysMem + PageAlloc>(i: &Incoming<P>) -> Vec<(PhysAddr, Order)> {
     let mut v = Vec::new();
     let _ = i
         .for_each_block::<()>(&mut |pa, o| {
@@ -58,7 +58,7 @@ pub fn incoming_blocks<P: PhysMem + PageAlloc>(i: &Incoming<'_, P>) -> Vec<(Phys
     v
 }
 
-pub fn incoming_ranges<P: PhysMem + PageAlloc>(i: &Incoming<'_, P>) -> Vec<(u64, u64)> {
+pub fn incoming_ranges<P: PhysMem + PageAlloc>(i: &Incoming<P>) -> Vec<(u64, u64)> {
     let mut v = Vec::new();
     let _ = i
         .for_each_range::<()>(&mut |pa, len| {
