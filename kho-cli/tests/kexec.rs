@@ -32,8 +32,13 @@ fn bzimage(name: &str) -> PathBuf {
     for (i, x) in b[5 * 512..].iter_mut().enumerate() {
         *x = (i % 251) as u8 | 1;
     }
+    // Tests run in parallel and share this file: write a private copy and
+    // rename it into place, so no reader ever sees it half written.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let p = tmp(name);
-    std::fs::write(&p, b).unwrap();
+    let part = tmp(&format!("{name}.part{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+    std::fs::write(&part, b).unwrap();
+    std::fs::rename(&part, &p).unwrap();
     p
 }
 
