@@ -23,6 +23,7 @@
 pub mod addr;
 pub mod array;
 pub mod block;
+pub mod chain;
 mod checked;
 pub mod compat;
 pub mod error;
