@@ -263,17 +263,17 @@ impl ClaimedChain {
 
     /// Calls `f` with the position and PA of every page in chain order,
     /// reading each page's `next` before `f` sees the page (so `f` may
-    /// free it). Stops early if a page became unreadable.
-    pub fn for_each<P: PhysMem + ?Sized>(&self, p: &P, mut f: impl FnMut(u64, PhysAddr)) {
+    /// free it). Stops with the platform's error if a page has become
+    /// unreadable, leaving the rest.
+    pub fn for_each<P: PhysMem + ?Sized>(&self, p: &P, mut f: impl FnMut(u64, PhysAddr)) -> Result<(), AbiError> {
         let mut pa = self.head;
         for index in 0..self.pages {
-            let next = self.spec.next_of(p, pa);
+            let at = pa.checked_add(self.spec.next_offset as u64).ok_or(AbiError::NotRam { pa, len: 8 })?;
+            let next = PhysAddr::new(read_phys::<u64, P>(p, at)?);
             f(index, pa);
-            match next {
-                Some(next) => pa = next,
-                None => return,
-            }
+            pa = next;
         }
+        Ok(())
     }
 
     /// Unclaims every page, in reverse chain order, as if the walk had
@@ -567,7 +567,7 @@ mod tests {
         assert_eq!((chain.head(), chain.pages()), (head, 3));
         assert_eq!(lab.claimed.get(), (1 << 3) | (1 << 1) | (1 << 7));
         let mut order = Vec::new();
-        chain.for_each(&lab, |i, pa| order.push((i, Lab::page_of(pa))));
+        chain.for_each(&lab, |i, pa| order.push((i, Lab::page_of(pa)))).unwrap();
         assert_eq!(order, [(0, 3), (1, 1), (2, 7)]);
         chain.unclaim(&lab);
         assert_undone_in_reverse(&lab, 3);

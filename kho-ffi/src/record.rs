@@ -253,16 +253,25 @@ impl Describe for kho_block::BlockError {
                 r.set_pa(c.pa).set_index(c.index as u64).set_field(c.field);
                 match c.fault {
                     Fault::CountTooLarge { count, .. } => r.set_value(count),
-                    Fault::Cycle { first } => r.set_value(first as u64),
-                    Fault::ChainTooLong { max } => r.set_value(max as u64),
-                    Fault::Misaligned | Fault::NotRam(_) | Fault::NotPreserved(_) | Fault::Ended | Fault::CountZero => {
-                        r
-                    }
+                    Fault::Link(f) => link_value(r, &f),
+                    Fault::Ended | Fault::CountZero => r,
                     _ => r,
                 }
             }
             _ => r,
         };
+    }
+}
+
+/// The number a chain fault carries, if any: the limit of a chain too
+/// long, the earlier position of a cycle.
+fn link_value<'r>(r: &'r mut kho_error, f: &kho_abi::chain::ChainFault) -> &'r mut kho_error {
+    use kho_abi::chain::ChainFault as C;
+    match f {
+        C::TooLong { max } => r.set_value(*max),
+        C::Cycle { first } => r.set_value(*first),
+        C::Misaligned | C::NotRam(_) | C::NotClaimable(_) => r,
+        _ => r,
     }
 }
 
