@@ -279,7 +279,7 @@ impl ClaimedChain {
     /// Unclaims every page, in reverse chain order, as if the walk had
     /// never happened.
     pub fn unclaim<P: PhysMem + Claim + ?Sized>(self, p: &P) {
-        reverse_each(p, &self.spec, self.head, 0, self.pages, &mut |_, pa| p.unclaim(pa, Order::ZERO));
+        unclaim_prefix(p, self.head, self.spec, self.pages);
     }
 }
 
@@ -341,15 +341,63 @@ where
     P: PhysMem + Claim + ?Sized,
     V: FnMut(&ChainPage<'_, P>) -> Result<(), E>,
 {
+    let mut cursor = ChainCursor::new(head, spec);
     let mut pa = head;
-    let mut index = 0u64;
-    // Brent's checkpoint: the page at position `saved_at`, the latest power
-    // of two (or 0) passed.
-    let (mut saved, mut saved_at) = (PhysAddr::NULL, 0u64);
     while !pa.is_null() {
-        let fail = |fault| Err(WalkError::Chain(ChainError { index, pa, field: LinkField::of(index), fault }));
-        if index >= spec.max_pages {
-            return fail(ChainFault::TooLong { max: spec.max_pages });
+        let index = cursor.entered();
+        cursor.enter(p, pa, |pa| p.claim(pa, Order::ZERO)).map_err(WalkError::Chain)?;
+        *claimed += 1;
+        visit(&ChainPage { p, index, pa }).map_err(WalkError::Payload)?;
+        *visited += 1;
+        // The page is RAM and the word inside it (`ChainSpec::new`).
+        let Some(next) = spec.next_of(p, pa) else {
+            let fault = ChainFault::NotRam(AbiError::NotRam { pa, len: PAGE_SIZE as u64 });
+            return Err(WalkError::Chain(ChainError { index, pa, field: LinkField::of(index), fault }));
+        };
+        pa = next;
+    }
+    Ok(cursor.entered())
+}
+
+/// The checks of one link, for a format whose decoder must drive the walk
+/// itself (it learns the next link only after parsing a page, or reads a
+/// chain it already owns without claiming it). [`walk`] is built on it, so
+/// both check in the same order (module docs, steps 1 to 5).
+#[derive(Clone, Debug)]
+pub struct ChainCursor {
+    spec: ChainSpec,
+    head: PhysAddr,
+    entered: u64,
+    /// Brent's checkpoint: the page at position `saved_at`, the latest
+    /// power of two (or 0) passed.
+    saved: PhysAddr,
+    saved_at: u64,
+}
+
+impl ChainCursor {
+    /// A cursor before the first page of the chain at `head`.
+    pub const fn new(head: PhysAddr, spec: ChainSpec) -> ChainCursor {
+        ChainCursor { spec, head, entered: 0, saved: PhysAddr::NULL, saved_at: 0 }
+    }
+
+    /// Pages entered so far: the position the next link leads to.
+    pub const fn entered(&self) -> u64 {
+        self.entered
+    }
+
+    /// Checks the link to the next page, at `pa` (not 0): bound, alignment,
+    /// RAM, cycle, then `claim` (the tracker's [`Claim::claim`] at order 0,
+    /// or `Ok` for a chain the caller already owns). On success the page is
+    /// entered; on failure nothing changed and nothing was claimed.
+    pub fn enter<P, C>(&mut self, p: &P, pa: PhysAddr, claim: C) -> Result<(), ChainError>
+    where
+        P: PhysMem + ?Sized,
+        C: FnOnce(PhysAddr) -> Result<(), AbiError>,
+    {
+        let index = self.entered;
+        let fail = |fault| Err(ChainError { index, pa, field: LinkField::of(index), fault });
+        if index >= self.spec.max_pages {
+            return fail(ChainFault::TooLong { max: self.spec.max_pages });
         }
         if !pa.is_page_aligned() {
             return fail(ChainFault::Misaligned);
@@ -357,31 +405,27 @@ where
         if let Err(e) = p.phys_to_virt(pa, PAGE_SIZE as u64) {
             return fail(ChainFault::NotRam(e));
         }
-        if index > 0 && pa == saved {
-            return fail(ChainFault::Cycle { first: saved_at });
+        if index > 0 && pa == self.saved {
+            return fail(ChainFault::Cycle { first: self.saved_at });
         }
-        if let Err(e) = p.claim(pa, Order::ZERO) {
-            return fail(match position_of(p, &spec, head, pa, index) {
+        if let Err(e) = claim(pa) {
+            return fail(match position_of(p, &self.spec, self.head, pa, index) {
                 Some(first) => ChainFault::Cycle { first },
                 None => ChainFault::NotClaimable(e),
             });
         }
-        *claimed += 1;
-        let page = ChainPage { p, index, pa };
-        visit(&page).map_err(WalkError::Payload)?;
-        *visited += 1;
         if index == 0 || index.is_power_of_two() {
-            (saved, saved_at) = (pa, index);
+            (self.saved, self.saved_at) = (pa, index);
         }
-        // The page is RAM and the word inside it (`ChainSpec::new`).
-        let Some(next) = spec.next_of(p, pa) else {
-            let e = AbiError::NotRam { pa, len: PAGE_SIZE as u64 };
-            return fail(ChainFault::NotRam(e));
-        };
-        pa = next;
-        index += 1;
+        self.entered += 1;
+        Ok(())
     }
-    Ok(index)
+}
+
+/// Unclaims the first `n` pages of the chain at `head`, in reverse chain
+/// order: the undo of `n` successful [`ChainCursor::enter`]s that claimed.
+pub fn unclaim_prefix<P: PhysMem + Claim + ?Sized>(p: &P, head: PhysAddr, spec: ChainSpec, n: u64) {
+    reverse_each(p, &spec, head, 0, n, &mut |_, pa| p.unclaim(pa, Order::ZERO));
 }
 
 /// Position of `pa` among the first `n` pages from `head`.

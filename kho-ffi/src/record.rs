@@ -322,14 +322,10 @@ impl Describe for kho_array::ArrayError {
             A::Page { page, pa, field, fault } => {
                 r.set_pa(*pa).set_index(*page).set_field(field);
                 match fault {
-                    PageFault::TooManyPages { max } => r.set_value(*max),
+                    PageFault::Link(f) => link_value(r, f),
                     PageFault::Layout { raw, .. } => r.set_value(*raw),
                     PageFault::NotAscending { start, .. } => r.set_value(*start),
-                    PageFault::Misaligned
-                    | PageFault::NotRam(_)
-                    | PageFault::NotClaimable(_)
-                    | PageFault::Cycle
-                    | PageFault::AfterMax => r,
+                    PageFault::AfterMax => r,
                     _ => r,
                 }
             }
