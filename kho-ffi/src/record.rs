@@ -230,6 +230,7 @@ impl Describe for TrackError {
             TrackError::SubtreeInvalid { name, prop } => r.set_field(format_args!("{name}:{prop}")),
             TrackError::Tree { node, level, index, .. } => r.set_node(*node).set_level(*level).set_index(*index as u64),
             TrackError::Block { pa, order, .. } => r.set_pa(*pa).set_order(order.get()),
+            TrackError::V1Chain(e) => link_value(r.set_pa(e.pa).set_index(e.index).set_field(e.field), &e.fault),
             _ => r,
         };
     }
