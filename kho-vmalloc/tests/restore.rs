@@ -256,7 +256,7 @@ fn misaligned_link() {
     let pa = PhysAddr::new(c1.as_u64() + 8);
     assert_eq!(
         e,
-        VmallocError::Chain(ChainError { index: 1, pa: pa, field: LinkField::Next, fault: ChainFault::Misaligned })
+        VmallocError::Chain(ChainError { index: 1, pa, field: LinkField::Next, fault: ChainFault::Misaligned })
     );
     set_next(&a.m, c0, c1.as_u64());
     a.restores();
