@@ -765,6 +765,33 @@ mod tests {
     }
 
     #[test]
+    fn a_cursor_checks_in_the_walks_order_and_a_failure_changes_nothing() {
+        let lab = Lab::new();
+        let head = lab.link(&[0, 1], Lab::pa(0).as_u64());
+        let mut cursor = ChainCursor::new(head, ChainSpec::new(2, 8));
+        let no_claim = |_: PhysAddr| Ok(());
+        // Alignment before RAM: a misaligned PA outside RAM is misaligned.
+        let odd = PhysAddr::new(Lab::pa(PAGES).as_u64() + 8);
+        assert_eq!(cursor.enter(&lab, odd, no_claim).unwrap_err().fault, ChainFault::Misaligned);
+        assert_eq!(cursor.entered(), 0);
+        cursor.enter(&lab, head, no_claim).unwrap();
+        // A refused claim of a page not in the walk is not a cycle.
+        let refuse = |pa: PhysAddr| Err(AbiError::NotPreserved { pa, order: 0 });
+        let e = cursor.enter(&lab, Lab::pa(1), refuse).unwrap_err();
+        assert_eq!((e.index, e.field), (1, LinkField::Next));
+        assert!(matches!(e.fault, ChainFault::NotClaimable(_)), "{e:?}");
+        assert_eq!(cursor.entered(), 1);
+        // Without a claim, Brent's checkpoint catches the page coming back.
+        let e = cursor.enter(&lab, head, no_claim).unwrap_err();
+        assert_eq!(e.fault, ChainFault::Cycle { first: 0 });
+        cursor.enter(&lab, Lab::pa(1), no_claim).unwrap();
+        // Bound before everything else.
+        let e = cursor.enter(&lab, odd, no_claim).unwrap_err();
+        assert_eq!((e.index, e.fault), (2, ChainFault::TooLong { max: 2 }));
+        assert!(lab.claimed_none());
+    }
+
+    #[test]
     fn kinds_are_stable_names() {
         assert_eq!(crate::error::first_bad_kind(&ChainFault::KINDS, "chain_"), None);
         let faults = [

@@ -4,9 +4,11 @@
 //! This crate holds every layout kho reads or writes, byte-compatible with
 //! mainline Linux, each with its offsets documented, the compatible string
 //! that versions it, and a compile-time size check. It has no logic beyond
-//! encoding, decoding and validation, needs neither `std` nor `alloc`, and
-//! never panics on input: every decoder returns an [`AbiError`] naming the
-//! field and the offending value.
+//! encoding, decoding and validation — including [`chain`], the one walker
+//! that follows (and checks, claims and on failure unclaims) a chain of
+//! preserved pages for every format that has one — needs neither `std`
+//! nor `alloc`, and never panics on input: every decoder returns an
+//! [`AbiError`] naming the field and the offending value.
 //!
 //! All integers are native-endian, as the kernel writes them; that includes
 //! FDT property values, which are raw bytes rather than big-endian cells.
