@@ -4,9 +4,11 @@
 //! This crate holds every layout kho reads or writes, byte-compatible with
 //! mainline Linux, each with its offsets documented, the compatible string
 //! that versions it, and a compile-time size check. It has no logic beyond
-//! encoding, decoding and validation, needs neither `std` nor `alloc`, and
-//! never panics on input: every decoder returns an [`AbiError`] naming the
-//! field and the offending value.
+//! encoding, decoding and validation — including [`chain`], the one walker
+//! that follows (and checks, claims and on failure unclaims) a chain of
+//! preserved pages for every format that has one — needs neither `std`
+//! nor `alloc`, and never panics on input: every decoder returns an
+//! [`AbiError`] naming the field and the offending value.
 //!
 //! All integers are native-endian, as the kernel writes them; that includes
 //! FDT property values, which are raw bytes rather than big-endian cells.
@@ -26,6 +28,7 @@ extern crate alloc;
 pub mod addr;
 pub mod array;
 pub mod block;
+pub mod chain;
 mod checked;
 pub mod compat;
 pub mod error;

@@ -2,11 +2,12 @@
 
 use core::marker::PhantomData;
 
+use kho_abi::chain;
 use kho_abi::{Claim, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, Preserve, read_phys};
 
-use crate::error::{ArrayError, Op, PageFault};
+use crate::error::{ArrayError, Op};
 use crate::format::{ARRAY_HEADER_WORDS, ArrayDesc, ArrayLayout, Entry, check_descriptor};
-use crate::walk::Walk;
+use crate::walk::{self, Walk};
 
 /// A sparse array of [`Entry`]s at `u64` positions, kept in a chain of
 /// `array-v1` pages.
@@ -201,12 +202,14 @@ impl KhoArray {
     /// aligned pointer), the zero words between entries and descriptors,
     /// and the zero bits after the last descriptor.
     ///
-    /// Cycles cannot pass: a conforming [`Claim`] refuses a page twice,
-    /// Brent's algorithm on the links finds a cycle within a few laps, and
-    /// a page seen again repeats positions, which breaks the ascending
-    /// rule at its `start` whatever the platform does.
+    /// The links are checked by [`kho_abi::chain::ChainCursor`], in its
+    /// order (bound, alignment, RAM, cycle, claim); a link fault is
+    /// [`PageFault::Link`](crate::PageFault::Link). Cycles cannot pass: a conforming [`Claim`]
+    /// refuses a page twice, Brent's algorithm on the links finds a cycle
+    /// within a few laps, and a page seen again repeats positions, which
+    /// breaks the ascending rule at its `start` whatever the platform does.
     ///
-    /// On failure every page claimed so far is unclaimed, and the error
+    /// On failure every page claimed so far is unclaimed, in reverse, and the error
     /// names the page (index and PA), the run, the field and the fault.
     /// The restored array can be read, appended to, preserved again for
     /// another kexec, and destroyed.
@@ -216,14 +219,14 @@ impl KhoArray {
     {
         let first = check_descriptor(desc)?;
         let mut walk = Walk::new(first, max_pages);
-        let mut claim = |pa| p.claim(pa, Order::ZERO).map_err(PageFault::NotClaimable);
+        let mut claim = |pa| p.claim(pa, Order::ZERO);
         let (mut len, mut last) = (0u64, None);
         loop {
             match walk.next(p, &mut claim) {
                 Ok(Some((pos, _))) => (len, last) = (len + 1, Some(pos)),
                 Ok(None) => break,
                 Err(e) => {
-                    unclaim_prefix(p, first, walk.entered);
+                    chain::unclaim_prefix(p, first, walk::spec(max_pages), walk.entered());
                     return Err(e);
                 }
             }
@@ -231,7 +234,7 @@ impl KhoArray {
         Ok(KhoArray {
             first,
             tail: walk.pa,
-            pages: walk.entered,
+            pages: walk.entered(),
             len,
             layout: walk.layout,
             tail_entries: walk.word.saturating_sub(ARRAY_HEADER_WORDS),
@@ -255,23 +258,6 @@ impl KhoArray {
             pa = PhysAddr::new(next);
         }
         Ok(())
-    }
-}
-
-/// Unclaims the first `n` pages of the chain at `first` (all of which a
-/// failed restore claimed, following these same links).
-fn unclaim_prefix<P: PhysMem + Claim + ?Sized>(p: &P, first: PhysAddr, n: u64) {
-    let mut pa = first;
-    for _ in 0..n {
-        // A claimed page was checked to be RAM, so its link reads; were it
-        // not to, stopping leaves pages claimed rather than unclaiming a
-        // page that is not.
-        let next = read_phys::<u64, _>(p, pa);
-        p.unclaim(pa, Order::ZERO);
-        match next {
-            Ok(next) => pa = PhysAddr::new(next),
-            Err(_) => return,
-        }
     }
 }
 

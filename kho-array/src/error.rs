@@ -4,6 +4,7 @@
 use core::fmt;
 
 use kho_abi::array::LayoutFault;
+use kho_abi::chain::ChainFault;
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
 
 /// The field of the format that held a bad value.
@@ -58,25 +59,11 @@ impl fmt::Display for Field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PageFault {
-    /// The link is not page aligned.
-    #[error("link is not page aligned")]
-    Misaligned,
-    /// The page is not entirely RAM.
-    #[error("not RAM: {0}")]
-    NotRam(AbiError),
-    /// The platform refused to claim the page: not preserved as an order-0
-    /// block, or claimed already.
-    #[error("not claimable: {0}")]
-    NotClaimable(AbiError),
-    /// The chain is longer than the caller allowed.
-    #[error("chain longer than {max} pages")]
-    TooManyPages {
-        /// The limit passed to restore.
-        max: u64,
-    },
-    /// The link leads back to a page already visited.
-    #[error("the chain cycles back here")]
-    Cycle,
+    /// The link to the page failed a check of the chain walker
+    /// ([`kho_abi::chain`]): too many pages, misaligned, not RAM, a cycle,
+    /// or not claimable. Its kind is the walker's (`chain_*`).
+    #[error(transparent)]
+    Link(ChainFault),
     /// The page's `layout` word is malformed.
     #[error("layout {raw:#x}: {fault}")]
     Layout {
@@ -258,7 +245,7 @@ impl ToErrno for ArrayError {
     fn errno(&self) -> Errno {
         match self {
             ArrayError::Descriptor { field: Field::Version, .. } => Errno::OpNotSupp,
-            ArrayError::Page { fault: PageFault::NotClaimable(e), .. } => e.errno(),
+            ArrayError::Page { fault: PageFault::Link(ChainFault::NotClaimable(e)), .. } => e.errno(),
             ArrayError::Platform { source, .. } => source.errno(),
             ArrayError::PositionOverflow | ArrayError::ValueTooLarge { .. } => Errno::Range,
             ArrayError::AlreadyPreserved => Errno::Exist,
@@ -276,7 +263,7 @@ impl ToErrno for ArrayError {
 /// when a message is reworded, and are never Rust `Debug` text.
 impl ArrayError {
     /// The variant's stable name; for a bad page or run, its fault's
-    /// (`"page_cycle"`, `"run_zero_entry"`, ...); for a platform error,
+    /// (`"chain_cycle"`, `"run_zero_entry"`, ...); for a platform error,
     /// [`AbiError::kind`].
     pub const fn kind(&self) -> &'static str {
         match self {
@@ -298,11 +285,7 @@ impl PageFault {
     /// The fault's stable name, as [`ArrayError::kind`] reports it.
     pub const fn kind(&self) -> &'static str {
         match self {
-            PageFault::Misaligned => "page_misaligned",
-            PageFault::NotRam(_) => "page_not_ram",
-            PageFault::NotClaimable(_) => "page_not_claimable",
-            PageFault::TooManyPages { .. } => "page_too_many",
-            PageFault::Cycle => "page_cycle",
+            PageFault::Link(f) => f.kind(),
             PageFault::Layout { .. } => "page_layout",
             PageFault::NotAscending { .. } => "page_not_ascending",
             PageFault::AfterMax => "page_after_max",
@@ -338,7 +321,7 @@ mod tests {
             page: 2,
             pa: PhysAddr::new(0x1000),
             field: Field::Next,
-            fault: PageFault::NotClaimable(claim),
+            fault: PageFault::Link(ChainFault::NotClaimable(claim)),
         };
         assert_eq!(e.errno(), Errno::NoEnt);
         assert_eq!(ArrayError::Descriptor { field: Field::Version, value: 9 }.errno(), Errno::OpNotSupp);
@@ -367,8 +350,12 @@ mod tests {
             fault: RunFault::ZeroEntry { index: 2 },
         };
         assert_eq!(run.to_string(), "page 1 at PA 0x2000, run 3 at word 40, entry: entry 2 is 0");
-        let page =
-            ArrayError::Page { page: 0, pa: PhysAddr::new(0x2010), field: Field::First, fault: PageFault::Misaligned };
+        let page = ArrayError::Page {
+            page: 0,
+            pa: PhysAddr::new(0x2010),
+            field: Field::First,
+            fault: PageFault::Link(ChainFault::Misaligned),
+        };
         assert_eq!(page.to_string(), "page 0 at PA 0x2010, first: link is not page aligned");
     }
 }

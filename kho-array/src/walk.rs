@@ -2,7 +2,8 @@
 //! reads, shared by the reader ([`Iter`](crate::Iter)) and by restore, so
 //! the rules are written once.
 
-use kho_abi::{PAGE_SIZE, PhysAddr, PhysMem, read_phys_bytes};
+use kho_abi::chain::{ChainCursor, ChainSpec};
+use kho_abi::{AbiError, PhysAddr, PhysMem, read_phys_bytes};
 use zerocopy::IntoBytes;
 
 use crate::error::{ArrayError, Field, Op, PageFault, RunFault};
@@ -10,6 +11,12 @@ use crate::format::{
     ARRAY_HEADER_WORDS, ARRAY_LAYOUT_WORD, ARRAY_NEXT_WORD, ARRAY_PAGE_WORDS, ARRAY_START_WORD, ArrayLayout, Entry,
     stream_field, stream_word,
 };
+
+/// An array chain: at most `max_pages` pages, `next` in word
+/// [`ARRAY_NEXT_WORD`].
+pub(crate) const fn spec(max_pages: u64) -> ChainSpec {
+    ChainSpec::new(max_pages, ARRAY_NEXT_WORD * 8)
+}
 
 /// One past the highest position: where the walk's `base` stands after an
 /// entry at `u64::MAX`.
@@ -71,12 +78,12 @@ impl Window {
 #[derive(Clone, Debug)]
 pub(crate) struct Walk {
     first: PhysAddr,
-    max_pages: u64,
+    /// The link checks (bound, alignment, RAM, cycle, claim) and the
+    /// count of pages entered (and handed to `enter`) so far.
+    chain: ChainCursor,
     state: State,
     /// The current page (the last page once `Done` after a success).
     pub(crate) pa: PhysAddr,
-    /// Pages entered (and handed to `enter`) so far.
-    pub(crate) entered: u64,
     /// The current page's layout.
     pub(crate) layout: ArrayLayout,
     /// Next entry word to read in the current page: once the walk is done,
@@ -95,22 +102,21 @@ pub(crate) struct Walk {
     /// The lowest position the next run (or page) may take: one past the
     /// last entry, or the page's `start` before its first run.
     base: u128,
-    /// Brent's cycle finder: the page saved, steps since, and the power of
-    /// two at which it moves on.
-    saved: PhysAddr,
-    steps: u64,
-    power: u64,
 }
 
 impl Walk {
+    /// Pages entered (and handed to `enter`) so far.
+    pub(crate) const fn entered(&self) -> u64 {
+        self.chain.entered()
+    }
+
     /// A walk over the chain at `first` that allows at most `max_pages`.
     pub(crate) const fn new(first: PhysAddr, max_pages: u64) -> Walk {
         Walk {
             first,
-            max_pages,
+            chain: ChainCursor::new(first, spec(max_pages)),
             state: State::Start,
             pa: PhysAddr::NULL,
-            entered: 0,
             layout: ArrayLayout { runs: 0, count_bits: 0, skip_bits: 0 },
             word: 0,
             runs: 0,
@@ -120,9 +126,6 @@ impl Walk {
             front: Window::EMPTY,
             back: Window::EMPTY,
             base: 0,
-            saved: PhysAddr::NULL,
-            steps: 0,
-            power: 1,
         }
     }
 
@@ -131,7 +134,7 @@ impl Walk {
     pub(crate) fn next<P, F>(&mut self, p: &P, enter: &mut F) -> Result<Option<(u64, Entry)>, ArrayError>
     where
         P: PhysMem + ?Sized,
-        F: FnMut(PhysAddr) -> Result<(), PageFault>,
+        F: FnMut(PhysAddr) -> Result<(), AbiError>,
     {
         let r = self.step(p, enter);
         if r.is_err() {
@@ -143,7 +146,7 @@ impl Walk {
     fn step<P, F>(&mut self, p: &P, enter: &mut F) -> Result<Option<(u64, Entry)>, ArrayError>
     where
         P: PhysMem + ?Sized,
-        F: FnMut(PhysAddr) -> Result<(), PageFault>,
+        F: FnMut(PhysAddr) -> Result<(), AbiError>,
     {
         loop {
             match self.state {
@@ -172,33 +175,16 @@ impl Walk {
     fn enter_page<P, F>(&mut self, p: &P, pa: PhysAddr, field: Field, enter: &mut F) -> Result<(), ArrayError>
     where
         P: PhysMem + ?Sized,
-        F: FnMut(PhysAddr) -> Result<(), PageFault>,
+        F: FnMut(PhysAddr) -> Result<(), AbiError>,
     {
-        let page = self.entered;
-        let fail = |fault| Err(ArrayError::Page { page, pa, field, fault });
-        if !pa.is_page_aligned() {
-            return fail(PageFault::Misaligned);
-        }
-        if page >= self.max_pages {
-            return fail(PageFault::TooManyPages { max: self.max_pages });
-        }
-        // Brent: a cycle of length l entered after m pages brings the walk
-        // back to the saved page within m + 2l steps. (Positions must also
-        // ascend, so a revisited page fails at its `start` regardless.)
-        if pa == self.saved {
-            return fail(PageFault::Cycle);
-        }
-        self.steps += 1;
-        if self.steps == self.power {
-            (self.saved, self.steps, self.power) = (pa, 0, self.power.saturating_mul(2));
-        }
-        if let Err(e) = p.phys_to_virt(pa, PAGE_SIZE as u64) {
-            return fail(PageFault::NotRam(e));
-        }
-        if let Err(fault) = enter(pa) {
-            return fail(fault);
-        }
-        self.entered += 1;
+        // The link checks are the chain walker's. (Positions must also
+        // ascend, so a page seen again fails at its `start` regardless.)
+        self.chain.enter(p, pa, enter).map_err(|e| ArrayError::Page {
+            page: e.index,
+            pa,
+            field,
+            fault: PageFault::Link(e.fault),
+        })?;
         (self.pa, self.word, self.runs, self.count, self.left) = (pa, ARRAY_HEADER_WORDS, 0, 0, 0);
         (self.front.len, self.back.len) = (0, 0);
         let start = self.front.get(p, pa, ARRAY_START_WORD, false)?;
@@ -297,10 +283,10 @@ impl Walk {
     }
 
     fn page_error(&self, field: Field, fault: PageFault) -> ArrayError {
-        ArrayError::Page { page: self.entered - 1, pa: self.pa, field, fault }
+        ArrayError::Page { page: self.entered() - 1, pa: self.pa, field, fault }
     }
 
     fn run_error(&self, run: usize, word: usize, field: Field, fault: RunFault) -> ArrayError {
-        ArrayError::Run { page: self.entered - 1, pa: self.pa, run: run as u64, word, field, fault }
+        ArrayError::Run { page: self.entered() - 1, pa: self.pa, run: run as u64, word, field, fault }
     }
 }

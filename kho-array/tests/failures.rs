@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use kho_abi::chain::ChainFault;
 use kho_abi::{Errno, PhysAddr, ToErrno, WithTracker, read_phys};
 use kho_array::{ArrayDesc, ArrayError, Entry, Field, KhoArray, Op, PageFault, RunFault};
 use kho_sim::ModelTracker;
@@ -177,7 +178,11 @@ fn corrupt_chains_fail_cleanly() {
             |e| {
                 matches!(
                     e,
-                    ArrayError::Page { field: Field::Next, fault: PageFault::Cycle | PageFault::NotClaimable(_), .. }
+                    ArrayError::Page {
+                        field: Field::Next,
+                        fault: PageFault::Link(ChainFault::Cycle { .. }) | PageFault::Link(ChainFault::NotClaimable(_)),
+                        ..
+                    }
                 )
             },
         );
@@ -212,12 +217,17 @@ fn corrupt_chains_fail_cleanly() {
     corrupt_and_restore(
         "next misaligned",
         |m, pages| set_words(m, pages[3], 0, &[pages[4].as_u64() + 8]),
-        |e| matches!(e, ArrayError::Page { page: 4, field: Field::Next, fault: PageFault::Misaligned, .. }),
+        |e| {
+            matches!(
+                e,
+                ArrayError::Page { page: 4, field: Field::Next, fault: PageFault::Link(ChainFault::Misaligned), .. }
+            )
+        },
     );
     corrupt_and_restore(
         "next outside RAM",
         |m, pages| set_words(m, pages[3], 0, &[0x1000]),
-        |e| matches!(e, ArrayError::Page { page: 4, fault: PageFault::NotRam(_), .. }),
+        |e| matches!(e, ArrayError::Page { page: 4, fault: PageFault::Link(ChainFault::NotRam(_)), .. }),
     );
     corrupt_and_restore(
         "run count grown into the descriptors",

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use kho_abi::chain::ChainFault;
 use kho_abi::{Claim, Order, PageAlloc, PhysAddr, Preserve, read_phys, write_phys};
 use kho_array::{ArrayDesc, ArrayError, Entry, Field, KhoArray, PageFault};
 use kho_sim::ModelTracker;
@@ -71,7 +72,7 @@ fn forgetting_to_preserve_fails_the_restore_cleanly() {
     assert!(m2.is_poisoned(first));
     let e = KhoArray::restore(&p2, &desc, u64::MAX).unwrap_err();
     assert!(
-        matches!(e, ArrayError::Page { page: 0, field: Field::First, fault: PageFault::NotClaimable(_), pa } if pa == first),
+        matches!(e, ArrayError::Page { page: 0, field: Field::First, fault: PageFault::Link(ChainFault::NotClaimable(_)), pa } if pa == first),
         "{e:?}"
     );
     assert_eq!(kho_abi::ToErrno::errno(&e), kho_abi::Errno::NoEnt);
@@ -101,7 +102,10 @@ fn preserving_only_part_of_the_chain_fails_at_the_first_unpreserved_page() {
     let p2 = with(&m2, &t2);
     let e = KhoArray::restore(&p2, &desc, u64::MAX).unwrap_err();
     assert!(
-        matches!(e, ArrayError::Page { page: 4, field: Field::Next, fault: PageFault::NotClaimable(_), .. }),
+        matches!(
+            e,
+            ArrayError::Page { page: 4, field: Field::Next, fault: PageFault::Link(ChainFault::NotClaimable(_)), .. }
+        ),
         "{e}"
     );
     assert_eq!(t2.claimed(), [], "the four claimed pages are given back");
@@ -122,7 +126,10 @@ fn restore_bounds_the_chain() {
     let (m2, t2) = kexec(m, &t);
     let p2 = with(&m2, &t2);
     let e = KhoArray::restore(&p2, &desc, 2).unwrap_err();
-    assert!(matches!(e, ArrayError::Page { page: 2, fault: PageFault::TooManyPages { max: 2 }, .. }), "{e}");
+    assert!(
+        matches!(e, ArrayError::Page { page: 2, fault: PageFault::Link(ChainFault::TooLong { max: 2 }), .. }),
+        "{e}"
+    );
     assert_eq!(t2.claimed(), []);
     let b = KhoArray::restore(&p2, &desc, 3).unwrap();
     assert_eq!(collect(&b, &p2), raw(&entries));

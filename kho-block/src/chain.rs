@@ -8,6 +8,8 @@ use kho_abi::{
     AbiError, BlockHeader, PAGE_SIZE, PhysAddr, PhysMem, entries_per_block, read_phys, read_phys_bytes, write_phys,
 };
 
+use kho_abi::chain::ChainFault;
+
 use crate::error::{BlockError, ChainError, Fault, Field};
 
 /// Bytes of the header at the start of every block.
@@ -75,12 +77,6 @@ fn at(block: PhysAddr, offset: usize) -> PhysAddr {
     PhysAddr::new(block.as_u64() | offset as u64)
 }
 
-/// The `next` link of a block already known to be readable, or `None` if it
-/// no longer is.
-pub(crate) fn next_of<P: PhysMem + ?Sized>(p: &P, block: PhysAddr) -> Option<PhysAddr> {
-    read_header(p, block).ok().map(|h| PhysAddr::new(h.next))
-}
-
 /// Where a chain starts and how many entries it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Chain {
@@ -89,13 +85,14 @@ pub(crate) struct Chain {
     pub(crate) len: usize,
 }
 
-/// The fault of a link to `pa`, checked before the block is read: page
-/// alignment and RAM.
+/// The fault of a link to `pa` of a chain already restored or written,
+/// re-checked before the block is read (in case it was overwritten): page
+/// alignment and RAM, in the chain walker's vocabulary.
 pub(crate) fn check_link<P: PhysMem + ?Sized>(p: &P, pa: PhysAddr) -> Result<(), Fault> {
     if !pa.is_page_aligned() {
-        return Err(Fault::Misaligned);
+        return Err(Fault::Link(ChainFault::Misaligned));
     }
-    p.phys_to_virt(pa, PAGE_SIZE as u64).map(|_| ()).map_err(Fault::NotRam)
+    p.phys_to_virt(pa, PAGE_SIZE as u64).map(|_| ()).map_err(|e| Fault::Link(ChainFault::NotRam(e)))
 }
 
 /// The fault of a block's `count`, if any.

@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use kho_abi::chain::{ChainFault, LinkField};
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
 
 /// The field of a chain that held a bad value.
@@ -30,28 +31,11 @@ impl fmt::Display for Field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Fault {
-    /// The block address is not page aligned.
-    #[error("address is not page aligned")]
-    Misaligned,
-    /// The block page is not entirely RAM.
-    #[error("not RAM: {0}")]
-    NotRam(AbiError),
-    /// The platform refused to claim the block page: it was not preserved
-    /// as an order-0 block, or it was claimed already.
-    #[error("not claimable: {0}")]
-    NotPreserved(AbiError),
-    /// The block was already visited at chain position `first`.
-    #[error("cycle back to block {first}")]
-    Cycle {
-        /// Position of the earlier visit.
-        first: usize,
-    },
-    /// The chain has more than `max` blocks.
-    #[error("chain longer than {max} blocks")]
-    ChainTooLong {
-        /// The cap ([`BLOCK_CHAIN_MAX`](kho_abi::BLOCK_CHAIN_MAX)).
-        max: usize,
-    },
+    /// The link to the block failed a check of the chain walker
+    /// ([`kho_abi::chain`]): too many blocks, misaligned, not RAM, a
+    /// cycle, or not claimable. Its kind is the walker's (`chain_*`).
+    #[error(transparent)]
+    Link(ChainFault),
     /// A `next` of 0 before all the set's entries were read: only a chain
     /// overwritten behind its set's back does this (a restore takes the
     /// length from the chain itself).
@@ -89,6 +73,18 @@ pub struct ChainError {
     pub field: Field,
     /// What was wrong.
     pub fault: Fault,
+}
+
+impl ChainError {
+    /// A link fault found by the chain walker, as a block set reports it.
+    pub const fn from_link(e: kho_abi::chain::ChainError) -> ChainError {
+        let field = match e.field {
+            LinkField::Head => Field::Head,
+            LinkField::Next => Field::Next,
+        };
+        // A block chain is at most `BLOCK_CHAIN_MAX` long.
+        ChainError { index: e.index as usize, pa: e.pa, field, fault: Fault::Link(e.fault) }
+    }
 }
 
 /// Errors of block sets.
@@ -184,11 +180,7 @@ impl Fault {
     /// The fault's stable name, as [`BlockError::kind`] reports it.
     pub const fn kind(&self) -> &'static str {
         match self {
-            Fault::Misaligned => "block_misaligned",
-            Fault::NotRam(_) => "block_not_ram",
-            Fault::NotPreserved(_) => "block_not_preserved",
-            Fault::Cycle { .. } => "chain_cycle",
-            Fault::ChainTooLong { .. } => "chain_too_long",
+            Fault::Link(f) => f.kind(),
             Fault::Ended => "chain_ended",
             Fault::CountZero => "count_zero",
             Fault::CountTooLarge { .. } => "count_too_large",
@@ -210,7 +202,10 @@ mod tests {
             index: 2,
             pa: PhysAddr::new(0x1000),
             field: Field::Next,
-            fault: Fault::NotPreserved(AbiError::NotPreserved { pa: PhysAddr::new(0x1000), order: 0 }),
+            fault: Fault::Link(ChainFault::NotClaimable(AbiError::NotPreserved {
+                pa: PhysAddr::new(0x1000),
+                order: 0,
+            })),
         };
         // A chain into unpreserved memory is corrupt input, not a missing
         // object: EINVAL rather than the claim's own ENOENT.

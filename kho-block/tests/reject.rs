@@ -4,6 +4,7 @@
 mod common;
 
 use common::{LaxClaim, PAGE, handover, machine, page, walk, write_header};
+use kho_abi::chain::ChainFault;
 use kho_abi::{AbiError, BLOCK_CHAIN_MAX, Errno, Order, PhysAddr, Preserve, ToErrno, WithTracker};
 use kho_block::{BlockError, BlockSet, ChainError, Fault, Field, RestoredRawBlockSet};
 use kho_sim::{Machine, ModelTracker};
@@ -83,9 +84,9 @@ fn misaligned_links() {
     let m = machine();
     let t = build(&m, &[(0, Link::Raw(page(&m, 1).as_u64() + 8), 1), (1, Link::End, 1)], &[0, 1]);
     let head = page(&m, 0).checked_add(0x800).unwrap();
-    assert_eq!(refused(&m, &t, head, FILE), chain_err(0, head, Field::Head, Fault::Misaligned));
+    assert_eq!(refused(&m, &t, head, FILE), chain_err(0, head, Field::Head, Fault::Link(ChainFault::Misaligned)));
     let bad = page(&m, 1).checked_add(8).unwrap();
-    assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(1, bad, Field::Next, Fault::Misaligned));
+    assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(1, bad, Field::Next, Fault::Link(ChainFault::Misaligned)));
 }
 
 #[test]
@@ -97,9 +98,13 @@ fn links_outside_ram() {
     for bad in [below, above, top] {
         let t = build(&m, &[(0, Link::Raw(bad.as_u64()), 2)], &[0]);
         let e = refused(&m, &t, bad, FILE);
-        assert!(matches!(e, ChainError { index: 0, pa, field: Field::Head, fault: Fault::NotRam(_) } if pa == bad));
+        assert!(
+            matches!(e, ChainError { index: 0, pa, field: Field::Head, fault: Fault::Link(ChainFault::NotRam(_)) } if pa == bad)
+        );
         let e = refused(&m, &t, page(&m, 0), FILE);
-        assert!(matches!(e, ChainError { index: 1, pa, field: Field::Next, fault: Fault::NotRam(_) } if pa == bad));
+        assert!(
+            matches!(e, ChainError { index: 1, pa, field: Field::Next, fault: Fault::Link(ChainFault::NotRam(_)) } if pa == bad)
+        );
     }
 }
 
@@ -125,14 +130,17 @@ fn unpreserved_or_wrong_order_block_pages() {
     let m = machine();
     let t = build(&m, &[(0, Link::Page(1), 1), (1, Link::Page(2), 1), (2, Link::End, 1)], &[0, 1]);
     let pa = page(&m, 2);
-    let fault = Fault::NotPreserved(AbiError::NotPreserved { pa, order: 0 });
+    let fault = Fault::Link(ChainFault::NotClaimable(AbiError::NotPreserved { pa, order: 0 }));
     assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(2, pa, Field::Next, fault));
 
     // Page 1 lies inside an order-1 preserved block: not an order-0 block.
     let blocks = vec![(page(&m, 0), Order::new(1, "test").unwrap()), (page(&m, 2), Order::ZERO)];
     let t = ModelTracker::incoming(blocks);
     let e = refused(&m, &t, page(&m, 0), FILE);
-    assert!(matches!(e, ChainError { index: 0, field: Field::Head, fault: Fault::NotPreserved(_), .. }));
+    assert!(matches!(
+        e,
+        ChainError { index: 0, field: Field::Head, fault: Fault::Link(ChainFault::NotClaimable(_)), .. }
+    ));
 }
 
 #[test]
@@ -150,7 +158,7 @@ fn a_chain_into_poisoned_memory_fails_at_that_block() {
     let head = set.head();
     let (m2, t2) = handover(m, &t);
     assert!(m2.is_poisoned(blocks[1].0));
-    let fault = Fault::NotPreserved(AbiError::NotPreserved { pa: blocks[1].0, order: 0 });
+    let fault = Fault::Link(ChainFault::NotClaimable(AbiError::NotPreserved { pa: blocks[1].0, order: 0 }));
     assert_eq!(refused(&m2, &t2, head, FILE), chain_err(1, blocks[1].0, Field::Next, fault));
     assert_eq!(m2.reserved_pages(), 2);
 }
@@ -160,15 +168,24 @@ fn cycles_are_named_where_they_close() {
     let m = machine();
     // A block linking to itself.
     let t = build(&m, &[(0, Link::Page(0), 1)], &[0]);
-    assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(1, page(&m, 0), Field::Next, Fault::Cycle { first: 0 }));
+    assert_eq!(
+        refused(&m, &t, page(&m, 0), FILE),
+        chain_err(1, page(&m, 0), Field::Next, Fault::Link(ChainFault::Cycle { first: 0 }))
+    );
     // 0 -> 1 -> 2 -> 3 -> 1.
     let links = [(0, Link::Page(1), 1), (1, Link::Page(2), 2), (2, Link::Page(3), 3), (3, Link::Page(1), 4)];
     let t = build(&m, &links, &[0, 1, 2, 3]);
-    assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(4, page(&m, 1), Field::Next, Fault::Cycle { first: 1 }));
+    assert_eq!(
+        refused(&m, &t, page(&m, 0), FILE),
+        chain_err(4, page(&m, 1), Field::Next, Fault::Link(ChainFault::Cycle { first: 1 }))
+    );
     // A 100-block ring back to the head.
     let ring: Vec<_> = (0..100).map(|i| (i, Link::Page((i + 1) % 100), 1)).collect();
     let t = build(&m, &ring, &(0..100).collect::<Vec<_>>());
-    assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(100, page(&m, 0), Field::Next, Fault::Cycle { first: 0 }));
+    assert_eq!(
+        refused(&m, &t, page(&m, 0), FILE),
+        chain_err(100, page(&m, 0), Field::Next, Fault::Link(ChainFault::Cycle { first: 0 }))
+    );
 }
 
 #[test]
@@ -185,9 +202,16 @@ fn cycles_are_found_and_every_claim_undone_even_if_claim_allows_repeats() {
         let lax = LaxClaim { preserved: (0..n).map(|i| page(&m, i).as_u64()).collect(), ..Default::default() };
         let p = WithTracker::new(&m, &lax);
         let err = RestoredRawBlockSet::restore(&p, page(&m, 0), FILE).unwrap_err();
-        let BlockError::Chain(ChainError { index, pa, field: Field::Next, fault: Fault::Cycle { first } }) = err else {
+        let BlockError::Chain(ChainError {
+            index,
+            pa,
+            field: Field::Next,
+            fault: Fault::Link(ChainFault::Cycle { first }),
+        }) = err
+        else {
             panic!("({mu}, {lambda}): {err:?}");
         };
+        let first = first as usize;
         assert!(first < index && index <= 3 * (n as usize) + 2, "({mu}, {lambda}): {first} {index}");
         assert_eq!(walk(&m, page(&m, 0), first + 1).last().map(|b| b.0), Some(pa), "block {first} is not {pa}");
         assert!(lax.claims.borrow().values().all(|&c| c == 0), "({mu}, {lambda}): {:?}", lax.claims.borrow());
@@ -204,7 +228,7 @@ fn chain_cap_is_ten_thousand_blocks() {
     }
     let all: Vec<_> = (0..n).map(|i| (page(&m, i), Order::ZERO)).collect();
     let t = ModelTracker::incoming(all.clone());
-    let fault = Fault::ChainTooLong { max: BLOCK_CHAIN_MAX };
+    let fault = Fault::Link(ChainFault::TooLong { max: BLOCK_CHAIN_MAX as u64 });
     assert_eq!(refused(&m, &t, page(&m, 0), FILE), chain_err(BLOCK_CHAIN_MAX, page(&m, n - 1), Field::Next, fault));
     // Exactly the cap is accepted.
     write_header(&m, page(&m, n - 2), 0, 1);
@@ -224,7 +248,7 @@ fn restoring_twice_fails_the_second_time() {
     let first = RestoredRawBlockSet::restore(&p, page(&m, 0), FILE).unwrap();
     let err = RestoredRawBlockSet::restore(&p, page(&m, 0), FILE).unwrap_err();
     let pa = page(&m, 0);
-    let fault = Fault::NotPreserved(AbiError::NotPreserved { pa, order: 0 });
+    let fault = Fault::Link(ChainFault::NotClaimable(AbiError::NotPreserved { pa, order: 0 }));
     assert_eq!(err, BlockError::Chain(chain_err(0, pa, Field::Head, fault)));
     assert_eq!(t.claimed().len(), 2, "the failed restore must not undo the first one's claims");
     first.unclaim(&p);

@@ -127,7 +127,7 @@ type Case = (&'static str, fn(&V1), &'static [&'static str]);
 #[test]
 fn legacy_v1_rejects() {
     let cases: [Case; 4] = [
-        ("v1-loop", |h| write_u64(&h.m, h.chunk1, h.chunk0.as_u64()), &["(level 2)", "fault:   tree_node_shared"]),
+        ("v1-loop", |h| write_u64(&h.m, h.chunk1, h.chunk0.as_u64()), &["page 2", "fault:   chain_cycle"]),
         (
             "v1-scratch",
             |h| write_u64(&h.m, PhysAddr::new(h.chunk1.as_u64() + 24), h.m.scratch()[0].addr),

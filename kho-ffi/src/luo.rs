@@ -554,6 +554,7 @@ impl Describe for LuoError {
 mod tests {
     use ::kho_luo::SessionAt;
     use alloc::string::String;
+    use kho_abi::chain::ChainFault;
     use kho_block::{BlockError, ChainError, Fault as BlockFault, Field};
 
     use super::*;
@@ -568,8 +569,12 @@ mod tests {
     fn luo_errors_name_the_place_as_a_path() {
         let pa = PhysAddr::new(0x7000);
         let at = SessionAt { index: 3, name: String::from("vm3") };
-        let chain =
-            BlockError::Chain(ChainError { index: 2, pa, field: Field::Next, fault: BlockFault::Cycle { first: 0 } });
+        let chain = BlockError::Chain(ChainError {
+            index: 2,
+            pa,
+            field: Field::Next,
+            fault: BlockFault::Link(ChainFault::Cycle { first: 0 }),
+        });
         let r = kho_error::of(&LuoError::Files { at: at.clone(), source: chain });
         assert_eq!((text(&r.kind), text(&r.field)), ("luo_files_cycle", "session[3].files.next"));
         assert_eq!((r.pa, r.index, r.code), (0x7000, 2, -22));

@@ -494,8 +494,9 @@ mod tests {
         });
         assert_eq!((text(&r.kind), text(&r.field)), ("memfd_folio_not_preserved", "folio[7].pfn"));
         assert_eq!((r.pa, r.index), (0x12 << kho_abi::PAGE_SHIFT, 7));
-        let chunk = ::kho_vmalloc::ChunkAt { index: 1, pa };
-        let list = ::kho_vmalloc::VmallocError::ChunkMisaligned { at: chunk, field: "next" };
+        use kho_abi::chain::{ChainError, ChainFault, LinkField};
+        let link = ChainError { index: 1, pa, field: LinkField::Next, fault: ChainFault::Misaligned };
+        let list = ::kho_vmalloc::VmallocError::Chain(link);
         let r = kho_error::of(&MemfdError::List { pa, source: list });
         assert_eq!((text(&r.kind), text(&r.field)), ("memfd_list", "folios.next"));
     }

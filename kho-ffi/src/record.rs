@@ -230,6 +230,7 @@ impl Describe for TrackError {
             TrackError::SubtreeInvalid { name, prop } => r.set_field(format_args!("{name}:{prop}")),
             TrackError::Tree { node, level, index, .. } => r.set_node(*node).set_level(*level).set_index(*index as u64),
             TrackError::Block { pa, order, .. } => r.set_pa(*pa).set_order(order.get()),
+            TrackError::V1Chain(e) => link_value(r.set_pa(e.pa).set_index(e.index).set_field(e.field), &e.fault),
             _ => r,
         };
     }
@@ -253,16 +254,25 @@ impl Describe for kho_block::BlockError {
                 r.set_pa(c.pa).set_index(c.index as u64).set_field(c.field);
                 match c.fault {
                     Fault::CountTooLarge { count, .. } => r.set_value(count),
-                    Fault::Cycle { first } => r.set_value(first as u64),
-                    Fault::ChainTooLong { max } => r.set_value(max as u64),
-                    Fault::Misaligned | Fault::NotRam(_) | Fault::NotPreserved(_) | Fault::Ended | Fault::CountZero => {
-                        r
-                    }
+                    Fault::Link(f) => link_value(r, &f),
+                    Fault::Ended | Fault::CountZero => r,
                     _ => r,
                 }
             }
             _ => r,
         };
+    }
+}
+
+/// The number a chain fault carries, if any: the limit of a chain too
+/// long, the earlier position of a cycle.
+fn link_value<'r>(r: &'r mut kho_error, f: &kho_abi::chain::ChainFault) -> &'r mut kho_error {
+    use kho_abi::chain::ChainFault as C;
+    match f {
+        C::TooLong { max } => r.set_value(*max),
+        C::Cycle { first } => r.set_value(*first),
+        C::Misaligned | C::NotRam(_) | C::NotClaimable(_) => r,
+        _ => r,
     }
 }
 
@@ -286,10 +296,8 @@ impl Describe for ::kho_vmalloc::VmallocError {
             V::PreserveFailed { kind, index, pa, .. } => r.set_field(kind).set_index(*index).set_pa(*pa),
             V::UnpreserveFailed { kind, pa, .. } => r.set_field(kind).set_pa(*pa),
             V::Descriptor(_) => r,
-            V::ChunkMisaligned { at, field } => r.set_pa(at.pa).set_index(at.index).set_field(field),
-            V::ChunkNotRam { at, .. } | V::ChunkNotPreserved { at, .. } => r.set_pa(at.pa).set_index(at.index),
-            V::ChainCycle { at, first_seen } => r.set_pa(at.pa).set_index(at.index).set_value(*first_seen),
-            V::ChainTooLong { at, max } => r.set_pa(at.pa).set_index(at.index).set_value(*max),
+            V::Chain(e) => link_value(r.set_pa(e.pa).set_index(e.index).set_field(e.field), &e.fault),
+            V::ChunkNotRam { at, .. } => r.set_pa(at.pa).set_index(at.index),
             V::ZeroEntry { at, restored, .. } => entry(r, at).set_field("phys").set_value(*restored),
             V::TooManyBlocks { at, expected } => entry(r, at).set_field("phys").set_value(*expected),
             V::TooFewBlocks { restored, .. } => r.set_value(*restored),
@@ -315,14 +323,10 @@ impl Describe for kho_array::ArrayError {
             A::Page { page, pa, field, fault } => {
                 r.set_pa(*pa).set_index(*page).set_field(field);
                 match fault {
-                    PageFault::TooManyPages { max } => r.set_value(*max),
+                    PageFault::Link(f) => link_value(r, f),
                     PageFault::Layout { raw, .. } => r.set_value(*raw),
                     PageFault::NotAscending { start, .. } => r.set_value(*start),
-                    PageFault::Misaligned
-                    | PageFault::NotRam(_)
-                    | PageFault::NotClaimable(_)
-                    | PageFault::Cycle
-                    | PageFault::AfterMax => r,
+                    PageFault::AfterMax => r,
                     _ => r,
                 }
             }

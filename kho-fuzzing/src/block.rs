@@ -179,6 +179,7 @@ mod tests {
     use std::{format, fs, vec};
 
     use super::*;
+    use kho_abi::chain::ChainFault;
     use kho_block::{ChainError, Fault, Field};
 
     /// What a seed must do: restore `(entries, blocks)`, or fail at a block
@@ -187,11 +188,11 @@ mod tests {
 
     fn kind(f: &Fault) -> &'static str {
         match f {
-            Fault::Misaligned => "misaligned",
-            Fault::NotRam(_) => "not-ram",
-            Fault::NotPreserved(_) => "not-preserved",
-            Fault::Cycle { .. } => "cycle",
-            Fault::ChainTooLong { .. } => "too-long",
+            Fault::Link(ChainFault::Misaligned) => "misaligned",
+            Fault::Link(ChainFault::NotRam(_)) => "not-ram",
+            Fault::Link(ChainFault::NotClaimable(_)) => "not-preserved",
+            Fault::Link(ChainFault::Cycle { .. }) => "cycle",
+            Fault::Link(ChainFault::TooLong { .. }) => "too-long",
             Fault::CountZero => "count-zero",
             Fault::CountTooLarge { .. } => "count-too-large",
             Fault::Ended => "ended",

@@ -4,6 +4,7 @@
 use alloc::string::String;
 use core::fmt;
 
+use kho_abi::chain::ChainFault;
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
 use kho_block::{BlockError, Fault as BlockFault};
 
@@ -250,11 +251,11 @@ impl LuoError {
             LuoError::Sessions(e) => match chain_fault(e) {
                 None => "luo_sessions",
                 Some(f) => match f {
-                    BlockFault::Misaligned => "luo_sessions_misaligned",
-                    BlockFault::NotRam(_) => "luo_sessions_not_ram",
-                    BlockFault::NotPreserved(_) => "luo_sessions_not_preserved",
-                    BlockFault::Cycle { .. } => "luo_sessions_cycle",
-                    BlockFault::ChainTooLong { .. } => "luo_sessions_chain_too_long",
+                    BlockFault::Link(ChainFault::Misaligned) => "luo_sessions_misaligned",
+                    BlockFault::Link(ChainFault::NotRam(_)) => "luo_sessions_not_ram",
+                    BlockFault::Link(ChainFault::NotClaimable(_)) => "luo_sessions_not_preserved",
+                    BlockFault::Link(ChainFault::Cycle { .. }) => "luo_sessions_cycle",
+                    BlockFault::Link(ChainFault::TooLong { .. }) => "luo_sessions_chain_too_long",
                     BlockFault::Ended => "luo_sessions_ended",
                     BlockFault::CountZero => "luo_sessions_count_zero",
                     BlockFault::CountTooLarge { .. } => "luo_sessions_count_too_large",
@@ -277,11 +278,11 @@ impl LuoError {
             LuoError::Files { source, .. } => match chain_fault(source) {
                 None => "luo_files",
                 Some(f) => match f {
-                    BlockFault::Misaligned => "luo_files_misaligned",
-                    BlockFault::NotRam(_) => "luo_files_not_ram",
-                    BlockFault::NotPreserved(_) => "luo_files_not_preserved",
-                    BlockFault::Cycle { .. } => "luo_files_cycle",
-                    BlockFault::ChainTooLong { .. } => "luo_files_chain_too_long",
+                    BlockFault::Link(ChainFault::Misaligned) => "luo_files_misaligned",
+                    BlockFault::Link(ChainFault::NotRam(_)) => "luo_files_not_ram",
+                    BlockFault::Link(ChainFault::NotClaimable(_)) => "luo_files_not_preserved",
+                    BlockFault::Link(ChainFault::Cycle { .. }) => "luo_files_cycle",
+                    BlockFault::Link(ChainFault::TooLong { .. }) => "luo_files_chain_too_long",
                     BlockFault::Ended => "luo_files_ended",
                     BlockFault::CountZero => "luo_files_count_zero",
                     BlockFault::CountTooLarge { .. } => "luo_files_count_too_large",
@@ -330,11 +331,11 @@ impl LuoError {
             LuoError::Block(e) => match chain_fault(e) {
                 None => "luo_block",
                 Some(f) => match f {
-                    BlockFault::Misaligned => "luo_block_misaligned",
-                    BlockFault::NotRam(_) => "luo_block_not_ram",
-                    BlockFault::NotPreserved(_) => "luo_block_not_preserved",
-                    BlockFault::Cycle { .. } => "luo_block_cycle",
-                    BlockFault::ChainTooLong { .. } => "luo_block_chain_too_long",
+                    BlockFault::Link(ChainFault::Misaligned) => "luo_block_misaligned",
+                    BlockFault::Link(ChainFault::NotRam(_)) => "luo_block_not_ram",
+                    BlockFault::Link(ChainFault::NotClaimable(_)) => "luo_block_not_preserved",
+                    BlockFault::Link(ChainFault::Cycle { .. }) => "luo_block_cycle",
+                    BlockFault::Link(ChainFault::TooLong { .. }) => "luo_block_chain_too_long",
                     BlockFault::Ended => "luo_block_ended",
                     BlockFault::CountZero => "luo_block_count_zero",
                     BlockFault::CountTooLarge { .. } => "luo_block_count_too_large",
@@ -391,7 +392,7 @@ mod tests {
             LuoError::Blob { pa, field: "blob-size", fault: Fault::TooShort { len: 1, need: 2 } },
             LuoError::Blob { pa, field: "blob address", fault: Fault::NotRam(abi) },
             LuoError::Compatible { found: [0; 8] },
-            LuoError::Sessions(chain(BlockFault::Cycle { first: 0 })),
+            LuoError::Sessions(chain(BlockFault::Link(ChainFault::Cycle { first: 0 }))),
             LuoError::Sessions(BlockError::EntrySize { size: 0, max: 1 }),
             LuoError::Session { at: at.clone(), field: "name", fault: Fault::Empty },
             LuoError::Files { at: at.clone(), source: chain(BlockFault::CountZero) },

@@ -267,7 +267,7 @@ fn session_chain_faults() {
     write(&m, head, &head);
     let e = refuse(m, &t, &w);
     assert!(
-        matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::Cycle { first: 0 })),
+        matches!(e, LuoError::Sessions(BlockError::Chain(c)) if matches!(c.fault, ChainFault::Link(kho_abi::chain::ChainFault::Cycle { first: 0 }))),
         "{e}"
     );
     // A hostile count.
@@ -298,7 +298,7 @@ fn file_chain_faults() {
     match &e {
         LuoError::Files { at, source: BlockError::Chain(c) } => {
             assert_eq!(at.index, 0);
-            assert!(matches!(c.fault, ChainFault::Cycle { first: 0 }), "{e}");
+            assert!(matches!(c.fault, ChainFault::Link(kho_abi::chain::ChainFault::Cycle { first: 0 })), "{e}");
         }
         e => panic!("{e}"),
     }

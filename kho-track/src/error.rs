@@ -2,6 +2,7 @@
 
 use alloc::string::String;
 
+use kho_abi::chain::ChainError;
 use kho_abi::{AbiError, Errno, Order, PhysAddr, ToErrno};
 
 /// What was wrong with a node of an incoming radix tree.
@@ -180,6 +181,14 @@ pub enum TrackError {
         /// What is wrong with it.
         fault: TreeFault,
     },
+    /// A link of the `kho-v1` chunk list (the map's first chunk or a
+    /// chunk's `next`) failed a check of the chain walker
+    /// ([`kho_abi::chain`]): more than
+    /// [`V1_MAX_CHUNKS`](crate::legacy::V1_MAX_CHUNKS) chunks, misaligned,
+    /// not RAM, a cycle, or a page the map already used. Its kind is the
+    /// walker's (`chain_*`).
+    #[error("kho-v1 chunk list: {0}")]
+    V1Chain(ChainError),
     /// The memory map has more pages than the import's limit
     /// ([`ImportLimits::max_map_pages`](crate::ImportLimits)).
     #[error("memory map of more than {max} pages (reached {pages})")]
@@ -275,6 +284,7 @@ impl ToErrno for TrackError {
             }
             | TrackError::Block { fault: BlockFault::NotRam | BlockFault::InScratch | BlockFault::Overlaps, .. }
             | TrackError::V1Entry { .. }
+            | TrackError::V1Chain(_)
             | TrackError::SubtreeBlob { .. }
             | TrackError::FdtStruct { .. }
             | TrackError::Unterminated { .. }
@@ -314,6 +324,7 @@ impl TrackError {
             TrackError::MapRoot { fault, .. } => fault.root_kind(),
             TrackError::MapTooLarge { .. } => "map_too_large",
             TrackError::V1Entry { fault, .. } => fault.kind(),
+            TrackError::V1Chain(e) => e.kind(),
             TrackError::SubtreeBlob { fault, .. } => fault.kind(),
             TrackError::Tree { fault, .. } => fault.kind(),
             TrackError::Block { fault, .. } => fault.kind(),

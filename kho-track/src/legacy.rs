@@ -26,8 +26,10 @@
 //! leaves (plus their tables) per bitmap page.
 
 use alloc::collections::{BTreeMap, BTreeSet};
+use core::cell::RefCell;
 use core::ops::ControlFlow;
 
+use kho_abi::chain::{ChainCursor, ChainSpec};
 use kho_abi::legacy::{V1_CHUNK_ENTRIES, V1Chunk};
 use kho_abi::{AbiError, GEOMETRY, Order, PAGE_SIZE, PageAlloc, PhysAddr, PhysMem, RadixKey, RadixLeaf, read_phys};
 
@@ -70,8 +72,10 @@ pub fn for_each_v1_bitmap<M: PhysMem + ?Sized, B>(
     f: &mut dyn FnMut(&V1Bitmap<'_>) -> Result<ControlFlow<B>, TrackError>,
 ) -> Result<ControlFlow<B>, TrackError> {
     let scratch = ScratchSet::new(scratch);
-    let mut seen = BTreeSet::new();
-    let mut page_ok = |pa: PhysAddr, parent: Option<(PhysAddr, u32, usize)>| -> Result<(), TrackError> {
+    let seen = RefCell::new(BTreeSet::new());
+    let seen_ref = |pa: PhysAddr| seen.borrow().contains(&pa.as_u64());
+    let page_ok = |pa: PhysAddr, parent: Option<(PhysAddr, u32, usize)>| -> Result<(), TrackError> {
+        let mut seen = seen.borrow_mut();
         let fault = |fault| match parent {
             None => TrackError::MapRoot { pa, fault },
             Some((node, level, index)) => TrackError::Tree { node, level, index, fault },
@@ -98,14 +102,21 @@ pub fn for_each_v1_bitmap<M: PhysMem + ?Sized, B>(
     let span_blocks = GEOMETRY.bitmap_len as u64;
     let mut chunk_pa = first;
     let mut parent = None;
-    let mut chunks = 0u64;
+    // The chunk list's links: bound, alignment, RAM and cycle are the chain
+    // walker's. Its claim step is the check that the page is not a map page
+    // met before (nothing is claimed before import: there is no tracker),
+    // so a chunk linked twice is a `chain_cycle` and a chunk that is an
+    // earlier bitmap page `chain_not_claimable`.
+    let mut chain = ChainCursor::new(first, ChainSpec::new(V1_MAX_CHUNKS, 0));
     while !chunk_pa.is_null() {
+        let seen_before = |pa: PhysAddr| match seen_ref(pa) {
+            true => Err(AbiError::InvalidValue { what: "kho-v1 map page seen before", value: pa.as_u64() }),
+            false => Ok(()),
+        };
+        chain.enter(mem, chunk_pa, seen_before).map_err(TrackError::V1Chain)?;
         // Level 2: a chunk, level 1: a bitmap (for error reports).
         page_ok(chunk_pa, parent)?;
-        chunks += 1;
-        if chunks > V1_MAX_CHUNKS {
-            return Err(AbiError::CountTooLarge { what: "kho-v1 chunks", count: chunks, max: V1_MAX_CHUNKS }.into());
-        }
+        let chunks = chain.entered();
         let chunk: V1Chunk = read_phys(mem, chunk_pa)?;
         let (order, refs) = chunk.validate(max_order)?;
         debug_assert!(refs.len() <= V1_CHUNK_ENTRIES);

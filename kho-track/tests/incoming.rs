@@ -518,7 +518,16 @@ fn legacy_v1_rejects() {
         let m = m.kexec(data);
         let e = Incoming::import(&m, &data).unwrap_err();
         match case {
-            0 => assert!(matches!(e, TrackError::Tree { fault: TreeFault::Shared, level: 2, .. }), "{e:?}"),
+            0 => {
+                use kho_abi::chain::{ChainError, ChainFault};
+                let cycle = ChainError {
+                    index: 1,
+                    pa: chunk,
+                    field: kho_abi::chain::LinkField::Next,
+                    fault: ChainFault::Cycle { first: 0 },
+                };
+                assert_eq!(e, TrackError::V1Chain(cycle));
+            }
             1 => assert!(matches!(e, TrackError::Tree { fault: TreeFault::InScratch, level: 1, .. }), "{e:?}"),
             _ => assert!(matches!(e, TrackError::Abi(AbiError::OrderTooLarge { .. })), "{e:?}"),
         }

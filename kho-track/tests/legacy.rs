@@ -242,3 +242,29 @@ fn hostile_1gib_v1_map_is_refused_at_once() {
     );
     assert_eq!(m.outstanding_pages(), 0);
 }
+
+#[test]
+fn chunk_links_are_checked_by_the_chain_walker() {
+    use kho_abi::chain::{ChainError, ChainFault, LinkField};
+    let m = machine();
+    let chunks = [Chunk { order: 0, entries: vec![] }, Chunk { order: 0, entries: vec![] }];
+    let (c0, c1) = (page(&m, 2), page(&m, 3));
+    let data = lay_out(&m, &chunks, &[c0.as_u64(), c1.as_u64()], page(&m, 0).as_u64(), page(&m, 1).as_u64());
+    // The second chunk links back to the first: a cycle, named as such.
+    write_u64(&m, c1.as_u64(), c0.as_u64());
+    let m = m.kexec(data);
+    let e = Incoming::import(&m, &data).unwrap_err();
+    let fault = ChainFault::Cycle { first: 0 };
+    assert_eq!(e, TrackError::V1Chain(ChainError { index: 2, pa: c0, field: LinkField::Next, fault }));
+    assert_eq!(e.kind(), "chain_cycle");
+    // A misaligned link.
+    write_u64(&m, c1.as_u64(), c0.as_u64() + 8);
+    let e = Incoming::import(&m, &data).unwrap_err();
+    assert_eq!(e.kind(), "chain_misaligned");
+    assert!(matches!(e, TrackError::V1Chain(ChainError { index: 2, field: LinkField::Next, .. })), "{e:?}");
+    // A link past RAM.
+    write_u64(&m, c1.as_u64(), m.ram_end().as_u64());
+    let e = Incoming::import(&m, &data).unwrap_err();
+    assert_eq!(e.kind(), "chain_not_ram");
+    assert_eq!(m.outstanding_pages(), 0);
+}

@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use kho_abi::chain::{ChainError, ChainFault};
 use kho_abi::{AbiError, Errno, PhysAddr, ToErrno};
 
 /// A chunk page of a chain: its position and its address.
@@ -133,47 +134,20 @@ pub enum VmallocError {
     /// with `first` (`EINVAL`). The inner error names the field.
     #[error("kho_vmalloc descriptor: {0}")]
     Descriptor(AbiError),
-    /// A chunk link (`kho_vmalloc.first` or a chunk's `next`) is not page
-    /// aligned (`EINVAL`).
-    #[error("{at}: {field} is not page aligned")]
-    ChunkMisaligned {
-        /// The chunk the link leads to.
-        at: ChunkAt,
-        /// The link field.
-        field: &'static str,
-    },
-    /// A chunk page is not RAM (`EINVAL`).
+    /// A chunk link (`kho_vmalloc.first` or a chunk's `next`) failed a
+    /// check of the chain walker ([`kho_abi::chain`]): misaligned, not RAM,
+    /// not claimable (`ENOENT`), a cycle, or more chunks than `total_pages`
+    /// can need. Its kind is the walker's (`chain_*`).
+    #[error("chunk chain: {0}")]
+    Chain(ChainError),
+    /// A chunk page, or the chain the caller's own descriptor names when
+    /// unpreserving, could not be read or written (`EINVAL`).
     #[error("{at}: {source}")]
     ChunkNotRam {
         /// The chunk.
         at: ChunkAt,
         /// The platform's refusal.
         source: AbiError,
-    },
-    /// A chunk page was not preserved at order 0, or was already claimed
-    /// (`ENOENT`).
-    #[error("{at}: {source}")]
-    ChunkNotPreserved {
-        /// The chunk.
-        at: ChunkAt,
-        /// The tracker's refusal.
-        source: AbiError,
-    },
-    /// The chain leads back to a chunk it already visited (`EINVAL`).
-    #[error("{at}: the chain loops back to chunk {first_seen}")]
-    ChainCycle {
-        /// The link that closes the loop.
-        at: ChunkAt,
-        /// Index of the chunk at that address seen earlier.
-        first_seen: u64,
-    },
-    /// The chain has more chunks than `total_pages` can need (`EINVAL`).
-    #[error("{at}: the chain is longer than the {max} chunks total_pages allows")]
-    ChainTooLong {
-        /// The first chunk past the limit.
-        at: ChunkAt,
-        /// The longest chain the page count allows.
-        max: u64,
     },
     /// A zero entry ends the list before `total_pages` are reached
     /// (`EINVAL`).
@@ -249,13 +223,12 @@ impl ToErrno for VmallocError {
             VmallocError::PreserveFailed { source, .. }
             | VmallocError::UnpreserveFailed { source, .. }
             | VmallocError::Descriptor(source) => source.errno(),
-            VmallocError::ChunkNotPreserved { .. } | VmallocError::BlockNotPreserved { .. } => Errno::NoEnt,
+            VmallocError::Chain(ChainError { fault: ChainFault::NotClaimable(_), .. })
+            | VmallocError::BlockNotPreserved { .. } => Errno::NoEnt,
             VmallocError::OutputTooSmall { .. } => Errno::NoSpc,
             VmallocError::BadBlock { .. }
-            | VmallocError::ChunkMisaligned { .. }
+            | VmallocError::Chain(_)
             | VmallocError::ChunkNotRam { .. }
-            | VmallocError::ChainCycle { .. }
-            | VmallocError::ChainTooLong { .. }
             | VmallocError::ZeroEntry { .. }
             | VmallocError::TooManyBlocks { .. }
             | VmallocError::TooFewBlocks { .. }
@@ -280,11 +253,8 @@ impl VmallocError {
             VmallocError::PreserveFailed { .. } => "preserve_failed",
             VmallocError::UnpreserveFailed { .. } => "unpreserve_failed",
             VmallocError::Descriptor(_) => "descriptor",
-            VmallocError::ChunkMisaligned { .. } => "chunk_misaligned",
+            VmallocError::Chain(e) => e.kind(),
             VmallocError::ChunkNotRam { .. } => "chunk_not_ram",
-            VmallocError::ChunkNotPreserved { .. } => "chunk_not_preserved",
-            VmallocError::ChainCycle { .. } => "chain_cycle",
-            VmallocError::ChainTooLong { .. } => "chain_too_long",
             VmallocError::ZeroEntry { .. } => "zero_entry",
             VmallocError::TooManyBlocks { .. } => "too_many_blocks",
             VmallocError::TooFewBlocks { .. } => "too_few_blocks",
@@ -310,7 +280,12 @@ mod tests {
         assert_eq!(e.to_string(), "chunk 2 at PA 0x100003000, phys[17]: zero entry after 1039 of 2000 blocks");
         let src = AbiError::NotPreserved { pa: PhysAddr::new(0x2000), order: 0 };
         assert_eq!(VmallocError::BlockNotPreserved { at, source: src }.errno(), Errno::NoEnt);
-        assert_eq!(VmallocError::ChunkNotPreserved { at: chunk, source: src }.errno(), Errno::NoEnt);
+        let link = |fault| {
+            VmallocError::Chain(ChainError { index: 2, pa: chunk.pa, field: kho_abi::chain::LinkField::Next, fault })
+        };
+        assert_eq!(link(ChainFault::NotClaimable(src)).errno(), Errno::NoEnt);
+        assert_eq!(link(ChainFault::Cycle { first: 0 }).errno(), Errno::Inval);
+        assert_eq!(link(ChainFault::Cycle { first: 0 }).kind(), "chain_cycle");
         assert_eq!(VmallocError::UnsupportedFlags { flags: 4 }.errno(), Errno::OpNotSupp);
         assert_eq!(VmallocError::OrderTooLarge { order: 11, max: 10 }.errno(), Errno::Range);
         assert_eq!(VmallocError::NoMemory { chunk: 0, source: AbiError::NoMemory { order: 0 } }.errno(), Errno::NoMem);

@@ -2,6 +2,7 @@
 
 use core::ops::ControlFlow;
 
+use kho_abi::chain::{ChainError, ChainFault, LinkField};
 use kho_abi::{KhoVmalloc, Order, PageAlloc, PhysAddr, PhysMem, Preserve, VmallocFlags};
 
 use crate::chunk::{self, BATCH, ENTRIES};
@@ -78,7 +79,8 @@ where
     let (next, result) = teardown(p, first, limit, blocks, d.order);
     result?;
     if !next.is_null() {
-        return Err(VmallocError::ChainTooLong { at: ChunkAt { index: limit, pa: next }, max: limit });
+        let fault = ChainFault::TooLong { max: limit };
+        return Err(VmallocError::Chain(ChainError { index: limit, pa: next, field: LinkField::of(limit), fault }));
     }
     Ok(())
 }

@@ -3,20 +3,23 @@
 //! The descriptor and every chunk page come from the previous kernel and
 //! are checked before use. Restore runs in two walks over the chain:
 //!
-//! 1. *claim*: every link, entry and block is checked and every chunk
-//!    page and block is claimed through the platform. The walk is bounded
-//!    by the chain length `total_pages` allows ([`max_chunks`]) and by the
-//!    block count, so it always ends; a link that comes back to a chunk
-//!    claimed earlier is reported as a cycle. On any failure, a second walk
-//!    over the prefix already claimed unclaims it, leaving the tracker as
-//!    it was.
+//! 1. *claim*: the chunk chain is followed by [`kho_abi::chain`]'s walker
+//!    (which checks and claims each chunk page: bound, alignment, RAM,
+//!    cycle, claim), bounded by the chain length `total_pages` allows
+//!    ([`max_chunks`]); each chunk's entries and blocks are checked and the
+//!    blocks claimed as its payload. On any failure the walker unclaims,
+//!    in reverse, every block and chunk page claimed, leaving the tracker
+//!    as it was.
 //! 2. *yield*: only once everything is claimed, the blocks are handed to
 //!    the caller in order and the chunk pages, which nothing needs any
 //!    more, are freed, as the kernel does.
 //!
 //! [`max_chunks`]: crate::max_chunks
 
+use core::cell::Cell;
 use core::ops::ControlFlow;
+
+use kho_abi::chain::{self, ChainPage, ChainSpec, ClaimedChain, WalkError};
 
 use kho_abi::{Claim, KhoVmalloc, Order, PageAlloc, PhysAddr, PhysMem, VmallocDesc, VmallocFlags};
 
@@ -72,15 +75,12 @@ where
 {
     let d = desc.validate(p.max_order()).map_err(VmallocError::Descriptor)?;
     let blocks = u64::from(d.total_pages) >> d.order.get();
-    let mut claimed = Claimed::default();
-    if let Err(e) = claim_chain(p, &d, blocks, &mut claimed) {
-        unclaim(p, &d, claimed);
-        return Err(e);
-    }
+    let chain = claim_chain(p, &d, blocks)?;
     let mut left = blocks;
-    let mut pa = d.first.unwrap_or(PhysAddr::NULL);
-    for _ in 0..claimed.chunks {
-        // Both reads succeeded during the claim walk; the platform's
+    // Every chunk page was read during the claim walk; a platform whose
+    // translation changed since only leaves the rest of the pages unfreed.
+    let _ = chain.for_each(p, |_, pa| {
+        // The scan succeeded during the claim walk; the platform's
         // translation of a page does not change.
         let _ = chunk::scan(p, pa, |_, value| {
             if left == 0 {
@@ -90,11 +90,9 @@ where
             each_block(PhysAddr::new(value));
             ControlFlow::Continue(())
         });
-        let next = chunk::read_next(p, pa).unwrap_or(PhysAddr::NULL);
         p.free_pages(pa, Order::ZERO);
-        pa = next;
-    }
-    Ok(RestoredArea { total_pages: d.total_pages, flags: d.flags, order: d.order, blocks, chunks: claimed.chunks })
+    });
+    Ok(RestoredArea { total_pages: d.total_pages, flags: d.flags, order: d.order, blocks, chunks: chain.pages() })
 }
 
 /// [`restore`] into a slice: writes the block addresses to the front of
@@ -120,75 +118,83 @@ where
     })
 }
 
-/// How far the claim walk got: the first `chunks` chunk pages of the
-/// chain and the first `blocks` blocks listed in them are claimed.
-#[derive(Clone, Copy, Debug, Default)]
-struct Claimed {
-    chunks: u64,
-    blocks: u64,
-}
-
-/// The claim walk (see the module docs). Updates `claimed` as it goes so
-/// that a failure can be undone exactly.
-fn claim_chain<P>(p: &P, d: &VmallocDesc, blocks: u64, claimed: &mut Claimed) -> Result<(), VmallocError>
+/// The claim walk (see the module docs): [`kho_abi::chain::walk_with_undo`]
+/// over the chunk pages, at most [`max_chunks`](chunk::max_chunks) of them,
+/// whose payload claims the blocks each chunk lists. On failure every block
+/// and chunk page claimed is unclaimed again, in reverse.
+fn claim_chain<P>(p: &P, d: &VmallocDesc, blocks: u64) -> Result<ClaimedChain, VmallocError>
 where
     P: PhysMem + Claim + ?Sized,
 {
-    let limit = chunk::max_chunks(blocks);
+    let spec = ChainSpec::new(chunk::max_chunks(blocks), 0);
     // An order too large for its byte size to fit a u64 aligns no
     // non-zero address, so every block is refused as misaligned anyway.
     let block_bytes = d.order.checked_bytes().unwrap_or(u64::MAX);
-    let mut link = d.first;
-    let mut field = "kho_vmalloc.first";
-    while let Some(pa) = link {
-        let at = ChunkAt { index: claimed.chunks, pa };
-        if claimed.chunks >= limit {
-            return Err(VmallocError::ChainTooLong { at, max: limit });
-        }
-        if !pa.is_page_aligned() {
-            return Err(VmallocError::ChunkMisaligned { at, field });
-        }
-        p.phys_to_virt(pa, kho_abi::PAGE_SIZE as u64).map_err(|source| VmallocError::ChunkNotRam { at, source })?;
-        if let Err(source) = p.claim(pa, Order::ZERO) {
-            return Err(match earlier_chunk(p, d, claimed.chunks, pa) {
-                Some(first_seen) => VmallocError::ChainCycle { at, first_seen },
-                None => VmallocError::ChunkNotPreserved { at, source },
-            });
-        }
-        claimed.chunks += 1;
-        let found = chunk::scan(p, pa, |entry, value| {
+    // Blocks claimed so far, by every chunk visited.
+    let claimed = Cell::new(0u64);
+    let per_chunk = chunk::ENTRIES as u64;
+    let visit = |page: &ChainPage<'_, P>| {
+        let at = ChunkAt { index: page.index(), pa: page.pa() };
+        let before = claimed.get();
+        let found = chunk::scan(p, at.pa, |entry, value| {
             let at = EntryAt { chunk: at, entry };
+            let got = claimed.get();
             if value == 0 {
-                return if claimed.blocks < blocks {
-                    ControlFlow::Break(Err(VmallocError::ZeroEntry { at, restored: claimed.blocks, expected: blocks }))
-                } else {
-                    ControlFlow::Break(Ok(()))
+                return match got < blocks {
+                    true => ControlFlow::Break(Err(VmallocError::ZeroEntry { at, restored: got, expected: blocks })),
+                    false => ControlFlow::Break(Ok(())),
                 };
             }
-            if claimed.blocks == blocks {
+            if got == blocks {
                 return ControlFlow::Break(Err(VmallocError::TooManyBlocks { at, expected: blocks }));
             }
             match claim_block(p, d.order, block_bytes, at, PhysAddr::new(value)) {
                 Ok(()) => {
-                    claimed.blocks += 1;
+                    claimed.set(got + 1);
                     ControlFlow::Continue(())
                 }
                 Err(e) => ControlFlow::Break(Err(e)),
             }
         });
-        match found {
-            Ok(Some(Err(e))) => return Err(e),
-            Ok(_) => {}
-            Err(source) => return Err(VmallocError::ChunkNotRam { at, source }),
+        let mut result = match found {
+            Ok(Some(Err(e))) => Err(e),
+            Ok(_) => Ok(()),
+            Err(source) => Err(VmallocError::ChunkNotRam { at, source }),
+        };
+        // The last chunk must complete the area.
+        if result.is_ok() && claimed.get() < blocks {
+            match page.read::<u64>(0) {
+                Ok(0) => result = Err(VmallocError::TooFewBlocks { restored: claimed.get(), expected: blocks }),
+                Ok(_) => {}
+                Err(source) => result = Err(VmallocError::ChunkNotRam { at, source }),
+            }
         }
-        let next = chunk::read_next(p, pa).map_err(|source| VmallocError::ChunkNotRam { at, source })?;
-        link = (!next.is_null()).then_some(next);
-        field = "chunk.next";
+        if result.is_err() {
+            // This chunk's own blocks: the walk only undoes accepted chunks.
+            unclaim_blocks(p, d.order, at.pa, claimed.get() - before);
+            claimed.set(before);
+        }
+        result
+    };
+    // Every accepted chunk but the last is full, so chunk `i` holds the
+    // blocks from `i * ENTRIES` on, up to the number claimed.
+    let undo = |page: &ChainPage<'_, P>| {
+        let first = page.index().saturating_mul(per_chunk);
+        let n = claimed.get().saturating_sub(first).min(per_chunk);
+        unclaim_blocks(p, d.order, page.pa(), n);
+        claimed.set(claimed.get() - n);
+    };
+    match chain::walk_with_undo(p, d.first.unwrap_or(PhysAddr::NULL), spec, visit, undo) {
+        Ok(chain) if claimed.get() == blocks => Ok(chain),
+        // Only a descriptor with no chain and blocks to find gets here
+        // (`first` and `total_pages` agree, so this is unreachable).
+        Ok(chain) => {
+            chain.unclaim(p);
+            Err(VmallocError::TooFewBlocks { restored: claimed.get(), expected: blocks })
+        }
+        Err(WalkError::Chain(e)) => Err(VmallocError::Chain(e)),
+        Err(WalkError::Payload(e)) => Err(e),
     }
-    if claimed.blocks < blocks {
-        return Err(VmallocError::TooFewBlocks { restored: claimed.blocks, expected: blocks });
-    }
-    Ok(())
 }
 
 /// Checks and claims one block listed at `at`.
@@ -203,45 +209,19 @@ where
     p.claim(pa, order).map_err(|source| VmallocError::BlockNotPreserved { at, source })
 }
 
-/// The index of the chunk at `pa` among the first `chunks` chunks of the
-/// chain, if it is one of them. Only called after a claim failed, so a
-/// linear walk is fine; the pages walked were all read before.
-fn earlier_chunk<P>(p: &P, d: &VmallocDesc, chunks: u64, pa: PhysAddr) -> Option<u64>
-where
-    P: PhysMem + ?Sized,
-{
-    let mut cur = d.first?;
-    for index in 0..chunks {
-        if cur == pa {
-            return Some(index);
-        }
-        cur = chunk::read_next(p, cur).ok()?;
-    }
-    None
-}
-
-/// Unclaims what the claim walk recorded in `claimed`, reading the same
-/// chunk pages in the same order (nothing wrote to them in between, and
-/// the claimed prefix of the chain was well formed up to that point).
-fn unclaim<P>(p: &P, d: &VmallocDesc, claimed: Claimed)
+/// Unclaims the first `n` blocks the chunk page at `chunk` lists (all read
+/// and claimed before, so non-zero).
+fn unclaim_blocks<P>(p: &P, order: Order, chunk: PhysAddr, n: u64)
 where
     P: PhysMem + Claim + ?Sized,
 {
-    let mut left = claimed.blocks;
-    let mut pa = d.first.unwrap_or(PhysAddr::NULL);
-    for _ in 0..claimed.chunks {
-        let _ = chunk::scan(p, pa, |_, value| {
-            if left == 0 || value == 0 {
-                return ControlFlow::Break(());
-            }
-            left -= 1;
-            p.unclaim(PhysAddr::new(value), d.order);
-            ControlFlow::Continue(())
-        });
-        p.unclaim(pa, Order::ZERO);
-        match chunk::read_next(p, pa) {
-            Ok(next) => pa = next,
-            Err(_) => return,
+    let mut left = n;
+    let _ = chunk::scan(p, chunk, |_, value| {
+        if left == 0 || value == 0 {
+            return ControlFlow::Break(());
         }
-    }
+        left -= 1;
+        p.unclaim(PhysAddr::new(value), order);
+        ControlFlow::Continue(())
+    });
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use kho_abi::chain::{ChainError, ChainFault, LinkField};
 use kho_abi::{AbiError, Errno, KhoVmalloc, Order, PageAlloc, PhysAddr, Preserve, ToErrno, WithTracker};
 use kho_sim::{Machine, ModelTracker};
 use kho_vmalloc::{ChunkAt, EntryAt, VmallocError};
@@ -154,12 +155,28 @@ fn chain_cycles() {
     // The second chunk leads back to the first.
     set_next(&a.m, c1, c0.as_u64());
     let e = a.fails(&a.d);
-    assert_eq!(e, VmallocError::ChainCycle { at: ChunkAt { index: 2, pa: c0 }, first_seen: 0 });
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError {
+            index: 2,
+            pa: c0,
+            field: LinkField::Next,
+            fault: ChainFault::Cycle { first: 0 }
+        })
+    );
     set_next(&a.m, c1, 0);
     // The first chunk leads to itself.
     set_next(&a.m, c0, c0.as_u64());
     let e = a.fails(&a.d);
-    assert_eq!(e, VmallocError::ChainCycle { at: ChunkAt { index: 1, pa: c0 }, first_seen: 0 });
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError {
+            index: 1,
+            pa: c0,
+            field: LinkField::Next,
+            fault: ChainFault::Cycle { first: 0 }
+        })
+    );
     assert_eq!(e.errno(), Errno::Inval);
     set_next(&a.m, c0, c1.as_u64());
     a.restores();
@@ -173,7 +190,15 @@ fn chain_longer_than_possible() {
     let c = a.chunk(0);
     set_next(&a.m, c, a.spare.as_u64());
     let e = a.fails(&a.d);
-    assert_eq!(e, VmallocError::ChainTooLong { at: ChunkAt { index: 1, pa: a.spare }, max: 1 });
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError {
+            index: 1,
+            pa: a.spare,
+            field: LinkField::Next,
+            fault: ChainFault::TooLong { max: 1 }
+        })
+    );
     set_next(&a.m, c, 0);
     a.restores();
     // After a full chunk the kernel's empty trailing chunk is accepted,
@@ -183,7 +208,15 @@ fn chain_longer_than_possible() {
     set_next(&a.m, c, a.spare.as_u64());
     set_next(&a.m, a.spare, c.as_u64());
     let e = a.fails(&a.d);
-    assert_eq!(e, VmallocError::ChainTooLong { at: ChunkAt { index: 2, pa: c }, max: 2 });
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError {
+            index: 2,
+            pa: c,
+            field: LinkField::Next,
+            fault: ChainFault::TooLong { max: 2 }
+        })
+    );
 }
 
 #[test]
@@ -220,8 +253,11 @@ fn misaligned_link() {
     let (c0, c1) = (a.chunk(0), a.chunk(1));
     set_next(&a.m, c0, c1.as_u64() + 8);
     let e = a.fails(&a.d);
-    let at = ChunkAt { index: 1, pa: PhysAddr::new(c1.as_u64() + 8) };
-    assert_eq!(e, VmallocError::ChunkMisaligned { at, field: "chunk.next" });
+    let pa = PhysAddr::new(c1.as_u64() + 8);
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError { index: 1, pa, field: LinkField::Next, fault: ChainFault::Misaligned })
+    );
     set_next(&a.m, c0, c1.as_u64());
     a.restores();
 }
@@ -232,14 +268,17 @@ fn chunk_outside_ram() {
     let low = PhysAddr::new(0x1000);
     let e = a.fails(&KhoVmalloc { first: low.as_u64(), ..a.d });
     assert!(
-        matches!(e, VmallocError::ChunkNotRam { at: ChunkAt { index: 0, pa }, source: AbiError::NotRam { .. } } if pa == low),
+        matches!(e, VmallocError::Chain(ChainError { index: 0, pa, field: LinkField::Head, fault: ChainFault::NotRam(AbiError::NotRam { .. }) }) if pa == low),
         "{e}"
     );
     let c0 = a.chunk(0);
     let high = a.m.ram_end();
     set_next(&a.m, c0, high.as_u64());
     let e = a.fails(&a.d);
-    assert!(matches!(e, VmallocError::ChunkNotRam { at: ChunkAt { index: 1, pa }, .. } if pa == high), "{e}");
+    assert!(
+        matches!(e, VmallocError::Chain(ChainError { index: 1, pa, fault: ChainFault::NotRam(_), .. }) if pa == high),
+        "{e}"
+    );
     assert_eq!(e.errno(), Errno::Inval);
 }
 
@@ -276,7 +315,15 @@ fn unpreserved_chunk() {
     assert!(a.m.is_poisoned(stray));
     let e = a.fails(&KhoVmalloc { first: stray.as_u64(), ..a.d });
     let source = AbiError::NotPreserved { pa: stray, order: 0 };
-    assert_eq!(e, VmallocError::ChunkNotPreserved { at: ChunkAt { index: 0, pa: stray }, source });
+    assert_eq!(
+        e,
+        VmallocError::Chain(ChainError {
+            index: 0,
+            pa: stray,
+            field: LinkField::Head,
+            fault: ChainFault::NotClaimable(source)
+        })
+    );
     assert_eq!(e.errno(), Errno::NoEnt);
     a.restores();
 }
@@ -322,10 +369,12 @@ fn a_chunk_listed_as_a_block() {
     // as a chunk (not a cycle: it was never a chunk of this chain before).
     assert_eq!(
         e,
-        VmallocError::ChunkNotPreserved {
-            at: ChunkAt { index: 1, pa: c1 },
-            source: AbiError::NotPreserved { pa: c1, order: 0 }
-        }
+        VmallocError::Chain(ChainError {
+            index: 1,
+            pa: c1,
+            field: LinkField::Next,
+            fault: ChainFault::NotClaimable(AbiError::NotPreserved { pa: c1, order: 0 })
+        })
     );
     set_entry(&a.m, c0, 5, a.blocks[5].as_u64());
     a.restores();
@@ -336,7 +385,7 @@ fn restoring_twice_fails_the_second_time() {
     let a = area(30, 0);
     a.restores();
     let e = kho_vmalloc::restore(&WithTracker::new(&a.m, &a.t), &a.d, |_| {}).unwrap_err();
-    assert!(matches!(e, VmallocError::ChunkNotPreserved { at: ChunkAt { index: 0, .. }, .. }), "{e}");
+    assert!(matches!(e, VmallocError::Chain(ChainError { index: 0, fault: ChainFault::NotClaimable(_), .. })), "{e}");
 }
 
 #[test]
