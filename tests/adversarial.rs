@@ -300,12 +300,6 @@ fn failure<E: Describe>(step: &str, domain: &'static str, e: E) -> Failure {
     Failure { step: step.to_string(), domain, rec: Box::new(kho_error::of(&e)), errno: format!("{:?}", e.errno()) }
 }
 
-/// A NUL-terminated string member of a record.
-fn text(c: &[core::ffi::c_char]) -> String {
-    let bytes: Vec<u8> = c.iter().take_while(|&&b| b != 0).map(|&b| b as u8).collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 /// The location members `rec` sets, by name: numbers, and the field as
 /// text (spaces written `_`, as fixtures write them).
 fn location(rec: &kho_error) -> Vec<(&'static str, Result<u64, String>)> {
@@ -322,7 +316,7 @@ fn location(rec: &kho_error) -> Vec<(&'static str, Result<u64, String>)> {
             l.push((name, Ok(v)));
         }
     }
-    let field = text(&rec.field);
+    let field = rec.field_str();
     if !field.is_empty() {
         l.push(("field", Err(field.replace(' ', "_"))));
     }
@@ -332,11 +326,11 @@ fn location(rec: &kho_error) -> Vec<(&'static str, Result<u64, String>)> {
 /// Whether `f` is what `case` expects; what differs otherwise.
 fn check(case: &Case, f: &Failure, syms: &Symbols) -> Result<(), String> {
     let mut wrong = Vec::new();
-    let kind = text(&f.rec.kind);
+    let kind = f.rec.kind_str();
     for (what, got, want) in [
         ("step", f.step.as_str(), case.step.as_str()),
         ("domain", f.domain, case.domain.as_str()),
-        ("kind", kind.as_str(), case.kind.as_str()),
+        ("kind", kind, case.kind.as_str()),
         ("errno", f.errno.as_str(), case.errno.as_str()),
     ] {
         if got != want {

@@ -146,7 +146,6 @@ impl Location {
     /// The members `rec` sets.
     pub fn of(rec: &kho_error) -> Location {
         let has = |bit: u32| rec.has & bit != 0;
-        let field: Vec<u8> = rec.field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
         Location {
             pa: has(KHO_ERROR_HAS_PA).then_some(rec.pa),
             node: has(KHO_ERROR_HAS_NODE).then_some(rec.node),
@@ -154,7 +153,7 @@ impl Location {
             level: has(KHO_ERROR_HAS_LEVEL).then_some(rec.level),
             order: has(KHO_ERROR_HAS_ORDER).then_some(rec.order),
             value: has(KHO_ERROR_HAS_VALUE).then_some(rec.value),
-            field: (!field.is_empty()).then(|| String::from_utf8_lossy(&field).into_owned()),
+            field: (!rec.field_str().is_empty()).then(|| rec.field_str().to_string()),
         }
     }
 

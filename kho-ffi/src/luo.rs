@@ -559,12 +559,6 @@ mod tests {
 
     use super::*;
 
-    fn text(s: &[c_char]) -> &str {
-        let n = s.iter().position(|&c| c == 0).unwrap();
-        // SAFETY: c_char and u8 have one layout.
-        core::str::from_utf8(unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), n) }).unwrap()
-    }
-
     #[test]
     fn luo_errors_name_the_place_as_a_path() {
         let pa = PhysAddr::new(0x7000);
@@ -576,7 +570,7 @@ mod tests {
             fault: BlockFault::Link(ChainFault::Cycle { first: 0 }),
         });
         let r = kho_error::of(&LuoError::Files { at: at.clone(), source: chain });
-        assert_eq!((text(&r.kind), text(&r.field)), ("luo_files_cycle", "session[3].files.next"));
+        assert_eq!((r.kind_str(), r.field_str()), ("luo_files_cycle", "session[3].files.next"));
         assert_eq!((r.pa, r.index, r.code), (0x7000, 2, -22));
         let r = kho_error::of(&LuoError::File {
             at,
@@ -585,11 +579,11 @@ mod tests {
             field: "token",
             fault: Fault::Duplicate { first: 1 },
         });
-        assert_eq!((text(&r.kind), text(&r.field)), ("luo_file_duplicate", "session[3].file[5].token"));
+        assert_eq!((r.kind_str(), r.field_str()), ("luo_file_duplicate", "session[3].file[5].token"));
         assert_eq!((r.index, r.value), (5, 1));
         let r = kho_error::of(&LuoError::Compatible { found: *b"luo-v4\0\0" });
-        assert_eq!((text(&r.kind), text(&r.field)), ("luo_compatible", "blob.compatible"));
+        assert_eq!((r.kind_str(), r.field_str()), ("luo_compatible", "blob.compatible"));
         let r = kho_error::of(&LuoError::Flbs { pa, field: "pgcnt", fault: Fault::OutOfRange { value: 0, max: 1 } });
-        assert_eq!((text(&r.kind), text(&r.field), r.pa), ("luo_flbs_out_of_range", "flbs.pgcnt", 0x7000));
+        assert_eq!((r.kind_str(), r.field_str(), r.pa), ("luo_flbs_out_of_range", "flbs.pgcnt", 0x7000));
     }
 }

@@ -467,15 +467,8 @@ impl Describe for MemfdError {
 
 #[cfg(test)]
 mod tests {
-    use core::ffi::c_char;
 
     use super::*;
-
-    fn text(s: &[c_char]) -> &str {
-        let n = s.iter().position(|&c| c == 0).unwrap();
-        // SAFETY: c_char and u8 have one layout.
-        core::str::from_utf8(unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), n) }).unwrap()
-    }
 
     #[test]
     fn memfd_errors_name_the_place_as_a_path() {
@@ -483,7 +476,7 @@ mod tests {
         let pa = PhysAddr::new(0x9000);
         let r =
             kho_error::of(&MemfdError::Descriptor { pa, field: "seals", fault: MFault::UnknownBits { bits: 0x40 } });
-        assert_eq!((text(&r.kind), text(&r.field)), ("memfd_descriptor_unknown_bits", "desc.seals"));
+        assert_eq!((r.kind_str(), r.field_str()), ("memfd_descriptor_unknown_bits", "desc.seals"));
         assert_eq!((r.code, r.pa, r.value), (-95, 0x9000, 0x40));
         let r = kho_error::of(&MemfdError::Folio {
             entry: 7,
@@ -492,12 +485,12 @@ mod tests {
             field: "pfn",
             fault: MFault::NotPreserved,
         });
-        assert_eq!((text(&r.kind), text(&r.field)), ("memfd_folio_not_preserved", "folio[7].pfn"));
+        assert_eq!((r.kind_str(), r.field_str()), ("memfd_folio_not_preserved", "folio[7].pfn"));
         assert_eq!((r.pa, r.index), (0x12 << kho_abi::PAGE_SHIFT, 7));
         use kho_abi::chain::{ChainError, ChainFault, LinkField};
         let link = ChainError { index: 1, pa, field: LinkField::Next, fault: ChainFault::Misaligned };
         let list = ::kho_vmalloc::VmallocError::Chain(link);
         let r = kho_error::of(&MemfdError::List { pa, source: list });
-        assert_eq!((text(&r.kind), text(&r.field)), ("memfd_list", "folios.next"));
+        assert_eq!((r.kind_str(), r.field_str()), ("memfd_list", "folios.next"));
     }
 }

@@ -78,6 +78,22 @@ pub struct kho_error {
 const _: () = assert!(size_of::<kho_error>() == 336);
 
 impl kho_error {
+    /// `kind` as text (empty when no error was recorded).
+    pub fn kind_str(&self) -> &str {
+        c_text(&self.kind)
+    }
+
+    /// `field` as text (empty when the error names none).
+    pub fn field_str(&self) -> &str {
+        c_text(&self.field)
+    }
+
+    /// `message` as text (cut at a character boundary if it was
+    /// truncated).
+    pub fn message_str(&self) -> &str {
+        c_text(&self.message)
+    }
+
     /// The record of "no error".
     pub const EMPTY: kho_error = kho_error {
         code: 0,
@@ -167,6 +183,21 @@ impl Write for Text<'_> {
             *d = b as c_char;
         }
         Ok(())
+    }
+}
+
+/// The text of a NUL-terminated member: up to the first NUL (or the whole
+/// array), and within that the longest valid UTF-8 prefix.
+fn c_text(s: &[c_char]) -> &str {
+    let n = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+    // SAFETY: `c_char` is `i8` or `u8`, of the same size and alignment as
+    // `u8`, and every bit pattern is a valid `u8`; the first `n` elements
+    // are in bounds and borrowed for the lifetime of `s`.
+    let bytes = unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), n) };
+    match core::str::from_utf8(bytes) {
+        Ok(t) => t,
+        // The prefix up to `valid_up_to` is valid UTF-8 by definition.
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
     }
 }
 
@@ -417,21 +448,15 @@ mod tests {
 
     use super::*;
 
-    fn text(s: &[c_char]) -> &str {
-        let n = s.iter().position(|&c| c == 0).unwrap();
-        // SAFETY: c_char and u8 have one layout.
-        core::str::from_utf8(unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u8>(), n) }).unwrap()
-    }
-
     #[test]
     fn a_tree_fault_names_node_level_and_slot() {
         let e = TrackError::Tree { node: PhysAddr::new(0x5000), level: 3, index: 17, fault: TreeFault::Shared };
         let r = kho_error::of(&e);
         assert_eq!(r.code, -22);
-        assert_eq!(text(&r.kind), "tree_node_shared");
+        assert_eq!(r.kind_str(), "tree_node_shared");
         assert_eq!((r.node, r.level, r.index), (0x5000, 3, 17));
         assert_eq!(r.has, KHO_ERROR_HAS_NODE | KHO_ERROR_HAS_LEVEL | KHO_ERROR_HAS_INDEX);
-        assert_eq!(text(&r.message), e.to_string());
+        assert_eq!(r.message_str(), e.to_string());
     }
 
     #[test]
@@ -439,8 +464,8 @@ mod tests {
         let e =
             TrackError::Abi(AbiError::Misaligned { what: "kho_data.fdt_addr", pa: PhysAddr::new(0x1234), align: 4096 });
         let r = kho_error::of(&e);
-        assert_eq!(text(&r.kind), "misaligned");
-        assert_eq!(text(&r.field), "kho_data.fdt_addr");
+        assert_eq!(r.kind_str(), "misaligned");
+        assert_eq!(r.field_str(), "kho_data.fdt_addr");
         assert_eq!((r.pa, r.value), (0x1234, 4096));
         let b = TrackError::Block {
             pa: PhysAddr::new(0x8000),
@@ -448,7 +473,7 @@ mod tests {
             fault: kho_track::BlockFault::InScratch,
         };
         let r = kho_error::of(&b);
-        assert_eq!(text(&r.kind), "block_in_scratch");
+        assert_eq!(r.kind_str(), "block_in_scratch");
         assert_eq!((r.pa, r.order, r.has), (0x8000, 2, KHO_ERROR_HAS_PA | KHO_ERROR_HAS_ORDER));
     }
 
@@ -456,8 +481,8 @@ mod tests {
     fn long_text_is_truncated_with_its_nul() {
         let name = "n".repeat(300);
         let r = kho_error::of(&TrackError::SubtreeExists { name });
-        assert_eq!(text(&r.field).len(), KHO_ERROR_FIELD_LEN - 1);
-        assert_eq!(text(&r.message).len(), KHO_ERROR_MESSAGE_LEN - 1);
+        assert_eq!(r.field_str().len(), KHO_ERROR_FIELD_LEN - 1);
+        assert_eq!(r.message_str().len(), KHO_ERROR_MESSAGE_LEN - 1);
         assert_eq!(r.code, -17);
     }
 
@@ -470,6 +495,6 @@ mod tests {
         assert_eq!(cell.fail(&AbiError::NoMemory { order: 3 }), -12);
         let r = cell.get();
         assert_eq!((r.code, r.order), (-12, 3));
-        assert_eq!(text(&r.kind), "no_memory");
+        assert_eq!(r.kind_str(), "no_memory");
     }
 }
