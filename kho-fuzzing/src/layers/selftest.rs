@@ -18,7 +18,7 @@ pub fn run(ms: &mut Machines, data: &[u8]) -> bool {
     let t = ModelTracker::new();
     // Memory for folios: mostly small (every byte is checksummed three
     // times), one shape large.
-    let max_mem = [0u64, 8, 16, 24, 32, 48, 96, 336][usize::from(shape & 7)] << 10;
+    let max_mem = [0u64, 8, 16, 24, 32, 48, 96, 128][usize::from(shape & 7)] << 10;
     let blob = write(&WithTracker::new(&*m, &t), max_mem, u64::from(shape >> 3)).expect("kho_test");
     // Blocks in role order: FDT, list chunk, list pages, folios.
     let mut blocks = vec![(blob.pa, Order::new(1, "o").expect("order"))];
