@@ -143,6 +143,16 @@ impl Ram {
         if len == 0 {
             return;
         }
+        let (first, last) = (off / PAGE, (off + len - 1) / PAGE);
+        if first / 64 == last / 64 {
+            // One word of the log (a page, a tree node): no loop.
+            let mask = (u64::MAX >> (63 - last % 64)) & (u64::MAX << (first % 64));
+            let word = &self.dirty[(first / 64) as usize];
+            if word.load(Ordering::Relaxed) & mask != mask {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
+            return;
+        }
         Self::for_pages(off, len, |w, mask| {
             let word = &self.dirty[w];
             if word.load(Ordering::Relaxed) & mask != mask {
