@@ -143,6 +143,7 @@ macro_rules! forward_platform {
         // before its referent; a `Box` or the last `Arc` owns it), so "as
         // long as the platform value lives" still holds.
         unsafe impl<$($gen)*> PhysMem for $ty {
+            #[inline]
             fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
                 (**self).phys_to_virt(pa, len)
             }
