@@ -254,6 +254,10 @@ unsafe impl<M: PhysMem + ?Sized, T: ?Sized> PhysMem for WithTracker<'_, M, T> {
         self.mem.phys_to_virt(pa, len)
     }
 
+    fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
+        self.mem.is_ram(pa, len)
+    }
+
     fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
         self.mem.crosses_node(pa, order)
     }
