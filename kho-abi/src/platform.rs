@@ -56,6 +56,21 @@ pub unsafe trait PhysMem {
     /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError>;
 
+    /// Whether `len` bytes at `pa` are RAM: exactly when
+    /// [`phys_to_virt`](PhysMem::phys_to_virt) of the same range would
+    /// succeed. The tracker asks this of every block it preserves, without
+    /// touching the block. The default translates and drops the pointer; a
+    /// platform whose translation does more than look the range up (a
+    /// simulator logging the pages it hands out) can answer from its RAM
+    /// ranges instead. No pointer is derived from the answer, so a wrong
+    /// one is a wrong check (a block outside RAM accepted or RAM refused),
+    /// never unsoundness; on `false` the tracker still reports
+    /// `phys_to_virt`'s own error.
+    #[inline]
+    fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
+        self.phys_to_virt(pa, len).is_ok()
+    }
+
     /// Whether a block of `order` at `pa` spans more than one NUMA node;
     /// the tracker never preserves such a block. The default knows of one
     /// node only.
@@ -128,8 +143,14 @@ macro_rules! forward_platform {
         // before its referent; a `Box` or the last `Arc` owns it), so "as
         // long as the platform value lives" still holds.
         unsafe impl<$($gen)*> PhysMem for $ty {
+            #[inline]
             fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
                 (**self).phys_to_virt(pa, len)
+            }
+
+            #[inline]
+            fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
+                (**self).is_ram(pa, len)
             }
 
             fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
@@ -231,6 +252,10 @@ impl<'a, M: ?Sized, T: ?Sized> WithTracker<'a, M, T> {
 unsafe impl<M: PhysMem + ?Sized, T: ?Sized> PhysMem for WithTracker<'_, M, T> {
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.mem.phys_to_virt(pa, len)
+    }
+
+    fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
+        self.mem.is_ram(pa, len)
     }
 
     fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {

@@ -490,6 +490,13 @@ unsafe impl PhysMem for Machine {
         self.ram.ptr(pa.as_u64(), len)
     }
 
+    /// The RAM segments' lookup alone: no page is logged dirty or has its
+    /// pending poison written, since nothing is read or written.
+    #[inline]
+    fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
+        self.ram.contains(pa.as_u64(), len)
+    }
+
     #[inline]
     fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
         let Some(node) = self.cfg.numa_node_size else { return false };

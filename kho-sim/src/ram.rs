@@ -143,6 +143,16 @@ impl Ram {
         if len == 0 {
             return;
         }
+        let (first, last) = (off / PAGE, (off + len - 1) / PAGE);
+        if first / 64 == last / 64 {
+            // One word of the log (a page, a tree node): no loop.
+            let mask = (u64::MAX >> (63 - last % 64)) & (u64::MAX << (first % 64));
+            let word = &self.dirty[(first / 64) as usize];
+            if word.load(Ordering::Relaxed) & mask != mask {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
+            return;
+        }
         Self::for_pages(off, len, |w, mask| {
             let word = &self.dirty[w];
             if word.load(Ordering::Relaxed) & mask != mask {
@@ -301,6 +311,10 @@ impl Ram {
     #[inline]
     pub(crate) fn contains(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else { return false };
+        if let [(start, last)] = self.segments[..] {
+            // One segment (most machines): no search.
+            return start <= pa && end <= last;
+        }
         // The segment that could hold `pa`: the last one starting at or
         // below it.
         let idx = self.segments.partition_point(|&(s, _)| s <= pa);
@@ -426,6 +440,39 @@ mod tests {
         assert!(!ram.contains(u64::MAX, 2));
         assert_eq!(ram.offset(0x30_0010, 8), Ok(0x20_0010));
         assert!(ram.ptr(0x2f_f000, 8).is_err());
+    }
+
+    #[test]
+    fn one_segment_bounds() {
+        let ram = Ram::new(vec![(0x10_0000, 0x20_0000)]).unwrap();
+        assert!(ram.contains(0x10_0000, 0x10_0000));
+        assert!(ram.contains(0x20_0000, 0));
+        assert!(!ram.contains(0x10_0000, 0x10_0001));
+        assert!(!ram.contains(0x0f_f000, 0x1000));
+        assert!(!ram.contains(0x20_0000, 1));
+        assert!(!ram.contains(u64::MAX, 2));
+    }
+
+    #[test]
+    fn the_dirty_log_holds_exactly_the_pages_handed_out() {
+        let dirty = |ram: &Ram| -> Vec<u64> {
+            (0..ram.dirty.len() as u64 * 64)
+                .filter(|&p| ram.dirty[(p / 64) as usize].load(Ordering::Relaxed) & (1 << (p % 64)) != 0)
+                .collect()
+        };
+        let base = 0x1000_0000;
+        let ram = Ram::new(vec![(base, base + 256 * PAGE)]).unwrap();
+        // Within one word of the log: a page, a byte, pages 62-63.
+        ram.ptr(base + 5 * PAGE, PAGE).unwrap();
+        ram.ptr(base + 9 * PAGE + 100, 1).unwrap();
+        ram.ptr(base + 62 * PAGE, 2 * PAGE).unwrap();
+        // Across words: 63-64 and 120-200.
+        ram.ptr(base + 63 * PAGE + 8, PAGE).unwrap();
+        ram.ptr(base + 120 * PAGE, 81 * PAGE).unwrap();
+        ram.ptr(base + 250 * PAGE, 0).unwrap();
+        let mut want = vec![5, 9, 62, 63, 64];
+        want.extend(120..=200);
+        assert_eq!(dirty(&ram), want);
     }
 
     #[test]

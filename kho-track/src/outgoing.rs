@@ -51,6 +51,9 @@ pub struct Tracker<P: PhysMem + PageAlloc> {
     mem: P,
     tree: RadixTree,
     scratch: Vec<KhoScratch>,
+    /// The hull of the scratch areas, `[lo, hi)` (`(0, 0)` without any):
+    /// a block outside it overlaps none of them.
+    scratch_hull: (u64, u64),
     max_order: Order,
     compatible: String,
     fdt_page: PhysAddr,
@@ -95,8 +98,21 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
             }
         };
         let max_order = mem.max_order();
-        let tracker =
-            Tracker { mem, tree, scratch: scratch.to_vec(), max_order, compatible, fdt_page, subtrees: Vec::new() };
+        let scratch_hull = scratch
+            .iter()
+            .map(|s| (s.addr, s.addr.saturating_add(s.size)))
+            .reduce(|(lo, hi), (a, b)| (lo.min(a), hi.max(b)))
+            .unwrap_or((0, 0));
+        let tracker = Tracker {
+            mem,
+            tree,
+            scratch: scratch.to_vec(),
+            scratch_hull,
+            max_order,
+            compatible,
+            fdt_page,
+            subtrees: Vec::new(),
+        };
         let ready = tracker.write_fdt().and_then(|()| tracker.preserve_folio(fdt_page, Order::ZERO));
         match ready {
             Ok(()) => Ok(tracker),
@@ -127,14 +143,53 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
         &self.scratch
     }
 
+    /// Whether `[pa, pa + bytes)` overlaps a scratch area.
+    #[inline]
+    fn in_scratch(&self, pa: PhysAddr, bytes: u64) -> bool {
+        let (lo, hi) = self.scratch_hull;
+        let (b0, b1) = (pa.as_u64(), pa.as_u64().saturating_add(bytes));
+        // Overlapping an area means overlapping the hull, so most blocks
+        // are answered by the two compares.
+        lo < b1 && b0 < hi && self.scratch.iter().any(|s| s.overlaps(pa, bytes))
+    }
+
     /// Checks one block against the platform and the scratch areas and
     /// returns its key.
+    ///
+    /// The accepting path makes every check of [`check_block_slow`]
+    /// (Tracker::check_block_slow) in a form that builds no error value;
+    /// any refusal goes to the slow path, which checks again in order and
+    /// names the first failure.
+    #[inline]
     fn check_block(&self, pa: PhysAddr, order: Order) -> Result<RadixKey, TrackError> {
+        if order <= self.max_order
+            && order.aligns(pa)
+            && let Some(bytes) = order.checked_bytes()
+            && self.mem.is_ram(pa, bytes)
+            && !self.in_scratch(pa, bytes)
+            && !self.mem.crosses_node(pa, order)
+            && let Ok(key) = RadixKey::encode(pa, order)
+        {
+            return Ok(key);
+        }
+        self.check_block_slow(pa, order)
+    }
+
+    /// [`check_block`](Tracker::check_block) with its errors: the first
+    /// check that fails names the refusal.
+    #[cold]
+    #[inline(never)]
+    fn check_block_slow(&self, pa: PhysAddr, order: Order) -> Result<RadixKey, TrackError> {
         let order = Order::new_at_most(u64::from(order.get()), self.max_order, "preserve order")?;
         order.require_aligned(pa, "preserve PA")?;
         let bytes = order.checked_bytes().ok_or(AbiError::Overflow { what: "block size" })?;
-        self.mem.phys_to_virt(pa, bytes)?;
-        if self.scratch.iter().any(|s| s.overlaps(pa, bytes)) {
+        if !self.mem.is_ram(pa, bytes) {
+            // The platform's own refusal; `NotRam` should it translate a
+            // range it just called not RAM.
+            self.mem.phys_to_virt(pa, bytes)?;
+            return Err(AbiError::NotRam { pa, len: bytes }.into());
+        }
+        if self.in_scratch(pa, bytes) {
             return Err(AbiError::Forbidden { pa, order: order.get(), why: "overlaps a scratch area" }.into());
         }
         if self.mem.crosses_node(pa, order) {

@@ -161,11 +161,19 @@ impl RadixTree {
 
     /// Sets `key`. Returns whether it was clear before (a new preservation).
     /// On allocation failure nothing new is reachable from the root.
+    #[inline]
     pub fn insert<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
         if let Some(leaf) = self.hinted_leaf(mem, key) {
             let (word, mask) = leaf_word(leaf, key);
             return Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0);
         }
+        self.insert_descending(mem, key)
+    }
+
+    /// [`insert`](RadixTree::insert) of a key whose leaf is not cached:
+    /// kept out of line, so that the cached path saves no registers.
+    #[inline(never)]
+    fn insert_descending<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
         let (mut node, mut level) = self.start(mem, key)?;
         while level > 0 {
             let slot = &node[key.table_index(level)];

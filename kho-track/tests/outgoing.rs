@@ -367,3 +367,65 @@ fn sixty_four_kib_geometry_is_what_the_build_uses() {
     let _ = MachineConfig::default();
     let _: Option<Machine> = None;
 }
+
+#[test]
+fn refuses_every_scratch_area_and_accepts_between_and_around_them() {
+    let m = machine();
+    let p = PAGE_SIZE as u64;
+    let at = |n: u64| page(&m, n);
+    // Two areas, given out of order: the tracker's quick hull test must
+    // still look at each.
+    let scratch = [
+        kho_abi::KhoScratch { addr: at(200).as_u64(), size: 8 * p },
+        kho_abi::KhoScratch { addr: at(100).as_u64(), size: 4 * p },
+    ];
+    let t = Tracker::new(&m, &scratch, TrackerOptions::default()).unwrap();
+    let forbidden =
+        |e: TrackError| matches!(e, TrackError::Abi(AbiError::Forbidden { why: "overlaps a scratch area", .. }));
+    for n in [99, 104, 150, 199, 208, 4096] {
+        t.preserve_folio(at(n), Order::ZERO).unwrap_or_else(|e| panic!("page {n}: {e:?}"));
+    }
+    for n in [100, 103, 200, 207] {
+        let e = t.preserve_folio(at(n), Order::ZERO).unwrap_err();
+        assert!(forbidden(e.clone()), "page {n}: {e:?}");
+    }
+    // Blocks straddling an edge of an area.
+    assert!(forbidden(t.preserve_folio(at(96), order(3)).unwrap_err()), "96..104 over 100..104");
+    assert!(forbidden(t.preserve_folio(at(192), order(4)).unwrap_err()), "192..208 over 200..208");
+    assert!(forbidden(t.preserve_folio(at(128), order(7)).unwrap_err()), "128..256 over 200..208");
+    t.preserve_folio(at(96), order(2)).unwrap();
+    t.preserve_folio(at(208), order(3)).unwrap();
+    t.preserve_folio(at(104), order(3)).unwrap();
+    assert!(!t.is_preserved(at(100), Order::ZERO).unwrap() && !t.is_preserved(at(200), Order::ZERO).unwrap());
+    t.destroy();
+}
+
+#[test]
+fn refuses_blocks_reaching_outside_ram() {
+    let p = PAGE_SIZE as u64;
+    // RAM ends one page past a 2-page boundary, so an aligned order-1
+    // block can start in RAM and end past it.
+    let m = machine_with(|c| *c = MachineConfig::with_ram(c.ram_base, (64 << 20) + p));
+    let t = tracker(&m);
+    let end = m.ram_end().as_u64();
+    let not_ram = |e: TrackError| matches!(e, TrackError::Abi(AbiError::NotRam { .. }));
+    t.preserve_folio(PhysAddr::new(end - p), Order::ZERO).unwrap();
+    let e = t.preserve_folio(PhysAddr::new(end - p), order(1)).unwrap_err();
+    assert!(not_ram(e.clone()), "{e:?}");
+    assert!(not_ram(t.preserve_folio(PhysAddr::new(end), Order::ZERO).unwrap_err()));
+    let below = m.ram_base().as_u64() - p;
+    assert!(not_ram(t.preserve_folio(PhysAddr::new(below), Order::ZERO).unwrap_err()));
+    // The platform's RAM answer agrees with its translation everywhere
+    // around both edges.
+    for pa in [below - p, below, m.ram_base().as_u64(), end - 2 * p, end - p, end, end + p] {
+        for len in [0, 1, p, 2 * p] {
+            let pa = PhysAddr::new(pa);
+            assert_eq!(
+                kho_abi::PhysMem::is_ram(&m, pa, len),
+                kho_abi::PhysMem::phys_to_virt(&m, pa, len).is_ok(),
+                "{pa} + {len}"
+            );
+        }
+    }
+    t.destroy();
+}
