@@ -657,7 +657,7 @@ mod tests {
         assert_eq!((index, field), (1, LinkField::Next));
         assert!(matches!(f, ChainFault::NotRam(AbiError::NotRam { .. })), "{f:?}");
         assert_undone_in_reverse(&lab, 1);
-        let (_, field, f) = fault(walk(&lab, PhysAddr::new(0x1000), SPEC, ok));
+        let (_, field, f) = fault(walk(&lab, PhysAddr::new(PAGE_SIZE as u64), SPEC, ok));
         assert_eq!((field, f.kind()), (LinkField::Head, "chain_not_ram"));
     }
 

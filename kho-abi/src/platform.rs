@@ -420,9 +420,9 @@ mod tests {
     use super::*;
     use core::cell::UnsafeCell;
 
-    /// 4 pages of RAM at PA 0x10000, 4 KiB-aligned storage.
+    /// 4 pages of RAM at PA 0x10000 (aligned for every page size), 4 KiB-aligned storage.
     #[repr(C, align(4096))]
-    struct TinyRam(UnsafeCell<[u8; 4 * 4096]>);
+    struct TinyRam(UnsafeCell<[u8; 4 * PAGE_SIZE]>);
 
     const BASE: u64 = 0x10000;
 
@@ -433,10 +433,10 @@ mod tests {
         fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
             let off = pa.checked_offset_from(PhysAddr::new(BASE)).ok_or(AbiError::NotRam { pa, len })?;
             let end = off.checked_add(len).ok_or(AbiError::NotRam { pa, len })?;
-            if end > 4 * 4096 {
+            if end > 4 * PAGE_SIZE as u64 {
                 return Err(AbiError::NotRam { pa, len });
             }
-            // SAFETY: `off < 4 * 4096`, inside the array.
+            // SAFETY: `off < 4 * PAGE_SIZE`, inside the array.
             let p = unsafe { self.0.get().cast::<u8>().add(off as usize) };
             NonNull::new(p).ok_or(AbiError::NotRam { pa, len })
         }
@@ -444,11 +444,11 @@ mod tests {
 
     #[test]
     fn typed_access_round_trips_and_bounds_are_checked() {
-        let ram = TinyRam(UnsafeCell::new([0; 4 * 4096]));
+        let ram = TinyRam(UnsafeCell::new([0; 4 * PAGE_SIZE]));
         let pa = PhysAddr::new(BASE + 12);
         write_phys(&ram, pa, &0x1122_3344_5566_7788u64).unwrap();
         assert_eq!(read_phys::<u64, _>(&ram, pa).unwrap(), 0x1122_3344_5566_7788);
-        let top = PhysAddr::new(BASE + 4 * 4096 - 4);
+        let top = PhysAddr::new(BASE + 4 * PAGE_SIZE as u64 - 4);
         assert_eq!(read_phys::<u64, _>(&ram, top), Err(AbiError::NotRam { pa: top, len: 8 }));
         assert!(read_phys::<u32, _>(&ram, top).is_ok());
         assert!(read_phys::<u8, _>(&ram, PhysAddr::new(BASE - 1)).is_err());
@@ -460,8 +460,8 @@ mod tests {
 
     #[test]
     fn a_page_view_reads_and_writes_ram_in_place_and_checks_its_page() {
-        let ram = TinyRam(UnsafeCell::new([0; 4 * 4096]));
-        let page = PhysAddr::new(BASE + 4096);
+        let ram = TinyRam(UnsafeCell::new([0; 4 * PAGE_SIZE]));
+        let page = PhysAddr::new(BASE + PAGE_SIZE as u64);
         let words = PageWords::new(&ram, page).unwrap();
         words.set(1, 0xfeed);
         words.copy_from(PAGE_WORDS - 2, &[7, 8]);
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(words.as_atomics()[1].load(Ordering::Relaxed), 0xfeed);
         let odd = PhysAddr::new(BASE + 8);
         assert!(matches!(PageWords::new(&ram, odd), Err(AbiError::Misaligned { .. })));
-        let past = PhysAddr::new(BASE + 4 * 4096);
+        let past = PhysAddr::new(BASE + 4 * PAGE_SIZE as u64);
         assert_eq!(PageWords::new(&ram, past).unwrap_err(), AbiError::NotRam { pa: past, len: PAGE_SIZE as u64 });
     }
 }
