@@ -39,7 +39,7 @@ impl RestoredRawBlockSet {
     ///
     /// On failure every block claimed so far is unclaimed again, in
     /// reverse, and the error names the block (position and PA), the field
-    /// (`head`/`next` for a link fault wrapped as [`Fault::Link`], `count`
+    /// (`head`/`next` for a link fault wrapped as [`Fault::Link`](crate::Fault::Link), `count`
     /// for the block's own) and the fault.
     pub fn restore<P>(p: &P, head: PhysAddr, entry_size: usize) -> Result<Self, BlockError>
     where
