@@ -317,6 +317,16 @@ pub fn once(args: &[String]) -> Result<(), String> {
             "scan" => scan_with_callback(&leaves),
             "kho-ranges" => walk_ranges(&t).0,
             "scan-ranges" => scan_ranges(&leaves).0,
+            "import" => {
+                drop(leaves);
+                let data = t.finish().map_err(|e| format!("finish: {e}"))?;
+                let start = Instant::now();
+                let inc = Incoming::import(&arena.machine, &data).map_err(|e| format!("import: {e}"))?;
+                let d = start.elapsed();
+                println!("{who}: {keys} keys: {:.2} ns/key", d.as_nanos() as f64 / keys as f64);
+                drop(inc);
+                return Ok(());
+            }
             _ => return Err(format!("unknown {who:?}")),
         };
         println!("{who}: {keys} keys: {:.2} ns/key", d.as_nanos() as f64 / keys as f64);

@@ -156,7 +156,7 @@ pub(crate) fn check_run<M: PhysMem + ?Sized>(
     let Some(block) = order.checked_bytes() else { return Err(fault(pa, BlockFault::NotRam)) };
     let whole = count.checked_mul(block).filter(|&len| pa.checked_add(len).is_some());
     if let Some(len) = whole
-        && mem.phys_to_virt(pa, len).is_ok()
+        && mem.is_ram(pa, len)
         && !scratch.overlaps(pa, len)
     {
         return Ok(());
@@ -166,7 +166,7 @@ pub(crate) fn check_run<M: PhysMem + ?Sized>(
             .checked_mul(block)
             .and_then(|off| pa.checked_add(off))
             .ok_or(AbiError::Overflow { what: "preserved block address" })?;
-        if at.checked_add(block).is_none() || mem.phys_to_virt(at, block).is_err() {
+        if at.checked_add(block).is_none() || !mem.is_ram(at, block) {
             return Err(fault(at, BlockFault::NotRam));
         }
         if scratch.overlaps(at, block) {

@@ -168,10 +168,17 @@ impl<P: PhysMem + PageAlloc> Incoming<P> {
             })?;
             Ok(ControlFlow::Continue(()))
         })?;
-        Self::check_disjoint(&view, max_order)?;
+        // Distinct keys of one order are distinct aligned blocks, so a tree
+        // holding a single order needs no overlap pass (the common case:
+        // order-0 pages and the FDT's page).
+        let orders = stats.blocks_by_order.iter().filter(|&&n| n > 0).count();
+        if orders > 1 {
+            Self::check_disjoint(&view, max_order)?;
+        }
         let nodes = guard.into_nodes();
         for &node in &nodes {
-            for o in 0..=max_order.get() {
+            // Only an order that holds blocks can hold a tree page.
+            for o in (0..=max_order.get()).filter(|&o| stats.blocks_by_order[o as usize] > 0) {
                 let order = Order::new(u64::from(o), "order")?;
                 let base = node.align_down(order.checked_bytes().unwrap_or(u64::MAX));
                 if tree.contains(mem, RadixKey::encode(base, order)?)? {
