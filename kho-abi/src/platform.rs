@@ -143,16 +143,17 @@ macro_rules! forward_platform {
         // before its referent; a `Box` or the last `Arc` owns it), so "as
         // long as the platform value lives" still holds.
         unsafe impl<$($gen)*> PhysMem for $ty {
-            #[inline]
+            #[inline(always)]
             fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
                 (**self).phys_to_virt(pa, len)
             }
 
-            #[inline]
+            #[inline(always)]
             fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
                 (**self).is_ram(pa, len)
             }
 
+            #[inline(always)]
             fn crosses_node(&self, pa: PhysAddr, order: Order) -> bool {
                 (**self).crosses_node(pa, order)
             }
@@ -362,6 +363,7 @@ pub struct PageWords<'a> {
 impl<'a> PageWords<'a> {
     /// The page at `pa`: `Misaligned` unless `pa` is page aligned,
     /// `NotRam` unless the whole page is RAM.
+    #[inline(always)]
     pub fn new<M: PhysMem + ?Sized>(mem: &'a M, pa: PhysAddr) -> Result<Self, AbiError> {
         let pa = pa.require_aligned("page", PAGE_SIZE as u64)?;
         let ptr = mem.phys_to_virt(pa, PAGE_SIZE as u64)?;

@@ -485,7 +485,7 @@ impl Machine {
 // nobody holds a pointer into them yet), and in `reset` (`&mut self`), as
 // documented.
 unsafe impl PhysMem for Machine {
-    #[inline]
+    #[inline(always)]
     fn phys_to_virt(&self, pa: PhysAddr, len: u64) -> Result<NonNull<u8>, AbiError> {
         self.ram.ptr(pa.as_u64(), len)
     }

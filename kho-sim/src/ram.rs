@@ -138,7 +138,7 @@ impl Ram {
     }
 
     /// Logs the pages holding memfd bytes `[off, off + len)` as dirty.
-    #[inline]
+    #[inline(always)]
     fn log_dirty(&self, off: u64, len: u64) {
         if len == 0 {
             return;
@@ -153,6 +153,13 @@ impl Ram {
             }
             return;
         }
+        self.log_dirty_words(off, len);
+    }
+
+    /// [`log_dirty`](Ram::log_dirty) of a range over several words of the
+    /// log: out of line, so that the one-page case stays small.
+    #[inline(never)]
+    fn log_dirty_words(&self, off: u64, len: u64) {
         Self::for_pages(off, len, |w, mask| {
             let word = &self.dirty[w];
             if word.load(Ordering::Relaxed) & mask != mask {
@@ -164,7 +171,7 @@ impl Ram {
     /// Fills every page pending poison among those holding memfd bytes
     /// `[off, off + len)` with its poison, and logs `[off, off + len)`
     /// dirty: afterwards the memfd bytes of the range are what RAM holds.
-    #[inline]
+    #[inline(always)]
     fn settle(&self, off: u64, len: u64) {
         if len == 0 {
             return;
@@ -308,7 +315,7 @@ impl Ram {
 
     /// Whether `[pa, pa + len)` lies inside one RAM segment (for `len == 0`:
     /// whether `pa` is inside a segment or at its end).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn contains(&self, pa: u64, len: u64) -> bool {
         let Some(end) = pa.checked_add(len) else { return false };
         if let [(start, last)] = self.segments[..] {
@@ -322,13 +329,13 @@ impl Ram {
     }
 
     /// Offset of `pa` in the memfd, if `[pa, pa + len)` is RAM.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn offset(&self, pa: u64, len: u64) -> Result<u64, AbiError> {
         if self.contains(pa, len) { Ok(pa - self.base) } else { Err(AbiError::NotRam { pa: PhysAddr::new(pa), len }) }
     }
 
     /// A pointer to `len` bytes of RAM at `pa`, or `NotRam`.
-    #[inline]
+    #[inline(always)]
     /// The pages of the range are logged dirty and their pending poison
     /// written first.
     pub(crate) fn ptr(&self, pa: u64, len: u64) -> Result<NonNull<u8>, AbiError> {

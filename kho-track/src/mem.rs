@@ -29,6 +29,7 @@ pub trait TreeMem {
 
 #[cfg(not(loom))]
 impl<P: kho_abi::PhysMem + kho_abi::PageAlloc + ?Sized> TreeMem for P {
+    #[inline(always)]
     fn words(&self, pa: PhysAddr) -> Result<&[AtomicU64; WORDS], AbiError> {
         pa.require_aligned("radix node", kho_abi::PAGE_SIZE as u64)?;
         // Every access kho makes to tree pages goes through these atomics,
