@@ -58,8 +58,8 @@ pub unsafe trait PhysMem {
 
     /// Whether `len` bytes at `pa` are RAM: exactly when
     /// [`phys_to_virt`](PhysMem::phys_to_virt) of the same range would
-    /// succeed. The tracker asks this of every block it preserves, without
-    /// touching the block. The default translates and drops the pointer; a
+    /// succeed. The tracker asks this of every block it preserves and of
+    /// every run of blocks it imports, without touching them. The default translates and drops the pointer; a
     /// platform whose translation does more than look the range up (a
     /// simulator logging the pages it hands out) can answer from its RAM
     /// ranges instead. No pointer is derived from the answer, so a wrong

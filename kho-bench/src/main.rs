@@ -106,7 +106,9 @@ struct Args {
     /// one of kho, kernel, limit; or (WHO walk-kho, walk-scan,
     /// walk-kho-ranges, walk-scan-ranges) preserves KEYS memfd-like order-0
     /// keys and walks them once, or (walk-import) hands them over and
-    /// imports them once; and exits. For counting instructions per key
+    /// imports them once; with `full-` for `walk-` (full-kho-ranges,
+    /// full-import, ...) every page of SPAN_GIB is preserved instead and
+    /// KEYS is ignored; and exits. For counting instructions per key
     /// under `valgrind --tool=callgrind` (run it with two KEYS and divide
     /// the difference of the totals by the difference of the keys).
     #[arg(long, num_args = 3, value_names = ["WHO", "SPAN_GIB", "KEYS"], conflicts_with_all = ["quick", "out", "quiet"])]

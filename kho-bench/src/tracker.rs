@@ -306,11 +306,21 @@ pub fn once(args: &[String]) -> Result<(), String> {
     let span: u64 = span.parse().map_err(|_| format!("bad span {span:?}"))?;
     let keys: u64 = keys.parse().map_err(|_| format!("bad key count {keys:?}"))?;
     let span = span.checked_mul(1 << 30).filter(|&s| s > 0 && s <= 1 << 46).ok_or("span out of range")?;
-    if let Some(walker) = who.strip_prefix("walk-") {
-        // KEYS memfd-like order-0 keys, walked KEYS / 100,000 times.
+    let walker = who.strip_prefix("walk-").map(|w| (w, false)).or_else(|| who.strip_prefix("full-").map(|w| (w, true)));
+    if let Some((walker, full)) = walker {
+        // KEYS memfd-like order-0 keys, or every page of SPAN_GIB.
         let w = Workload::MemfdRuns;
-        let arena = Arena::new(w.span(keys), MAX_ORDER);
-        let t = preserve_workload(&arena, w, keys);
+        let arena = Arena::new(if full { span } else { w.span(keys) }, MAX_ORDER);
+        let (t, keys) = if full {
+            let t = Tracker::new(&arena.machine, &[], TrackerOptions::default()).expect("tracker");
+            let pages = span / PAGE_SIZE as u64;
+            for p in 0..pages {
+                t.preserve_folio(PhysAddr::new(arena.base + p * PAGE_SIZE as u64), Order::ZERO).expect("preserve");
+            }
+            (t, pages)
+        } else {
+            (preserve_workload(&arena, w, keys), keys)
+        };
         let leaves = leaves(&arena.machine, t.tree_root());
         let d = match walker {
             "kho" => walk_blocks(&t),

@@ -132,15 +132,16 @@ fn shared_tables_are_refused_in_plain_memory() {
     t.preserve_folio(VecRam::pa(40), Order::ZERO).unwrap();
     let root = t.tree_root();
     let data = t.finish().unwrap();
-    // Hang the root's used child under the next root slot as well (still
-    // inside the key width), which the walk reaches second.
-    let table: kho_abi::RadixTable = kho_abi::read_phys(&ram, root).unwrap();
-    let slots = table.slots;
+    // In the table below the root, hang the used child under the next slot
+    // as well, which the walk reaches second. (Every slot of a table below
+    // the root is inside the key width; the root's next slot may not be,
+    // as at 16 KiB pages.)
+    let root_table: kho_abi::RadixTable = kho_abi::read_phys(&ram, root).unwrap();
+    let table = PhysAddr::new(*root_table.slots.iter().find(|&&s| s != 0).unwrap());
+    let slots = kho_abi::read_phys::<kho_abi::RadixTable, _>(&ram, table).unwrap().slots;
     let used = slots.iter().position(|&s| s != 0).unwrap();
-    let other = used + 1;
-    let g = kho_abi::GEOMETRY;
-    assert_eq!(((other as u64) << g.level_shift(g.root_level())) >> g.key_bits, 0);
-    kho_abi::write_phys(&ram, PhysAddr::new(root.as_u64() + 8 * other as u64), &slots[used]).unwrap();
+    assert!(used + 1 < slots.len());
+    kho_abi::write_phys(&ram, PhysAddr::new(table.as_u64() + 8 * (used as u64 + 1)), &slots[used]).unwrap();
     let e = Incoming::import(&ram, &data).unwrap_err();
     assert!(matches!(e, TrackError::Tree { fault: TreeFault::Shared, .. }), "{e:?}");
 }

@@ -264,15 +264,19 @@ fn bad_blocks_are_rejected() {
     assert_eq!(e, TrackError::MapRoot { pa: root, fault: TreeFault::InPreservedBlock });
     // A leaf inside an order-1 block: the error names a table slot whose
     // child lies in that block (the leaf, or another tree page beside it).
+    // The preserved page comes from the allocator, so that no tree page
+    // allocated later can land on it (at 16 KiB pages a fixed low page
+    // does).
     let m = machine();
     let t = tracker(&m);
-    t.preserve_folio(page(&m, 7), Order::ZERO).unwrap();
-    let key = key7(&m);
+    let p = kho_abi::PageAlloc::alloc_pages(&m, Order::ZERO).unwrap();
+    t.preserve_folio(p, Order::ZERO).unwrap();
+    let key = RadixKey::encode(p, Order::ZERO).unwrap();
     let leaf = node_on_path(&m, t.tree_root(), key, 0);
     let o1 = order(1);
     let block = leaf.align_down(o1.checked_bytes().unwrap());
-    let data = if block == page(&m, 6) {
-        // Page 7 would lie in it too: take the leaf alone.
+    let data = if block == p.align_down(o1.checked_bytes().unwrap()) {
+        // The page would lie in it too: take the leaf alone.
         RadixTree::from_root(t.tree_root()).insert(&m, RadixKey::encode(leaf, Order::ZERO).unwrap()).unwrap();
         t.finish().unwrap()
     } else {
