@@ -79,7 +79,7 @@ impl Plan {
                 metadata_size: 16 * GIB,
                 random_spans: vec![GIB, 4 * GIB, 16 * GIB, 64 * GIB],
                 random_keys: 1 << 20,
-                random_reps: r(2, 9),
+                random_reps: r(3, 21),
                 import_size: 64 * GIB,
                 import_reps: r(1, 3),
             }

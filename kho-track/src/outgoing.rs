@@ -162,6 +162,16 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
     /// names the first failure.
     #[inline]
     fn check_block(&self, pa: PhysAddr, order: Order) -> Result<RadixKey, TrackError> {
+        match self.accepts(pa, order) {
+            Some(key) => Ok(key),
+            None => self.check_block_slow(pa, order),
+        }
+    }
+
+    /// The accepting path of [`check_block`](Tracker::check_block): the
+    /// block's key if every check passes, else `None`.
+    #[inline(always)]
+    fn accepts(&self, pa: PhysAddr, order: Order) -> Option<RadixKey> {
         if order <= self.max_order
             && order.aligns(pa)
             && let Some(bytes) = order.checked_bytes()
@@ -170,9 +180,9 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
             && !self.mem.crosses_node(pa, order)
             && let Ok(key) = RadixKey::encode(pa, order)
         {
-            return Ok(key);
+            return Some(key);
         }
-        self.check_block_slow(pa, order)
+        None
     }
 
     /// [`check_block`](Tracker::check_block) with its errors: the first
@@ -200,7 +210,23 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
 
     /// Preserves the block of `2^order` pages at `pa` (a folio). Preserving
     /// twice is allowed and has no further effect (there is no count).
+    ///
+    /// The common case (the checks pass, the leaf is cached) is inlined
+    /// into the caller; everything else is one call away.
+    #[inline(always)]
     pub fn preserve_folio(&self, pa: PhysAddr, order: Order) -> Result<(), TrackError> {
+        if let Some(key) = self.accepts(pa, order)
+            && self.tree.insert_cached(&self.mem, key).is_some()
+        {
+            return Ok(());
+        }
+        self.preserve_folio_slow(pa, order)
+    }
+
+    /// [`preserve_folio`](Tracker::preserve_folio) past its inlined fast
+    /// path: every check with its error, and the descent.
+    #[inline(never)]
+    fn preserve_folio_slow(&self, pa: PhysAddr, order: Order) -> Result<(), TrackError> {
         let key = self.check_block(pa, order)?;
         self.tree.insert(&self.mem, key)?;
         Ok(())

@@ -170,6 +170,14 @@ impl RadixTree {
         self.insert_descending(mem, key)
     }
 
+    /// [`insert`](RadixTree::insert) if `key`'s leaf is cached (then
+    /// whether the key was clear before), else `None` and nothing done.
+    #[inline(always)]
+    pub(crate) fn insert_cached<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Option<bool> {
+        let (word, mask) = leaf_word(self.hinted_leaf(mem, key)?, key);
+        Some(word.fetch_or(mask, Ordering::Relaxed) & mask == 0)
+    }
+
     /// [`insert`](RadixTree::insert) of a key whose leaf is not cached:
     /// kept out of line, so that the cached path saves no registers.
     #[inline(never)]
