@@ -181,6 +181,7 @@ macro_rules! forward_safe {
 
         $(#[$attr])*
         impl<$($gen)*> Preserve for $ty where T: Preserve {
+            #[inline(always)]
             fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
                 (**self).preserve(pa, order)
             }
@@ -279,6 +280,7 @@ impl<M: PageAlloc + ?Sized, T: ?Sized> PageAlloc for WithTracker<'_, M, T> {
 }
 
 impl<M: ?Sized, T: Preserve + ?Sized> Preserve for WithTracker<'_, M, T> {
+    #[inline(always)]
     fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
         self.tracker.preserve(pa, order)
     }

@@ -421,6 +421,7 @@ impl<P: PhysMem + PageAlloc> Tracker<P> {
 }
 
 impl<P: PhysMem + PageAlloc> Preserve for Tracker<P> {
+    #[inline(always)]
     fn preserve(&self, pa: PhysAddr, order: Order) -> Result<(), AbiError> {
         self.preserve_folio(pa, order).map_err(to_abi)
     }
@@ -432,6 +433,7 @@ impl<P: PhysMem + PageAlloc> Preserve for Tracker<P> {
 
 /// Carries a tracker error through the seam's error type: a wire-layer
 /// error as it is, any other with its stable kind and errno.
+#[cold]
 pub(crate) fn to_abi(e: TrackError) -> AbiError {
     match e {
         TrackError::Abi(e) => e,
