@@ -125,7 +125,7 @@ impl RadixTree {
     }
 
     /// The cached leaf of `key`, if any.
-    #[inline]
+    #[inline(always)]
     fn hinted_leaf<'m, M: TreeMem + ?Sized>(&self, mem: &'m M, key: RadixKey) -> Option<&'m [AtomicU64; WORDS]> {
         mem.words(self.leaves.get(key)?).ok()
     }

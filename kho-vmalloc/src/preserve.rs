@@ -41,11 +41,14 @@ where
         return Err(VmallocError::OrderTooLarge { order: order.get(), max: max.get() });
     }
     let mut w = Writer::new(p, order);
-    for pa in blocks {
-        if let Err(e) = w.push(pa) {
-            w.abort();
-            return Err(e);
-        }
+    // Order-0 pages (a plain vmalloc area, a memfd's folios) get their own
+    // copy of the loop, in which the order is a constant: its alignment
+    // check and the tracker's key encoding fold away.
+    let pushed =
+        if order == Order::ZERO { push_all(&mut w, blocks, Order::ZERO) } else { push_all(&mut w, blocks, order) };
+    if let Err(e) = pushed {
+        w.abort();
+        return Err(e);
     }
     if let Err(e) = w.flush() {
         w.abort();
@@ -54,6 +57,19 @@ where
     // `push` keeps `blocks << order` within `u32`, so this never saturates.
     let total_pages = u32::try_from(w.blocks << order.get()).unwrap_or(u32::MAX);
     Ok(KhoVmalloc { first: w.first.as_u64(), total_pages, flags: flags.bits(), order: order.get() as u16 })
+}
+
+/// Pushes every block of `blocks` at `order` (the writer's).
+#[inline(always)]
+fn push_all<P, I>(w: &mut Writer<'_, P>, blocks: I, order: Order) -> Result<(), VmallocError>
+where
+    P: PhysMem + PageAlloc + Preserve + ?Sized,
+    I: IntoIterator<Item = PhysAddr>,
+{
+    for pa in blocks {
+        w.push(pa, order)?;
+    }
+    Ok(())
 }
 
 /// Undoes [`preserve`]: unpreserves every block and chunk page the
@@ -183,22 +199,25 @@ impl<'p, P: PhysMem + PageAlloc + Preserve + ?Sized> Writer<'p, P> {
         }
     }
 
-    /// Checks, preserves and lists one block. This is the hot path of a
-    /// large area: every test is a compare, errors are built out of line.
-    #[inline]
-    fn push(&mut self, pa: PhysAddr) -> Result<(), VmallocError> {
+    /// Checks, preserves and lists one block of `order`, which is the
+    /// writer's own (passed in so that a caller can make it a constant).
+    /// This is the hot path of a large area: every test is a compare,
+    /// errors are built out of line.
+    #[inline(always)]
+    fn push(&mut self, pa: PhysAddr, order: Order) -> Result<(), VmallocError> {
+        debug_assert!(order == self.order);
         // What the chunk format itself needs: zero is its terminator, and
         // the next kernel checks alignment. Whether the block may be
         // preserved at all (RAM, scratch, NUMA) is the tracker's to say,
         // as it does for every preserve; checking it here too would cost
         // a quarter of the tracker's own time per block.
-        if pa.is_null() || !self.order.aligns(pa) || self.blocks >= self.max_blocks {
+        if pa.is_null() || !order.aligns(pa) || self.blocks >= self.max_blocks {
             return Err(self.refused(pa));
         }
         if self.room == 0 {
             self.new_chunk()?;
         }
-        if let Err(source) = self.p.preserve(pa, self.order) {
+        if let Err(source) = self.p.preserve(pa, order) {
             return Err(VmallocError::PreserveFailed { kind: PageKind::Block, index: self.blocks, pa, source });
         }
         // PANICS: none, `flush` below empties `pending` whenever it fills.
