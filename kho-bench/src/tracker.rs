@@ -150,6 +150,13 @@ fn bitmap_run(base: u64, pages: u64, case: &PreserveCase, threads: usize) -> (Du
     d
 }
 
+/// Records the CPU time of a `(wall, cpu)` measurement in `cpu` and
+/// returns its wall time.
+fn timed(cpu: &mut Vec<Duration>, (wall, used): (Duration, Duration)) -> Duration {
+    cpu.push(used);
+    wall
+}
+
 /// kho, the limit and the kernel algorithm preserving `case` with one and
 /// with two threads.
 #[derive(Clone, Debug)]
@@ -189,34 +196,28 @@ pub fn preserve_figures(m: &Machine, base: u64, span: u64, case: &PreserveCase, 
         kernel: Default::default(),
         cpu: Default::default(),
     };
-    for (ti, threads) in [1usize, 2].into_iter().enumerate() {
-        let mut cpu: [Vec<Duration>; 3] = Default::default();
-        let [c0, c1, c2] = &mut cpu;
-        let st = measure_all(
-            reps,
-            &mut [
-                &mut || {
-                    let (d, c) = tracker_run(m, case, threads);
-                    c0.push(c);
-                    d
-                },
-                &mut || {
-                    let (d, c) = bitmap_run(base, pages, case, threads);
-                    c1.push(c);
-                    d
-                },
-                &mut || {
-                    let (d, c) = kernel_run(case, threads);
-                    c2.push(c);
-                    d
-                },
-            ],
-        );
-        (f.kho[ti], f.limit[ti], f.kernel[ti]) = (st[0], st[1], st[2]);
-        for (k, c) in cpu.iter_mut().enumerate() {
+    // One and two threads alternate within each repetition, as the
+    // contestants do, so that a change in the machine's speed between the
+    // two halves of a run cannot show up as a speed-up or a slow-down.
+    let mut cpu: [[Vec<Duration>; 2]; 3] = Default::default();
+    let [[c00, c01], [c10, c11], [c20, c21]] = &mut cpu;
+    let st = measure_all(
+        reps,
+        &mut [
+            &mut || timed(c00, tracker_run(m, case, 1)),
+            &mut || timed(c10, bitmap_run(base, pages, case, 1)),
+            &mut || timed(c20, kernel_run(case, 1)),
+            &mut || timed(c01, tracker_run(m, case, 2)),
+            &mut || timed(c11, bitmap_run(base, pages, case, 2)),
+            &mut || timed(c21, kernel_run(case, 2)),
+        ],
+    );
+    for ti in 0..2 {
+        (f.kho[ti], f.limit[ti], f.kernel[ti]) = (st[3 * ti], st[3 * ti + 1], st[3 * ti + 2]);
+        for (k, c) in cpu.iter().enumerate() {
             // Warm-up runs are recorded too; the least is taken, as for
             // the times.
-            f.cpu[k][ti] = c.iter().copied().min().unwrap_or_default();
+            f.cpu[k][ti] = c[ti].iter().copied().min().unwrap_or_default();
         }
     }
     f
