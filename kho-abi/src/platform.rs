@@ -59,13 +59,13 @@ pub unsafe trait PhysMem {
     /// Whether `len` bytes at `pa` are RAM: exactly when
     /// [`phys_to_virt`](PhysMem::phys_to_virt) of the same range would
     /// succeed. The tracker asks this of every block it preserves and of
-    /// every run of blocks it imports, without touching them. The default translates and drops the pointer; a
-    /// platform whose translation does more than look the range up (a
-    /// simulator logging the pages it hands out) can answer from its RAM
-    /// ranges instead. No pointer is derived from the answer, so a wrong
-    /// one is a wrong check (a block outside RAM accepted or RAM refused),
-    /// never unsoundness; on `false` the tracker still reports
-    /// `phys_to_virt`'s own error.
+    /// every run of blocks it imports, without touching them. The default
+    /// translates and drops the pointer; a platform whose translation does
+    /// more than look the range up (a simulator logging the pages it hands
+    /// out) can answer from its RAM ranges instead. No pointer is derived
+    /// from the answer, so a wrong one is a wrong check (a block outside
+    /// RAM accepted or RAM refused), never unsoundness; on `false` the
+    /// tracker still reports `phys_to_virt`'s own error.
     #[inline]
     fn is_ram(&self, pa: PhysAddr, len: u64) -> bool {
         self.phys_to_virt(pa, len).is_ok()
