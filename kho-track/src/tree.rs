@@ -163,11 +163,10 @@ impl RadixTree {
     /// On allocation failure nothing new is reachable from the root.
     #[inline]
     pub fn insert<M: TreeMem + ?Sized>(&self, mem: &M, key: RadixKey) -> Result<bool, AbiError> {
-        if let Some(leaf) = self.hinted_leaf(mem, key) {
-            let (word, mask) = leaf_word(leaf, key);
-            return Ok(word.fetch_or(mask, Ordering::Relaxed) & mask == 0);
+        match self.insert_cached(mem, key) {
+            Some(was_clear) => Ok(was_clear),
+            None => self.insert_descending(mem, key),
         }
-        self.insert_descending(mem, key)
     }
 
     /// [`insert`](RadixTree::insert) if `key`'s leaf is cached (then
